@@ -1,0 +1,10 @@
+// SPDX-License-Identifier: MIT
+// distkit/distkit.hpp: the umbrella header; includes every primitive that needs no optional
+// dependency. Optional-dependency headers (distkit/md5.hpp, the TCP transport, the Redis store)
+// are included on their own, with their component target linked.
+#pragma once
+
+#include "distkit/clock.hpp"
+#include "distkit/errors.hpp"
+#include "distkit/hash.hpp"
+#include "distkit/version.hpp"
