@@ -1,0 +1,619 @@
+// SPDX-License-Identifier: MIT
+// Tests of distkit::circuit_breaker: resilience4j's state machine and edges over both windows.
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "distkit/circuit_breaker.hpp"
+#include "support/seed.hpp"
+
+using namespace std::chrono_literals;
+using distkit::breaker_state;
+using distkit::circuit_breaker_config;
+using distkit::transition_cause;
+
+namespace {
+
+template <class Window>
+using breaker_t = distkit::circuit_breaker<Window, distkit::manual_clock>;
+
+// A config whose window is large enough that, with the clock standing still, both window types
+// hold every call made in a test (100 calls or 100 seconds).
+auto small_config() -> circuit_breaker_config {
+  return {.minimum_number_of_calls = 10,
+          .sliding_window_size = 100,
+          .permitted_number_of_calls_in_half_open_state = 3,
+          .wait_duration_in_open_state = 10s};
+}
+
+template <class B>
+void succeed(B& b, int n, std::chrono::nanoseconds took = 1ms) {
+  for (int i = 0; i < n; ++i) {
+    auto p = b.try_acquire();
+    REQUIRE(p.has_value());
+    p->record_success(took);
+  }
+}
+
+template <class B>
+void fail(B& b, int n, std::chrono::nanoseconds took = 1ms) {
+  for (int i = 0; i < n; ++i) {
+    auto p = b.try_acquire();
+    REQUIRE(p.has_value());
+    p->record_failure(took);
+  }
+}
+
+// Trips a breaker made from small_config(): ten failures.
+template <class B>
+void trip(B& b) {
+  fail(b, 10);
+  REQUIRE(b.state() == breaker_state::open);
+}
+
+}  // namespace
+
+static_assert(std::is_same_v<distkit::v0::circuit_breaker<>, distkit::circuit_breaker<>>);
+
+TEST_CASE("circuit_breaker defaults are resilience4j's", "[circuit_breaker][config]") {
+  const circuit_breaker_config c;
+  CHECK(c.failure_rate_threshold == 50.0F);
+  CHECK(c.slow_call_rate_threshold == 100.0F);
+  CHECK(c.slow_call_duration_threshold == 60s);
+  CHECK(c.minimum_number_of_calls == 100);
+  CHECK(c.sliding_window_size == 100);
+  CHECK(c.permitted_number_of_calls_in_half_open_state == 10);
+  CHECK(c.wait_duration_in_open_state == 60s);
+  CHECK_FALSE(c.automatic_transition_from_open_to_half_open_enabled);
+  CHECK(c.max_wait_duration_in_half_open_state == 0ns);
+  distkit::circuit_breaker<> b;
+  CHECK(b.state() == breaker_state::closed);
+  CHECK(b.metrics().failure_rate == -1.0F);
+}
+
+TEST_CASE("circuit_breaker rejects invalid configuration naming the parameter", "[circuit_breaker][config]") {
+  using cb = distkit::circuit_breaker<>;
+  using tb = distkit::circuit_breaker<distkit::time_window>;
+  auto expect = [](auto make, const char* parameter) {
+    REQUIRE_THROWS_AS(make(), std::invalid_argument);
+    REQUIRE_THROWS_WITH(make(), Catch::Matchers::Contains(parameter));
+  };
+  expect([] { return cb({.failure_rate_threshold = 0}); }, "failure_rate_threshold");
+  expect([] { return cb({.failure_rate_threshold = 100.5F}); }, "failure_rate_threshold");
+  expect([] { return cb({.slow_call_rate_threshold = -1}); }, "slow_call_rate_threshold");
+  expect([] { return cb({.slow_call_duration_threshold = 0ns}); }, "slow_call_duration_threshold");
+  expect([] { return cb({.minimum_number_of_calls = 0}); }, "minimum_number_of_calls");
+  expect([] { return cb({.sliding_window_size = 0}); }, "sliding_window_size");
+  expect([] { return cb({.sliding_window_size = distkit::count_window::max_size + 1}); }, "sliding_window_size");
+  expect([] { return tb({.sliding_window_size = 86'401}); }, "sliding_window_size");
+  expect([] { return cb({.permitted_number_of_calls_in_half_open_state = 0}); },
+         "permitted_number_of_calls_in_half_open_state");
+  expect([] { return cb({.permitted_number_of_calls_in_half_open_state = 70'000}); },
+         "permitted_number_of_calls_in_half_open_state");
+  expect([] { return cb({.wait_duration_in_open_state = 0s}); }, "wait_duration_in_open_state");
+  expect([] { return cb({.wait_duration_multiplier = 0.5}); }, "wait_duration_multiplier");
+  expect([] { return cb({.max_wait_duration_in_open_state = 1s}); }, "max_wait_duration_in_open_state");
+  expect([] { return cb({.max_wait_duration_in_half_open_state = -1s}); }, "max_wait_duration_in_half_open_state");
+  expect([] { return cb({.success_batch = 0}); }, "success_batch");
+  CHECK_NOTHROW(tb({.sliding_window_size = 86'400}));
+}
+
+TEMPLATE_TEST_CASE("circuit_breaker stays closed below the minimum number of calls and opens at exactly it",
+                   "[circuit_breaker][closed]", distkit::count_window, distkit::time_window) {
+  distkit::manual_clock clock;
+  breaker_t<TestType> b(small_config(), clock);
+  fail(b, 9);
+  CHECK(b.state() == breaker_state::closed);
+  auto m = b.metrics();
+  CHECK(m.buffered_calls == 9);
+  CHECK(m.failed_calls == 9);
+  CHECK(m.failure_rate == -1.0F);  // below the minimum: no rate yet
+  fail(b, 1);
+  CHECK(b.state() == breaker_state::open);
+  CHECK(b.metrics().failure_rate == 100.0F);
+}
+
+TEMPLATE_TEST_CASE("circuit_breaker opens when the failure rate is exactly at the threshold",
+                   "[circuit_breaker][closed]", distkit::count_window, distkit::time_window) {
+  distkit::manual_clock clock;
+  SECTION("failures last") {
+    breaker_t<TestType> b(small_config(), clock);
+    succeed(b, 5);
+    fail(b, 4);
+    CHECK(b.state() == breaker_state::closed);
+    fail(b, 1);  // 5 of 10: 50% >= 50%
+    CHECK(b.state() == breaker_state::open);
+  }
+  SECTION("a success completes the minimum and trips it") {
+    breaker_t<TestType> b(small_config(), clock);
+    fail(b, 5);
+    succeed(b, 4);
+    CHECK(b.state() == breaker_state::closed);
+    succeed(b, 1);  // the 10th call is a success, and 5 of 10 failed
+    CHECK(b.state() == breaker_state::open);
+  }
+  SECTION("just below the threshold stays closed") {
+    breaker_t<TestType> b(small_config(), clock);
+    fail(b, 4);
+    succeed(b, 6);
+    CHECK(b.state() == breaker_state::closed);
+    CHECK(b.metrics().failure_rate == 40.0F);
+    succeed(b, 50);
+    CHECK(b.state() == breaker_state::closed);
+  }
+}
+
+TEMPLATE_TEST_CASE("circuit_breaker is tripped by slow calls alone", "[circuit_breaker][slow]", distkit::count_window,
+                   distkit::time_window) {
+  distkit::manual_clock clock;
+  auto cfg = small_config();
+  cfg.slow_call_rate_threshold = 50;
+  cfg.slow_call_duration_threshold = 2s;
+  breaker_t<TestType> b(cfg, clock);
+  succeed(b, 5, 2s);  // exactly at the duration threshold: not slow (strictly longer is)
+  auto m = b.metrics();
+  CHECK(m.slow_calls == 0);
+  succeed(b, 4, 3s);
+  CHECK(b.state() == breaker_state::closed);
+  succeed(b, 1, 3s);  // 5 slow successes of 10: 50%
+  CHECK(b.state() == breaker_state::open);
+  m = b.metrics();
+  CHECK(m.failed_calls == 0);
+  CHECK(m.slow_calls == 5);
+  CHECK(m.slow_call_rate == 50.0F);
+}
+
+TEMPLATE_TEST_CASE("circuit_breaker with default slow-call settings counts only calls over 60 s as slow",
+                   "[circuit_breaker][slow]", distkit::count_window, distkit::time_window) {
+  distkit::manual_clock clock;
+  breaker_t<TestType> b({.minimum_number_of_calls = 4}, clock);
+  succeed(b, 3, 61s);
+  CHECK(b.state() == breaker_state::closed);
+  succeed(b, 1, 61s);  // 100% slow >= 100%
+  CHECK(b.state() == breaker_state::open);
+}
+
+TEMPLATE_TEST_CASE("circuit_breaker refuses calls while open and half-opens strictly after the wait",
+                   "[circuit_breaker][open]", distkit::count_window, distkit::time_window) {
+  distkit::manual_clock clock;
+  breaker_t<TestType> b(small_config(), clock);
+  trip(b);
+  CHECK_FALSE(b.try_acquire().has_value());
+  CHECK_THROWS_AS(b.call([] { return 1; }), distkit::circuit_open_error);
+  auto refused = b.try_call([] { return 1; });
+  CHECK_FALSE(refused.has_value());
+  CHECK(refused.refused_by() == breaker_state::open);
+  CHECK(b.metrics().not_permitted_calls == 3);
+  CHECK(b.metrics().failed_calls == 10);  // open shows the closed window's figures
+  clock.advance(10s);
+  CHECK_FALSE(b.try_acquire().has_value());  // exactly at the wait: still open (resilience4j: isAfter)
+  CHECK(b.state() == breaker_state::open);
+  clock.advance(1ns);
+  CHECK(b.state() == breaker_state::open);  // no automatic transition by default: a call moves it
+  auto p = b.try_acquire();
+  REQUIRE(p.has_value());
+  CHECK(p->state() == breaker_state::half_open);
+  CHECK(b.state() == breaker_state::half_open);
+}
+
+TEMPLATE_TEST_CASE("circuit_breaker half-open admits exactly the permitted probes and closes when they pass",
+                   "[circuit_breaker][half_open]", distkit::count_window, distkit::time_window) {
+  distkit::manual_clock clock;
+  breaker_t<TestType> b(small_config(), clock);
+  trip(b);
+  clock.advance(11s);
+  std::vector<typename breaker_t<TestType>::permit> probes;
+  for (int i = 0; i < 3; ++i) {
+    auto p = b.try_acquire();
+    REQUIRE(p.has_value());
+    probes.push_back(std::move(*p));
+  }
+  CHECK_FALSE(b.try_acquire().has_value());  // the fourth is refused while three are in flight
+  CHECK(b.metrics().not_permitted_calls == 1);
+  probes[0].record_success(1ms);
+  probes[1].record_success(1ms);
+  CHECK(b.state() == breaker_state::half_open);
+  CHECK_FALSE(b.try_acquire().has_value());  // a reported probe does not free a slot
+  probes[2].record_success(1ms);
+  CHECK(b.state() == breaker_state::closed);
+  auto m = b.metrics();
+  CHECK(m.buffered_calls == 0);  // closed starts with an empty window
+  CHECK(m.not_permitted_calls == 0);
+}
+
+TEMPLATE_TEST_CASE("circuit_breaker half-open reopens when the probes fail at the threshold",
+                   "[circuit_breaker][half_open]", distkit::count_window, distkit::time_window) {
+  distkit::manual_clock clock;
+  auto cfg = small_config();
+  cfg.permitted_number_of_calls_in_half_open_state = 4;
+  breaker_t<TestType> b(cfg, clock);
+  std::vector<distkit::state_transition> events;
+  b.on_state_transition([&](const distkit::state_transition& e) { events.push_back(e); });
+  trip(b);
+  clock.advance(11s);
+  succeed(b, 2);
+  fail(b, 1);
+  CHECK(b.state() == breaker_state::half_open);
+  fail(b, 1);  // 2 of 4 probes failed: 50%
+  CHECK(b.state() == breaker_state::open);
+  auto m = b.metrics();
+  CHECK(m.buffered_calls == 4);  // open shows the probes' figures
+  CHECK(m.failure_rate == 50.0F);
+  REQUIRE(events.size() == 3);
+  CHECK(events[0].to == breaker_state::open);
+  CHECK(events[0].cause == transition_cause::failure_rate_exceeded);
+  CHECK(events[1].to == breaker_state::half_open);
+  CHECK(events[1].cause == transition_cause::wait_elapsed);
+  CHECK(events[2].from == breaker_state::half_open);
+  CHECK(events[2].to == breaker_state::open);
+  CHECK(events[0].generation + 2 == events[2].generation);
+  CHECK(b.generation() == events[2].generation);
+}
+
+TEMPLATE_TEST_CASE("circuit_breaker half-open decides after min(minimum calls, permitted) results",
+                   "[circuit_breaker][half_open]", distkit::count_window, distkit::time_window) {
+  distkit::manual_clock clock;
+  auto cfg = small_config();
+  cfg.minimum_number_of_calls = 2;
+  cfg.permitted_number_of_calls_in_half_open_state = 5;
+  breaker_t<TestType> b(cfg, clock);
+  fail(b, 2);
+  REQUIRE(b.state() == breaker_state::open);
+  clock.advance(11s);
+  succeed(b, 1);
+  CHECK(b.state() == breaker_state::half_open);
+  succeed(b, 1);  // resilience4j's half-open window has minimum min(2, 5) = 2
+  CHECK(b.state() == breaker_state::closed);
+}
+
+TEMPLATE_TEST_CASE("circuit_breaker ignores a late result recorded after a transition", "[circuit_breaker][generation]",
+                   distkit::count_window, distkit::time_window) {
+  distkit::manual_clock clock;
+  breaker_t<TestType> b(small_config(), clock);
+  auto late = b.try_acquire();
+  REQUIRE(late.has_value());
+  const auto closed_generation = late->generation();
+  trip(b);
+  clock.advance(11s);
+  auto probe = b.try_acquire();
+  REQUIRE(probe.has_value());
+  CHECK(probe->generation() == closed_generation + 2);
+  late->record_failure(1ms);  // from the closed state: must not count as a half-open probe
+  CHECK(b.metrics().buffered_calls == 0);
+  probe->record_success(1ms);
+  succeed(b, 2);
+  REQUIRE(b.state() == breaker_state::closed);
+  CHECK(b.metrics().buffered_calls == 0);  // closed starts clean
+  fail(b, 9);
+  auto m = b.metrics();
+  CHECK(m.buffered_calls == 9);
+  CHECK(b.state() == breaker_state::closed);
+}
+
+TEMPLATE_TEST_CASE("circuit_breaker ignores a probe result that arrives after half-open ended",
+                   "[circuit_breaker][generation]", distkit::count_window, distkit::time_window) {
+  distkit::manual_clock clock;
+  auto cfg = small_config();
+  cfg.permitted_number_of_calls_in_half_open_state = 2;
+  cfg.minimum_number_of_calls = 10;
+  breaker_t<TestType> b(cfg, clock);
+  trip(b);
+  clock.advance(11s);
+  auto first = b.try_acquire();
+  auto second = b.try_acquire();
+  REQUIRE(first.has_value());
+  REQUIRE(second.has_value());
+  b.reset();  // half-open ends while both probes are in flight
+  first->record_failure(1ms);
+  second.reset();  // a dropped probe of an older generation frees nothing in the new state
+  CHECK(b.state() == breaker_state::closed);
+  CHECK(b.metrics().buffered_calls == 0);
+}
+
+TEMPLATE_TEST_CASE("circuit_breaker dropped permit records nothing and frees its half-open slot",
+                   "[circuit_breaker][permit]", distkit::count_window, distkit::time_window) {
+  distkit::manual_clock clock;
+  auto cfg = small_config();
+  cfg.permitted_number_of_calls_in_half_open_state = 1;
+  cfg.minimum_number_of_calls = 1;
+  breaker_t<TestType> b(cfg, clock);
+  { auto dropped = b.try_acquire(); }
+  CHECK(b.metrics().buffered_calls == 0);
+  b.transition_to(breaker_state::half_open);
+  {
+    auto probe = b.try_acquire();
+    REQUIRE(probe.has_value());
+    CHECK_FALSE(b.try_acquire().has_value());
+  }  // dropped unrecorded: the slot comes back
+  auto probe = b.try_acquire();
+  REQUIRE(probe.has_value());
+  probe->release();  // the explicit form
+  probe = b.try_acquire();
+  REQUIRE(probe.has_value());
+  probe->record_success(1ms);
+  CHECK(b.state() == breaker_state::closed);
+}
+
+TEMPLATE_TEST_CASE("circuit_breaker forced states override the state machine", "[circuit_breaker][forced]",
+                   distkit::count_window, distkit::time_window) {
+  distkit::manual_clock clock;
+  breaker_t<TestType> b(small_config(), clock);
+  SECTION("force_open refuses every call, even after the wait") {
+    CHECK(b.force_open());
+    CHECK_FALSE(b.force_open());  // already there
+    clock.advance(1h);
+    CHECK_FALSE(b.try_acquire().has_value());
+    CHECK(b.state() == breaker_state::forced_open);
+    CHECK(b.metrics().not_permitted_calls == 1);
+  }
+  SECTION("disable lets every call through and records nothing") {
+    CHECK(b.disable());
+    fail(b, 50);
+    CHECK(b.state() == breaker_state::disabled);
+    CHECK(b.metrics().buffered_calls == 0);
+  }
+  SECTION("metrics_only records but never trips") {
+    CHECK(b.transition_to(breaker_state::metrics_only));
+    fail(b, 20);
+    CHECK(b.state() == breaker_state::metrics_only);
+    CHECK(b.metrics().failed_calls == 20);
+    CHECK(b.metrics().failure_rate == 100.0F);
+  }
+  SECTION("reset closes with an empty window and notifies") {
+    int resets = 0;
+    b.on_state_transition([&](const distkit::state_transition& e) { resets += e.cause == transition_cause::reset; });
+    trip(b);
+    b.reset();
+    CHECK(b.state() == breaker_state::closed);
+    CHECK(b.metrics().buffered_calls == 0);
+    b.reset();  // from closed too
+    CHECK(resets == 2);
+    fail(b, 9);
+    CHECK(b.state() == breaker_state::closed);
+  }
+}
+
+TEMPLATE_TEST_CASE("circuit_breaker classifies exceptions with the record and ignore predicates",
+                   "[circuit_breaker][call]", distkit::count_window, distkit::time_window) {
+  distkit::manual_clock clock;
+  auto cfg = small_config();
+  cfg.ignore_exception = [](const std::exception_ptr& e) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::invalid_argument&) {
+      return true;
+    } catch (...) {
+      return false;
+    }
+  };
+  cfg.record_exception = [](const std::exception_ptr& e) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::out_of_range&) {
+      return false;  // a "not found" is a success for the breaker
+    } catch (...) {
+      return true;
+    }
+  };
+  breaker_t<TestType> b(cfg, clock);
+  CHECK_THROWS_AS(b.call([]() -> int { throw std::invalid_argument("bad request"); }), std::invalid_argument);
+  CHECK(b.metrics().buffered_calls == 0);  // ignored
+  CHECK_THROWS_AS(b.call([]() -> int { throw std::out_of_range("absent"); }), std::out_of_range);
+  auto m = b.metrics();
+  CHECK(m.buffered_calls == 1);
+  CHECK(m.failed_calls == 0);
+  CHECK_THROWS_AS(b.call([] { throw std::runtime_error("down"); }), std::runtime_error);
+  CHECK(b.metrics().failed_calls == 1);
+  CHECK(b.call([](int x) { return x * 2; }, 21) == 42);
+  int counter = 0;
+  b.call([&counter] { ++counter; });
+  CHECK(counter == 1);
+  auto r = b.try_call([] { return std::string("ok"); });
+  REQUIRE(r.has_value());
+  CHECK(r.value() == "ok");
+  int target = 0;
+  int& ref = b.call([&target]() -> int& { return target; });
+  CHECK(&ref == &target);
+  CHECK(b.metrics().buffered_calls == 6);
+}
+
+TEMPLATE_TEST_CASE("circuit_breaker call measures duration with the clock and records slow calls",
+                   "[circuit_breaker][call]", distkit::count_window, distkit::time_window) {
+  distkit::manual_clock clock;
+  auto cfg = small_config();
+  cfg.slow_call_duration_threshold = 1s;
+  breaker_t<TestType> b(cfg, clock);
+  b.call([&clock] { clock.advance(2s); });
+  CHECK(b.metrics().slow_calls == 1);
+  b.call([&clock] { clock.advance(1s); });
+  CHECK(b.metrics().slow_calls == 1);
+}
+
+TEMPLATE_TEST_CASE("circuit_breaker grows the open wait with consecutive trips, up to the cap",
+                   "[circuit_breaker][open]", distkit::count_window, distkit::time_window) {
+  distkit::manual_clock clock;
+  auto cfg = small_config();
+  cfg.permitted_number_of_calls_in_half_open_state = 1;
+  cfg.wait_duration_multiplier = 2.0;
+  cfg.max_wait_duration_in_open_state = 30s;
+  breaker_t<TestType> b(cfg, clock);
+  trip(b);
+  auto reopen_after = [&](std::chrono::seconds expected) {
+    clock.advance(expected);
+    CHECK_FALSE(b.try_acquire().has_value());
+    clock.advance(1ns);
+    fail(b, 1);  // the single probe fails: open again
+    CHECK(b.state() == breaker_state::open);
+  };
+  reopen_after(10s);
+  reopen_after(20s);
+  reopen_after(30s);  // 40 s capped at 30 s
+  reopen_after(30s);
+  clock.advance(31s);
+  succeed(b, 1);
+  CHECK(b.state() == breaker_state::closed);
+  trip(b);  // closing forgot the growth
+  reopen_after(10s);
+}
+
+TEMPLATE_TEST_CASE("circuit_breaker half-open times out back to open after its max wait",
+                   "[circuit_breaker][half_open]", distkit::count_window, distkit::time_window) {
+  distkit::manual_clock clock;
+  auto cfg = small_config();
+  cfg.max_wait_duration_in_half_open_state = 5s;
+  breaker_t<TestType> b(cfg, clock);
+  trip(b);
+  clock.advance(11s);
+  auto stuck = b.try_acquire();  // a probe that never reports
+  REQUIRE(stuck.has_value());
+  clock.advance(4s);
+  CHECK(b.state() == breaker_state::half_open);
+  clock.advance(1s);
+  CHECK(b.state() == breaker_state::open);
+  stuck->record_success(1ms);  // too late
+  CHECK(b.state() == breaker_state::open);
+}
+
+TEMPLATE_TEST_CASE("circuit_breaker moves to half-open on observation when automatic transition is on",
+                   "[circuit_breaker][open]", distkit::count_window, distkit::time_window) {
+  distkit::manual_clock clock;
+  auto cfg = small_config();
+  cfg.automatic_transition_from_open_to_half_open_enabled = true;
+  breaker_t<TestType> b(cfg, clock);
+  trip(b);
+  clock.advance(10s + 1ns);
+  CHECK(b.state() == breaker_state::half_open);
+}
+
+TEMPLATE_TEST_CASE("circuit_breaker listeners run outside the breaker's lock", "[circuit_breaker][events]",
+                   distkit::count_window, distkit::time_window) {
+  distkit::manual_clock clock;
+  breaker_t<TestType> b(small_config(), clock);
+  std::vector<breaker_state> seen;
+  // Re-entering the breaker from a listener would deadlock if it ran under the transition lock.
+  b.on_state_transition([&](const distkit::state_transition& e) {
+    seen.push_back(e.to);
+    (void)b.metrics();
+    if (e.to == breaker_state::open) b.transition_to(breaker_state::half_open);
+  });
+  b.on_state_transition([](const distkit::state_transition&) { throw std::runtime_error("listener bug"); });
+  fail(b, 10);
+  CHECK(b.state() == breaker_state::half_open);
+  CHECK(seen == std::vector<breaker_state>{breaker_state::open, breaker_state::half_open});
+}
+
+TEST_CASE("circuit_breaker count window slides over the last N calls", "[circuit_breaker][count_window]") {
+  distkit::manual_clock clock;
+  distkit::circuit_breaker<distkit::count_window, distkit::manual_clock> b(
+      {.minimum_number_of_calls = 4, .sliding_window_size = 4}, clock);
+  succeed(b, 3);
+  fail(b, 1);     // S S S F: 25%
+  succeed(b, 1);  // S S F S
+  CHECK(b.state() == breaker_state::closed);
+  CHECK(b.metrics().buffered_calls == 4);
+  fail(b, 1);  // S F S F: 50%
+  CHECK(b.state() == breaker_state::open);
+}
+
+TEST_CASE("circuit_breaker count window caps the minimum number of calls at its size",
+          "[circuit_breaker][count_window]") {
+  distkit::manual_clock clock;
+  distkit::circuit_breaker<distkit::count_window, distkit::manual_clock> b({.sliding_window_size = 5}, clock);
+  fail(b, 4);
+  CHECK(b.state() == breaker_state::closed);
+  fail(b, 1);  // minimum 100 capped at 5
+  CHECK(b.state() == breaker_state::open);
+}
+
+TEST_CASE("circuit_breaker time window expires whole seconds and does not cap the minimum",
+          "[circuit_breaker][time_window]") {
+  distkit::manual_clock clock;
+  distkit::circuit_breaker<distkit::time_window, distkit::manual_clock> b(
+      {.minimum_number_of_calls = 10, .sliding_window_size = 5}, clock);
+  fail(b, 4);
+  clock.advance(1s);
+  succeed(b, 5);
+  CHECK(b.metrics().buffered_calls == 9);
+  clock.advance(4s);  // t=5: the failures of t=0 fall out of [1, 5]
+  auto m = b.metrics();
+  CHECK(m.buffered_calls == 5);
+  CHECK(m.failed_calls == 0);
+  fail(b, 4);
+  succeed(b, 1);  // 10 calls, 4 failed: 40%
+  CHECK(b.state() == breaker_state::closed);
+  clock.advance(1s);  // t=6: the 5 successes of t=1 expire; 4 F + 1 S remain
+  fail(b, 4);         // 8 failed of 9: below the minimum of 10
+  CHECK(b.state() == breaker_state::closed);
+  succeed(b, 1);  // a success makes it 10 calls, 8 failed: trips
+  CHECK(b.state() == breaker_state::open);
+}
+
+TEST_CASE("circuit_breaker time window: a success after old successes expire can trip it",
+          "[circuit_breaker][time_window]") {
+  distkit::manual_clock clock;
+  distkit::circuit_breaker<distkit::time_window, distkit::manual_clock> b(
+      {.minimum_number_of_calls = 10, .sliding_window_size = 10}, clock);
+  succeed(b, 60);  // armed: fast successes are batched from here
+  clock.advance(5s);
+  fail(b, 50);  // 50 of 110
+  CHECK(b.state() == breaker_state::closed);
+  clock.advance(5s);  // t=10: the 60 successes of t=0 expire
+  succeed(b, 1);      // 50 failed of 51
+  CHECK(b.state() == breaker_state::open);
+}
+
+TEMPLATE_TEST_CASE("circuit_breaker batched successes change no transition single-threaded",
+                   "[circuit_breaker][property]", distkit::count_window, distkit::time_window) {
+  const auto seed = distkit_test::test_seed("circuit_breaker batched successes change no transition");
+  std::mt19937_64 rng(seed);
+  distkit::manual_clock clock;
+  auto cfg = small_config();
+  cfg.sliding_window_size = 20;
+  cfg.minimum_number_of_calls = 15;
+  cfg.slow_call_rate_threshold = 60;
+  cfg.slow_call_duration_threshold = 1s;
+  cfg.wait_duration_in_open_state = 2s;
+  cfg.permitted_number_of_calls_in_half_open_state = 4;
+  auto exact_cfg = cfg;
+  exact_cfg.success_batch = 1;
+  breaker_t<TestType> batched(cfg, clock);
+  breaker_t<TestType> exact(exact_cfg, clock);
+  int transitions = 0;
+  exact.on_state_transition([&](const distkit::state_transition&) { ++transitions; });
+  for (int i = 0; i < 20'000; ++i) {
+    // Phases of health and sickness, so the breaker trips and recovers many times.
+    const bool sick = (i / 500) % 2 == 1;
+    const auto roll = rng() % 100;
+    const bool failed = roll < (sick ? 45U : 3U);
+    const bool slow = rng() % 100 < (sick ? 30U : 2U);
+    const auto took = slow ? 2s : std::chrono::seconds(0);
+    auto pa = batched.try_acquire();
+    auto pb = exact.try_acquire();
+    REQUIRE(pa.has_value() == pb.has_value());
+    if (pa) {
+      if (failed) {
+        pa->record_failure(took);
+        pb->record_failure(took);
+      } else {
+        pa->record_success(took);
+        pb->record_success(took);
+      }
+    }
+    REQUIRE(batched.state() == exact.state());
+    if (i % 7 == 0) clock.advance(std::chrono::milliseconds(rng() % 900));
+    if (i % 97 == 0) {
+      const auto ma = batched.metrics();
+      const auto mb = exact.metrics();
+      REQUIRE(ma.buffered_calls == mb.buffered_calls);
+      REQUIRE(ma.failed_calls == mb.failed_calls);
+      REQUIRE(ma.slow_calls == mb.slow_calls);
+      REQUIRE(ma.not_permitted_calls == mb.not_permitted_calls);
+    }
+  }
+  CHECK(transitions > 10);
+}
