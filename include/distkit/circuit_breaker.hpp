@@ -156,10 +156,10 @@ struct circuit_breaker_config {
   std::chrono::nanoseconds max_wait_duration_in_half_open_state = std::chrono::nanoseconds(0);
   /// Decides whether an exception from the protected call is a failure (true) or a success.
   /// Empty: every exception is a failure. Consulted after `ignore_exception`.
-  std::function<bool(const std::exception_ptr&)> record_exception;
+  std::function<bool(const std::exception_ptr&)> record_exception{};
   /// Exceptions for which it returns true are neither failures nor successes: the permit is
   /// released (resilience4j's ignoreExceptions). Empty: nothing is ignored.
-  std::function<bool(const std::exception_ptr&)> ignore_exception;
+  std::function<bool(const std::exception_ptr&)> ignore_exception{};
   /// Fast successes are batched per thread stripe, this many at a time, once the window holds
   /// its minimum number of calls; 1 records every outcome at once. 1..65,535.
   std::uint32_t success_batch = 16;
@@ -201,8 +201,13 @@ class count_window {
     std::uint64_t index = cursor_.fetch_add(n, std::memory_order_relaxed) % size_;
     std::uint64_t delta = 0;  // modular: "new minus old" summed over the slots
     for (std::uint32_t i = 0; i < n; ++i) {
-      const std::uint8_t old = slots_[index].exchange(code, std::memory_order_relaxed);
-      delta += add - detail::packed_of_code(old);
+      // A slot that already holds this outcome is left alone (the common case: a success
+      // replacing a success costs a load, not a locked swap). Every change is still a swap whose
+      // difference is applied below, so the counters always match the slots.
+      if (slots_[index].load(std::memory_order_relaxed) != code) {
+        const std::uint8_t old = slots_[index].exchange(code, std::memory_order_relaxed);
+        delta += add - detail::packed_of_code(old);
+      }
       if (++index == size_) index = 0;
     }
     if (delta == 0) return detail::unpack_counts(counts_.load(std::memory_order_relaxed));
@@ -920,10 +925,10 @@ class circuit_breaker {
     const breaker_state st = state_of(word);
     const bool recording = st == breaker_state::closed || st == breaker_state::metrics_only;
     const std::int64_t second = current_second();
-    for (auto& stripe_slot : stripes_) {
-      std::uint64_t cur = stripe_slot.pending.load(std::memory_order_relaxed);
+    for (auto& slot : stripes_) {
+      std::uint64_t cur = slot.pending.load(std::memory_order_relaxed);
       while ((cur & 0xFFFFU) != 0) {
-        if (stripe_slot.pending.compare_exchange_weak(cur, cur & ~std::uint64_t{0xFFFFU}, std::memory_order_relaxed)) {
+        if (slot.pending.compare_exchange_weak(cur, cur & ~std::uint64_t{0xFFFFU}, std::memory_order_relaxed)) {
           if (recording) flush_tagged(word, cur, second);
           break;
         }
