@@ -2,7 +2,10 @@
 // Tests of distkit::circuit_breaker: resilience4j's state machine and edges over both windows.
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <chrono>
+#include <cstdlib>
+#include <new>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -11,6 +14,20 @@
 
 #include "distkit/circuit_breaker.hpp"
 #include "support/seed.hpp"
+
+// Counts every allocation made by this test executable, to check that the closed-state path
+// allocates nothing.
+namespace {
+std::atomic<long> allocations{0};
+}  // namespace
+
+auto operator new(std::size_t size) -> void* {
+  allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t /*size*/) noexcept { std::free(p); }
 
 using namespace std::chrono_literals;
 using distkit::breaker_state;
@@ -616,4 +633,31 @@ TEMPLATE_TEST_CASE("circuit_breaker batched successes change no transition singl
     }
   }
   CHECK(transitions > 10);
+}
+
+TEMPLATE_TEST_CASE("circuit_breaker closed-state calls allocate nothing", "[circuit_breaker][closed]",
+                   distkit::count_window, distkit::time_window) {
+  distkit::manual_clock clock;
+  auto cfg = small_config();
+  cfg.slow_call_duration_threshold = 1s;
+  breaker_t<TestType> b(cfg, clock);
+  succeed(b, 20);  // past the minimum: batching is on
+  const long before = allocations.load();
+  for (int i = 0; i < 1'000; ++i) {
+    auto p = b.try_acquire();
+    if (i % 10 == 0) {
+      p->record_failure(1ms);
+    } else if (i % 10 == 1) {
+      p->record_success(2s);  // slow
+    } else if (i % 10 == 2) {
+      p.reset();  // dropped
+    } else {
+      p->record_success(1ms);
+    }
+    if (i % 100 == 0) clock.advance(700ms);
+  }
+  const auto m = b.metrics();
+  CHECK(allocations.load() == before);
+  CHECK(m.state == breaker_state::closed);
+  CHECK(m.failed_calls > 0);
 }
