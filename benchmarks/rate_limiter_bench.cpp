@@ -12,6 +12,7 @@
 #include <mutex>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "distkit/rate_limiter.hpp"
@@ -140,6 +141,31 @@ void bm_seed_many_keys(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
 }
 
+// The memory floor of the 1M-key runs: one dependent cache miss per operation, chasing a random
+// cycle through 48 MiB (the size of the 1M-key GCRA table), as a limiter lookup must.
+void bm_dependent_miss(benchmark::State& state) {
+  static const std::vector<std::uint32_t> next = [] {
+    constexpr std::size_t n = (48u << 20) / 64;  // one entry per cache line
+    std::vector<std::uint32_t> order(n);
+    for (std::size_t i = 0; i < n; ++i) order[i] = static_cast<std::uint32_t>(i);
+    std::uint64_t x = 88172645463325252ULL;
+    for (std::size_t i = n - 1; i > 0; --i) {  // Fisher-Yates with xorshift
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      std::swap(order[i], order[x % (i + 1)]);
+    }
+    std::vector<std::uint32_t> links(n * 16);
+    for (std::size_t i = 0; i < n; ++i) links[order[i] * 16] = order[(i + 1) % n] * 16;
+    return links;
+  }();
+  std::uint32_t at = 0;
+  for (auto _ : state) {
+    at = next[at];
+    benchmark::DoNotOptimize(at);
+  }
+}
+
 void bm_steady_clock_now(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(std::chrono::steady_clock::now());
 }
@@ -159,6 +185,7 @@ DISTKIT_BENCH_ALGO(fixed_window);
 BENCHMARK(bm_seed_hot_key)->Name("hot_key/seed_mutex_list/clock")->Threads(1)->Threads(2);
 BENCHMARK(bm_seed_many_keys)->Name("1M_keys/seed_mutex_list/clock")->Threads(1)->Threads(2);
 BENCHMARK(bm_steady_clock_now)->Name("steady_clock_now");
+BENCHMARK(bm_dependent_miss)->Name("dependent_cache_miss_48MiB");
 
 #ifdef DISTKIT_BENCH_REDIS
 namespace {

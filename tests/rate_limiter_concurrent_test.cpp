@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "distkit/rate_limiter.hpp"
@@ -234,7 +235,8 @@ TEMPLATE_TEST_CASE("rate_limiter redis store answers like the in-process algorit
   const decision too_big = limiter.try_acquire(std::string_view("user:8"), 6);
   REQUIRE(too_big.reason == refusal::cost_exceeds_limit);
   // The key expires by itself once idle: Redis memory follows active keys too.
-  const long long ttl = redis_integer(server.port(), {"PTTL", "test:{user:7}"});
+  const std::string key = std::is_same_v<TestType, gcra> ? "test:{user:7}:gcra" : "test:{user:7}:log";
+  const long long ttl = redis_integer(server.port(), {"PTTL", key});
   REQUIRE(ttl > 0);
   REQUIRE(ttl <= 10 * 60 * 1000 + 1);
   // After SCRIPT FLUSH the store falls back to EVAL (NOSCRIPT) and keeps working.
@@ -246,6 +248,13 @@ TEMPLATE_TEST_CASE("rate_limiter redis store answers like the in-process algorit
   REQUIRE(after_flush.allowed);
   REQUIRE(after_flush.remaining == 4);
   REQUIRE(limiter.store().failures() == 0);
+  // The other algorithm on the same prefix and key keeps its own state (no WRONGTYPE clash).
+  using other = std::conditional_t<std::is_same_v<TestType, gcra>, sliding_window_log, gcra>;
+  auto neighbour = make_redis_limiter<other>(server.port(), rate_limit{5, 10min});
+  const decision n = neighbour.try_acquire(std::string_view("user:7"));
+  REQUIRE(n.allowed);
+  REQUIRE(n.remaining == 4);
+  REQUIRE(neighbour.store().failures() == 0);
 }
 
 TEMPLATE_TEST_CASE("rate_limiter redis store returns the configured decision when redis dies",

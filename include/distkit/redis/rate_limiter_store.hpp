@@ -161,8 +161,9 @@ using redis_reply_ptr = std::unique_ptr<redisReply, redis_reply_deleter>;
 /// Runs `sliding_window_log` (a sorted set per key: ZREMRANGEBYSCORE, ZCARD, ZADD of unique
 /// members, PEXPIRE) or `gcra` (one timestamp per key, redis-cell's algorithm) as a Lua script,
 /// loaded once with SCRIPT LOAD and run with EVALSHA (EVAL when the server answers NOSCRIPT),
-/// timed by Redis's `TIME` in microseconds. The caller's `now` is ignored. Keys expire by
-/// themselves once idle (PEXPIRE / SET PX).
+/// timed by Redis's `TIME` in microseconds. The caller's `now` is ignored. Keys are
+/// `<key_prefix>{<key bytes>}:log` (+ `:seq`) or `...:gcra`, and expire by themselves once idle
+/// (PEXPIRE / SET PX).
 ///
 /// A connection that fails, times out or refuses is dropped and the request gets the
 /// configured `failure_mode` decision with `refusal::store_unavailable`; the store reconnects
@@ -224,8 +225,10 @@ class redis_store {
     std::lock_guard<std::mutex> guard(c.mutex);
     if (c.ctx == nullptr && !connect(c)) return failed();
 
+    // "<prefix>{<key>}:<algorithm>": the hash tag keeps a key's entries in one cluster slot, the
+    // suffix keeps a log and a GCRA limiter on the same prefix from reading each other's type.
     std::string main_key = impl_->options.key_prefix;
-    main_key.append("{").append(key).append("}");
+    main_key.append("{").append(key).append("}:").append(tag());
     const std::string cost_arg = std::to_string(cost);
     std::vector<std::string> args;
     if constexpr (std::is_same_v<Algorithm, sliding_window_log>) {
@@ -293,6 +296,14 @@ class redis_store {
     std::mutex error_mutex;
     std::string last_error;
   };
+
+  static constexpr std::string_view tag() noexcept {
+    if constexpr (std::is_same_v<Algorithm, sliding_window_log>) {
+      return "log";
+    } else {
+      return "gcra";
+    }
+  }
 
   static constexpr std::string_view script() noexcept {
     if constexpr (std::is_same_v<Algorithm, sliding_window_log>) {
