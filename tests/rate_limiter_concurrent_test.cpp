@@ -282,6 +282,27 @@ TEMPLATE_TEST_CASE("rate_limiter redis store returns the configured decision whe
   }
 }
 
+TEMPLATE_TEST_CASE("rate_limiter redis store reconnects when redis comes back", "[rate_limiter][redis][concurrent]",
+                   sliding_window_log, gcra) {
+  auto server = std::make_unique<distkit_test::redis_server>();
+  const int port = server->port();
+  redis_options o;
+  o.port = port;
+  o.reconnect_interval = 0ms;  // try again on every call (the default waits 100 ms between attempts)
+  o.on_failure = failure_mode::fail_closed;
+  redis_limiter<TestType> limiter{redis_store<TestType>{rate_limit{3, 1h}, o}};
+  REQUIRE(limiter.try_acquire(std::string_view("k"), 3).allowed);
+  server->kill();
+  REQUIRE(limiter.try_acquire(std::string_view("k")).reason == refusal::store_unavailable);
+  REQUIRE(limiter.try_acquire(std::string_view("k")).reason == refusal::store_unavailable);
+  server = std::make_unique<distkit_test::redis_server>(port);  // a fresh, empty server
+  const decision back = limiter.try_acquire(std::string_view("k"));
+  REQUIRE(back.allowed);
+  REQUIRE(back.reason == refusal::none);
+  REQUIRE(back.remaining == 2);
+  REQUIRE(limiter.store().failures() == 2);
+}
+
 TEMPLATE_TEST_CASE("rate_limiter redis store never hangs on a server that accepts but never answers",
                    "[rate_limiter][redis][concurrent]", sliding_window_log, gcra) {
   distkit_test::silent_server silent;

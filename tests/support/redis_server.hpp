@@ -79,6 +79,12 @@ class redis_server {
     }
     throw std::runtime_error("redis-server did not start: " + last_log);
   }
+  /// A server on a given port (to restart one where a client expects it).
+  explicit redis_server(int port) : port_(port) {
+    std::string log;
+    if (!start(log))
+      throw std::runtime_error("redis-server did not start on port " + std::to_string(port) + ": " + log);
+  }
   redis_server(const redis_server&) = delete;
   auto operator=(const redis_server&) -> redis_server& = delete;
   ~redis_server() { kill(); }
