@@ -39,9 +39,10 @@ template <class Pool>
 void occupy_all_workers(Pool& pool, gate& g) {
   std::latch started(static_cast<std::ptrdiff_t>(pool.concurrency()));
   for (std::size_t i = 0; i < pool.concurrency(); ++i) {
-    (void)pool.post([&started, &g] {
+    // The task holds its own copy of the shared future, so the gate may go out of scope first.
+    (void)pool.post([&started, opened = g.opened] {
       started.count_down();
-      g.wait();
+      opened.wait();
     });
   }
   started.wait();

@@ -716,7 +716,8 @@ class worker_pool {
             break;
         }
       }
-      submitted_external_.fetch_add(1, std::memory_order_relaxed);
+      // Every outside submission counts under the inbox mutex: a plain load + store suffices.
+      submitted_external_.store(submitted_external_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
       inbox_.ring.push_back(std::move(task));
       inbox_.size_hint.store(inbox_.ring.size(), std::memory_order_relaxed);
     }
@@ -816,8 +817,8 @@ class worker_pool {
   void help_until(Pred&& ready) {
     worker& w = workers_[detail::current_pool_thread.index];
     while (!ready()) {
-      if (run_one(w)) continue;
-      if (spin_for_work(w, ready)) continue;
+      if (run_one(w, true)) continue;
+      if (spin_for_work(w, ready, true)) continue;
       if (ready()) return;
       park(ready, true);
     }
@@ -825,11 +826,11 @@ class worker_pool {
 
   // Spins briefly (yielding) looking for work; returns true if it ran a task.
   template <class Pred>
-  auto spin_for_work(worker& w, Pred&& ready) -> bool {
+  auto spin_for_work(worker& w, Pred&& ready, bool helping) -> bool {
     for (int i = 0; i < 16; ++i) {
       std::this_thread::yield();
       if (ready()) return false;
-      if (run_one(w)) return true;
+      if (run_one(w, helping)) return true;
     }
     return false;
   }
@@ -847,8 +848,12 @@ class worker_pool {
     bump(w.completed);
   }
 
-  // Finds one task for worker `w` and runs it. Returns false if there was none.
-  auto run_one(worker& w) -> bool {
+  // Finds one task for worker `w` and runs it. Returns false if there was none. `helping` is set
+  // when the worker runs tasks while it waits inside a task: the global queue then hands out its
+  // newest task rather than its oldest, so that nested waits go depth-first (the oldest tasks
+  // tend to be the roots of large subtrees, and taking them while waiting grows the stack
+  // without bound).
+  auto run_one(worker& w, [[maybe_unused]] bool helping = false) -> bool {
     if constexpr (stealing) {
       if (w.size_hint.load(std::memory_order_relaxed) != 0) {
         std::unique_lock lock(w.mutex);
@@ -875,14 +880,19 @@ class worker_pool {
       if (inbox_.size_hint.load(std::memory_order_relaxed) == 0) return false;
       pool_task task;
       bool wake_producers = false;
+      bool more = false;
       {
         std::lock_guard lock(inbox_.mutex);
         if (inbox_.ring.empty()) return false;
-        task = inbox_.ring.pop_front();
+        task = helping ? inbox_.ring.pop_back() : inbox_.ring.pop_front();
         inbox_.size_hint.store(inbox_.ring.size(), std::memory_order_relaxed);
         wake_producers = inbox_.space_waiters != 0;
+        more = !inbox_.ring.empty();
       }
       if (wake_producers) inbox_.space_cv.notify_all();
+      // Submitters skip the wake-up while one is in flight; whoever takes a task while more are
+      // queued passes the wake-up on, so parked workers join in one after another.
+      if (more) notify_work();
       execute(w, std::move(task));
       return true;
     }
@@ -942,7 +952,7 @@ class worker_pool {
     auto never = [] { return false; };
     for (;;) {
       if (run_one(w)) continue;
-      if (spin_for_work(w, never)) continue;
+      if (spin_for_work(w, never, false)) continue;
       // About to sleep: an outside thread may be waiting for the pool to go idle.
       std::atomic_thread_fence(std::memory_order_seq_cst);
       if (outside_waiters_.load(std::memory_order_relaxed) != 0) notify_outside_waiters();
