@@ -130,6 +130,34 @@ struct pool_stats {
 };
 
 namespace detail {
+/// A spin-wait hint to the CPU (x86 `pause`, ARM `yield`).
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__) || defined(__arm__)
+  asm volatile("yield");
+#endif
+}
+
+/// A mutex that spins briefly (try_lock with CPU pauses) before blocking. The pool's queue locks
+/// are held for a few dozen nanoseconds; putting a thread to sleep on such a lock and waking it
+/// again costs microseconds.
+class adaptive_mutex {
+ public:
+  void lock() {
+    for (int i = 0; i < 64; ++i) {
+      if (mutex_.try_lock()) return;
+      cpu_relax();
+    }
+    mutex_.lock();
+  }
+  auto try_lock() -> bool { return mutex_.try_lock(); }
+  void unlock() { mutex_.unlock(); }
+
+ private:
+  std::mutex mutex_;
+};
+
 struct pool_thread_slot {
   const void* pool = nullptr;
   std::size_t index = 0;
@@ -610,7 +638,7 @@ class worker_pool {
   enum class pool_state : int { running, draining, cancelling, stopped };
 
   struct alignas(64) worker {
-    std::mutex mutex;
+    detail::adaptive_mutex mutex;
     detail::task_ring deque;                // guarded by mutex; the owner uses the back
     std::atomic<std::size_t> size_hint{0};  // deque size, for lock-free emptiness checks
     // Written only by the owning thread (load + store, no read-modify-write).
@@ -623,10 +651,10 @@ class worker_pool {
   };
 
   struct inbox_queue {
-    std::mutex mutex;
+    detail::adaptive_mutex mutex;
     detail::task_ring ring;                 // guarded by mutex
     std::atomic<std::size_t> size_hint{0};  // ring size, for lock-free emptiness checks
-    std::condition_variable space_cv;       // block policy: waits for room
+    std::condition_variable_any space_cv;   // block policy: waits for room
     std::size_t space_waiters = 0;          // guarded by mutex
   };
 
@@ -824,11 +852,16 @@ class worker_pool {
     }
   }
 
-  // Spins briefly (yielding) looking for work; returns true if it ran a task.
+  // Spins briefly looking for work before parking (parking and waking cost microseconds):
+  // exponential CPU-pause backoff, then a few yields. Returns true if it ran a task.
   template <class Pred>
   auto spin_for_work(worker& w, Pred&& ready, bool helping) -> bool {
-    for (int i = 0; i < 16; ++i) {
-      std::this_thread::yield();
+    for (int round = 0; round < 10; ++round) {
+      if (round < 7) {
+        for (int i = 0; i < (1 << round); ++i) detail::cpu_relax();
+      } else {
+        std::this_thread::yield();
+      }
       if (ready()) return false;
       if (run_one(w, helping)) return true;
     }
