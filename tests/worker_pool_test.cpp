@@ -327,6 +327,7 @@ TEMPLATE_TEST_CASE("worker_pool shutdown(cancel) returns or settles every task t
     for (int i = 0; i < submitted; ++i) futures.push_back(pool.submit([&ran, i] { return ran.fetch_add(1) + i; }));
     distkit::task_group group{pool};
     for (int i = 0; i < grouped; ++i) group.run([&ran] { ran.fetch_add(1); });
+    CHECK(pool.stats().queued == posted + submitted + grouped);
 
     auto stopping = std::async(std::launch::async, [&pool] { return pool.shutdown(distkit::shutdown_mode::cancel); });
     // The workers are held by the gate, so the queued tasks are all cancelled; wait for that

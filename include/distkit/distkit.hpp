@@ -8,3 +8,4 @@
 #include "distkit/errors.hpp"
 #include "distkit/hash.hpp"
 #include "distkit/version.hpp"
+#include "distkit/worker_pool.hpp"
