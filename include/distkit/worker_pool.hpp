@@ -637,6 +637,10 @@ class worker_pool {
  private:
   enum class pool_state : int { running, draining, cancelling, stopped };
 
+  // Each worker's deque is guarded by a (spin-then-block) mutex rather than being a lock-free
+  // Chase-Lev deque: tasks are stored by value, 64 bytes each, with no allocation per task, and a
+  // lock-free deque cannot hand out multi-word values without racy reads. The owner's lock is
+  // uncontended unless a thief is at the same deque.
   struct alignas(64) worker {
     detail::adaptive_mutex mutex;
     detail::task_ring deque;                // guarded by mutex; the owner uses the back
