@@ -9,3 +9,4 @@
 #include "distkit/hash.hpp"
 #include "distkit/rate_limiter.hpp"
 #include "distkit/version.hpp"
+#include "distkit/worker_pool.hpp"
