@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <bit>
 #include <cmath>
@@ -635,8 +636,15 @@ class hash_ring {
   template <byte_hashable Key>
   requires hasher<Hash, Key>
   [[nodiscard]] auto nodes_for(const Key& key, std::size_t n) const -> std::vector<Node> {
-    std::vector<std::uint32_t> indices(std::min(n, nodes_.size()));
-    indices.resize(indices_for(key, indices));
+    const std::size_t wanted = std::min(n, nodes_.size());
+    std::array<std::uint32_t, 16> small{};  // replica sets are small: no allocation for indices
+    std::vector<std::uint32_t> large;
+    std::span<std::uint32_t> indices(small.data(), wanted);
+    if (wanted > small.size()) {
+      large.resize(wanted);
+      indices = large;
+    }
+    indices = indices.first(indices_for(key, indices));
     std::vector<Node> out;
     out.reserve(indices.size());
     for (const std::uint32_t i : indices) out.push_back(nodes_[i]);

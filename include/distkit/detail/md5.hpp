@@ -24,19 +24,21 @@ namespace distkit::inline v0::detail {
 // holds the message word plus the step's constant.
 [[nodiscard]] constexpr auto md5_step_f(std::uint32_t x, std::uint32_t y, std::uint32_t z, std::uint32_t v,
                                         std::uint32_t m, int s) noexcept -> std::uint32_t {
-  return y + md5_rotl(x + (v ^ (y & (z ^ v))) + m, s);
+  return y + md5_rotl(x + m + (v ^ (y & (z ^ v))), s);
 }
 [[nodiscard]] constexpr auto md5_step_g(std::uint32_t x, std::uint32_t y, std::uint32_t z, std::uint32_t v,
                                         std::uint32_t m, int s) noexcept -> std::uint32_t {
-  return y + md5_rotl(x + (z ^ (v & (y ^ z))) + m, s);
+  // G(y, z, v) = (y & v) | (z & ~v); the two terms share no bits, so | is +, and the term
+  // without y joins the additions that do not wait for the previous step.
+  return y + md5_rotl(x + m + (z & ~v) + (y & v), s);
 }
 [[nodiscard]] constexpr auto md5_step_h(std::uint32_t x, std::uint32_t y, std::uint32_t z, std::uint32_t v,
                                         std::uint32_t m, int s) noexcept -> std::uint32_t {
-  return y + md5_rotl(x + (y ^ z ^ v) + m, s);
+  return y + md5_rotl(x + m + (y ^ z ^ v), s);
 }
 [[nodiscard]] constexpr auto md5_step_i(std::uint32_t x, std::uint32_t y, std::uint32_t z, std::uint32_t v,
                                         std::uint32_t m, int s) noexcept -> std::uint32_t {
-  return y + md5_rotl(x + (z ^ (y | ~v)) + m, s);
+  return y + md5_rotl(x + m + (z ^ (y | ~v)), s);
 }
 
 /// Runs the MD5 compression function over one 64-byte block held as 16 little-endian words.
