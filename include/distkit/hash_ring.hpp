@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <array>
-#include <atomic>
 #include <bit>
 #include <cmath>
 #include <concepts>
@@ -714,11 +713,17 @@ using ketama_ring = hash_ring<Node, ketama_key_hash, ketama_placement>;
 /// after a change, never a half-built one.
 ///
 /// For the fastest lookups take a `snapshot()` and query it: a held snapshot is a plain
-/// `const hash_ring&`, touching no shared counter. `node_for` on this class loads the current
-/// snapshot each call (an atomic shared-pointer load) and returns the node by value.
+/// `const hash_ring&`, touching no shared counter. `node_for` on this class takes the current
+/// snapshot on each call and returns the node by value.
 ///
-/// **Thread safety:** every member function may be called concurrently; writers serialize on a
-/// mutex, readers never block writers beyond the atomic load.
+/// Publication: the current ring is a `std::shared_ptr<const hash_ring>` guarded by a mutex that
+/// is held only to copy or swap that pointer (a few nanoseconds); the new ring is built outside
+/// it, and an old ring is freed outside it by whoever drops the last reference. (libstdc++ 12's
+/// `std::atomic<std::shared_ptr>` would avoid the lock, but ThreadSanitizer reports races inside
+/// it, so the TSan leg could not vouch for it.)
+///
+/// **Thread safety:** every member function may be called concurrently; writers serialize on
+/// their own mutex and never make a reader wait for a rebuild.
 /// **Complexity:** each change copies the membership and rebuilds the placement, O(P log P).
 ///
 /// @code
@@ -736,8 +741,9 @@ class concurrent_hash_ring {
       : current_(std::make_shared<const ring_type>(std::move(policy), std::move(hash))) {}
 
   /// The current ring; it stays valid and unchanged for as long as it is held.
-  [[nodiscard]] auto snapshot() const noexcept -> std::shared_ptr<const ring_type> {
-    return current_.load(std::memory_order_acquire);
+  [[nodiscard]] auto snapshot() const -> std::shared_ptr<const ring_type> {
+    const std::lock_guard<std::mutex> lock(publish_mutex_);
+    return current_;
   }
 
   /// The node that owns `key` in the current ring. @throws std::logic_error if it is empty.
@@ -766,15 +772,21 @@ class concurrent_hash_ring {
   /// Applies several changes to a copy and publishes them as one new ring (all or nothing).
   template <class Change>
   void update(Change&& change) {
-    const std::lock_guard<std::mutex> lock(write_mutex_);
-    auto next = std::make_shared<ring_type>(*current_.load(std::memory_order_relaxed));
+    const std::lock_guard<std::mutex> write_lock(write_mutex_);
+    auto next = std::make_shared<ring_type>(*snapshot());
     std::forward<Change>(change)(*next);
-    current_.store(std::shared_ptr<const ring_type>(std::move(next)), std::memory_order_release);
+    std::shared_ptr<const ring_type> previous(std::move(next));
+    {
+      const std::lock_guard<std::mutex> lock(publish_mutex_);
+      current_.swap(previous);
+    }
+    // `previous` (the old ring) is released here, outside the publication lock.
   }
 
  private:
-  std::atomic<std::shared_ptr<const ring_type>> current_;
-  std::mutex write_mutex_;
+  mutable std::mutex publish_mutex_;  // guards current_: held only to copy or swap the pointer
+  std::shared_ptr<const ring_type> current_;
+  std::mutex write_mutex_;  // serializes writers
 };
 
 /// @brief Consistent hashing with bounded loads (Mirrokni, Thorup & Zadimoghaddam, 2018; the
