@@ -6,6 +6,7 @@
 #include <libhashkit-1.0/hashkit.h>
 #include <libmemcached/memcached.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -151,6 +152,35 @@ void bm_concurrent_node_for(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(ring.snapshot()->index_for(k[i++ & (key_count - 1)]));
 }
 
+// The search alone, radix index + scan vs std::lower_bound, over the same sorted 64-bit points
+// (160 per node) and the same random probes.
+auto random_points(std::size_t count, std::uint64_t seed) -> std::vector<std::uint64_t> {
+  std::mt19937_64 rng(seed);
+  std::vector<std::uint64_t> v(count);
+  for (auto& x : v) x = rng();
+  return v;
+}
+void bm_radix_search(benchmark::State& state) {
+  const auto points = random_points(static_cast<std::size_t>(state.range(0)) * 160, 1);
+  std::vector<std::pair<std::uint64_t, std::uint32_t>> pairs;
+  for (std::size_t j = 0; j < points.size(); ++j) pairs.emplace_back(points[j], static_cast<std::uint32_t>(j % 7));
+  distkit::detail::ring_points<std::uint64_t> ring;
+  ring.assign(std::move(pairs));
+  const auto probes = random_points(key_count, 2);
+  std::size_t i = 0;
+  for (auto _ : state) benchmark::DoNotOptimize(ring.position(probes[i++ & (key_count - 1)]));
+}
+void bm_lower_bound_search(benchmark::State& state) {
+  auto points = random_points(static_cast<std::size_t>(state.range(0)) * 160, 1);
+  std::sort(points.begin(), points.end());
+  const auto probes = random_points(key_count, 2);
+  std::size_t i = 0;
+  for (auto _ : state) {
+    auto it = std::lower_bound(points.begin(), points.end(), probes[i++ & (key_count - 1)]);
+    benchmark::DoNotOptimize(it == points.end() ? 0 : it - points.begin());
+  }
+}
+
 }  // namespace
 
 #define DISTKIT_NODES ->Arg(10)->Arg(100)->Arg(1000)
@@ -167,6 +197,8 @@ BENCHMARK(bm_openssl_md5_key_hash);
 BENCHMARK(bm_ketama_key_hash);
 BENCHMARK_TEMPLATE(bm_search_only, ketama_t) DISTKIT_NODES;
 BENCHMARK_TEMPLATE(bm_search_only, ring_t) DISTKIT_NODES;
+BENCHMARK(bm_radix_search) DISTKIT_NODES;
+BENCHMARK(bm_lower_bound_search) DISTKIT_NODES;
 BENCHMARK_TEMPLATE(bm_indices_for_3, ring_t) DISTKIT_NODES;
 BENCHMARK_TEMPLATE(bm_indices_for_3, ketama_t) DISTKIT_NODES;
 BENCHMARK_TEMPLATE(bm_indices_for_3, maglev_t) DISTKIT_NODES;

@@ -546,6 +546,22 @@ TEMPLATE_TEST_CASE("hash_ring bounded loads never put more than ceil((1+eps) mea
   }
 }
 
+TEST_CASE("hash_ring bounded loads cap each node by its weight share", "[hash_ring][bounded_loads]") {
+  const double eps = 0.1;
+  bounded_load_ring<std::string> lb{eps};
+  lb.add(server_name(0), 3);
+  for (std::size_t i = 1; i < 6; ++i) lb.add(server_name(i));  // weights 3,1,1,1,1,1: W = 8
+  const auto keys = make_keys(40'000, 31);
+  for (const auto& k : keys) (void)lb.acquire(k);
+  for (std::size_t n = 0; n < 6; ++n) {
+    const double share = (n == 0 ? 3.0 : 1.0) / 8.0;
+    const auto cap = static_cast<std::uint64_t>(std::ceil((1.0 + eps) * static_cast<double>(keys.size()) * share));
+    CAPTURE(n);
+    CHECK(lb.load(n) <= cap);
+  }
+  CHECK(lb.load(0) > 2 * lb.load(1));  // the heavy node still takes its larger share
+}
+
 TEST_CASE("hash_ring bounded loads keep keys on their first choice while it has room", "[hash_ring][bounded_loads]") {
   bounded_load_ring<std::string> lb{0.25};
   for (std::size_t i = 0; i < 5; ++i) lb.add(server_name(i));
