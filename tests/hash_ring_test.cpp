@@ -220,6 +220,20 @@ TEST_CASE("hash_ring ketama mode puts every key on libmemcached's server for 1 t
   CHECK(total_mismatches == 0);
 }
 
+TEST_CASE("hash_ring ketama mode agrees with libmemcached end to end on a million keys per server set",
+          "[hash_ring][ketama][libmemcached][.stress]") {
+  const std::uint64_t seed = distkit_test::test_seed("hash_ring ketama stress");
+  const auto keys = make_keys(1'000'000, seed);
+  std::mt19937_64 rng(seed);
+  std::size_t total_mismatches = 0;
+  for (std::uint32_t servers = 1; servers <= 100; servers += 3) {
+    std::vector<std::uint32_t> weights(servers);
+    for (auto& w : weights) w = static_cast<std::uint32_t>(1 + rng() % 100);
+    total_mismatches += ketama_mismatches(weights, keys, seed + servers);
+  }
+  CHECK(total_mismatches == 0);
+}
+
 TEST_CASE("hash_ring ketama mode matches libmemcached when a server's share rounds to no points",
           "[hash_ring][ketama][libmemcached]") {
   // Weight 1 against 1000: libmemcached gives the light server floor(0.08) * 4 = 0 points.
