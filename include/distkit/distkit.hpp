@@ -7,6 +7,7 @@
 #include "distkit/clock.hpp"
 #include "distkit/errors.hpp"
 #include "distkit/hash.hpp"
+#include "distkit/hash_ring.hpp"
 #include "distkit/rate_limiter.hpp"
 #include "distkit/version.hpp"
 #include "distkit/worker_pool.hpp"
