@@ -2,7 +2,7 @@
 distkit_add_test(bloom_filter SOURCES bloom_filter_test.cpp)
 distkit_add_test(bloom_filter_concurrent SOURCES bloom_filter_concurrent_test.cpp CONCURRENT)
 
-# The split-block layout has an AVX2 path that the portable builds above never compile; when the
+# The block layouts have AVX2 paths that the portable builds above never compile; when the
 # build host runs AVX2, a small executable built with -mavx2 checks it against the portable path.
 if(NOT DISTKIT_CONCURRENT_ONLY)
   include(CheckCXXSourceRuns)

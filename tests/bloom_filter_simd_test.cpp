@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
-// The split-block layout's AVX2 path (this file is compiled with -mavx2 when the build host has
-// AVX2) against its portable path, which the concurrent policy always takes, and against the
+// The block layouts' AVX2 paths (this file is compiled with -mavx2 when the build host has
+// AVX2) against their portable paths, which the concurrent policy always takes, and against the
 // Apache Parquet vector.
 #include <catch2/catch.hpp>
 
@@ -15,12 +15,12 @@
 #include "distkit/bloom_filter.hpp"
 #include "support/seed.hpp"
 
-TEST_CASE("bloom_filter split_block SIMD path agrees with the portable path bit for bit", "[bloom_filter][simd]") {
+TEMPLATE_TEST_CASE("bloom_filter SIMD paths agree with the portable paths bit for bit", "[bloom_filter][simd]",
+                   distkit::blocked_layout, distkit::split_block_layout) {
   STATIC_REQUIRE(DISTKIT_BLOOM_AVX2 == 1);
-  using simd = distkit::bloom_filter<std::uint64_t, distkit::xxh3_hash, distkit::split_block_layout>;
-  using portable =
-      distkit::bloom_filter<std::uint64_t, distkit::xxh3_hash, distkit::split_block_layout, distkit::bloom_concurrent>;
-  std::mt19937_64 rng(distkit_test::test_seed("bloom_filter split_block SIMD path"));
+  using simd = distkit::bloom_filter<std::uint64_t, distkit::xxh3_hash, TestType>;
+  using portable = distkit::bloom_filter<std::uint64_t, distkit::xxh3_hash, TestType, distkit::bloom_concurrent>;
+  std::mt19937_64 rng(distkit_test::test_seed("bloom_filter SIMD paths"));
   for (const std::uint64_t n : {1U, 100U, 10000U}) {
     simd a(n, 0.01);
     portable b(n, 0.01);

@@ -258,6 +258,14 @@ struct blocked_layout {
   static constexpr std::uint32_t max_hash_count = 32;
   static constexpr double block_bits = 512.0;
 
+  /// c^1 .. c^32 for c = 0x9e3779b9 (mod 2^32): probe i multiplies the hash's low half by c^(i+1).
+  static constexpr std::array<std::uint32_t, 32> probe_multipliers = [] {
+    std::array<std::uint32_t, 32> powers{};
+    std::uint32_t p = 1;
+    for (auto& power : powers) power = p *= 0x9e3779b9U;
+    return powers;
+  }();
+
   [[nodiscard]] static auto masks(std::uint64_t hash, std::uint32_t k) noexcept -> std::array<word_type, 8> {
     std::array<word_type, 8> m{};
     auto x = static_cast<std::uint32_t>(hash);
@@ -272,13 +280,51 @@ struct blocked_layout {
     return detail::bloom_reduce32(static_cast<std::uint32_t>(hash >> 32), num_blocks) * block_words;
   }
 
+#if DISTKIT_BLOOM_AVX2
+  // The masks as two 256-bit vectors (words 0-3, 4-7). Probe bit b lands in lane j as
+  // `1 << (b - 64 j)`: a variable shift by 64 or more (b outside the lane, or "negative" as
+  // unsigned) yields 0, so each probe costs one broadcast, two subtracts, two shifts, two ORs.
+  static void masks_avx2(std::uint64_t hash, std::uint32_t k, __m256i& low, __m256i& high) noexcept {
+    const __m256i ones = _mm256_set1_epi64x(1);
+    const __m256i low_base = _mm256_setr_epi64x(0, 64, 128, 192);
+    const __m256i high_base = _mm256_setr_epi64x(256, 320, 384, 448);
+    low = _mm256_setzero_si256();
+    high = _mm256_setzero_si256();
+    const auto x = static_cast<std::uint32_t>(hash);
+    for (std::uint32_t i = 0; i < k; ++i) {
+      // x * c^(i+1), as the portable loop computes it, without its chain of dependent multiplies.
+      const __m256i bit = _mm256_set1_epi64x(static_cast<long long>((x * probe_multipliers[i]) >> 23));
+      low = _mm256_or_si256(low, _mm256_sllv_epi64(ones, _mm256_sub_epi64(bit, low_base)));
+      high = _mm256_or_si256(high, _mm256_sllv_epi64(ones, _mm256_sub_epi64(bit, high_base)));
+    }
+  }
+#endif
+
   template <class C>
   static void insert(word_type* words, std::uint64_t num_blocks, std::uint64_t hash, std::uint32_t k) noexcept {
+#if DISTKIT_BLOOM_AVX2
+    if constexpr (!C::is_concurrent) {
+      auto* b = reinterpret_cast<__m256i*>(words + block(hash, num_blocks));  // 64-byte aligned
+      __m256i low, high;
+      masks_avx2(hash, k, low, high);
+      _mm256_store_si256(b, _mm256_or_si256(_mm256_load_si256(b), low));
+      _mm256_store_si256(b + 1, _mm256_or_si256(_mm256_load_si256(b + 1), high));
+      return;
+    }
+#endif
     detail::bloom_block_set<C>(words + block(hash, num_blocks), masks(hash, k));
   }
   template <class C>
   [[nodiscard]] static auto contains(const word_type* words, std::uint64_t num_blocks, std::uint64_t hash,
                                      std::uint32_t k) noexcept -> bool {
+#if DISTKIT_BLOOM_AVX2
+    if constexpr (!C::is_concurrent) {
+      const auto* b = reinterpret_cast<const __m256i*>(words + block(hash, num_blocks));
+      __m256i low, high;
+      masks_avx2(hash, k, low, high);
+      return (_mm256_testc_si256(_mm256_load_si256(b), low) & _mm256_testc_si256(_mm256_load_si256(b + 1), high)) != 0;
+    }
+#endif
     return detail::bloom_block_test<C>(words + block(hash, num_blocks), masks(hash, k));
   }
   static void prefetch(const word_type* words, std::uint64_t num_blocks, std::uint64_t hash, std::uint32_t /*k*/,
@@ -847,7 +893,7 @@ class bloom_filter {
   /// prefetched `lookahead` keys ahead.
   template <class HashAt, class Apply>
   void pipeline(std::size_t count, HashAt hash_at, bool for_write, Apply apply) const noexcept {
-    constexpr std::size_t lookahead = Layout::block_words == 1 ? 8 : 16;
+    constexpr std::size_t lookahead = Layout::block_words == 1 ? 8 : 32;
     std::array<std::uint64_t, lookahead> ring{};
     const std::size_t warm = std::min(lookahead, count);
     for (std::size_t i = 0; i < warm; ++i) {
