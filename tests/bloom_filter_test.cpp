@@ -4,6 +4,7 @@
 // Parquet split-block test vector.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -85,6 +86,8 @@ TEMPLATE_TEST_CASE("bloom_filter never reports a false negative", "[bloom_filter
       const auto flags = std::make_unique<bool[]>(n);
       CHECK(batched.contains_many(inserted, std::span<bool>(flags.get(), n)) == n);
       CHECK(by_hash.contains_hashes(hashes, std::span<bool>(flags.get(), n)) == n);
+      const std::vector<bool> all = batched.contains_many(inserted);
+      CHECK(std::count(all.begin(), all.end(), true) == static_cast<std::ptrdiff_t>(n));
       // The three insert paths set exactly the same bits.
       CHECK(one_by_one == batched);
       CHECK(one_by_one == by_hash);

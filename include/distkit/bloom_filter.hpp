@@ -674,6 +674,14 @@ class bloom_filter {
         });
     return found;
   }
+  /// `contains_many` into a new vector: element i is `contains(keys[i])`.
+  [[nodiscard]] auto contains_many(std::span<const Key> keys) const -> std::vector<bool> {
+    std::vector<bool> results(keys.size());
+    pipeline(
+        keys.size(), [&](std::size_t i) { return hash_(keys[i]); }, false,
+        [&](std::size_t i, std::uint64_t h) { results[i] = contains_hash(h); });
+    return results;
+  }
   /// `results[i] = contains_hash(hashes[i])`; returns how many are true.
   auto contains_hashes(std::span<const std::uint64_t> hashes, std::span<bool> results) const -> std::size_t {
     check_results(hashes.size(), results.size());
