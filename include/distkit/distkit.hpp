@@ -4,6 +4,7 @@
 // are included on their own, with their component target linked.
 #pragma once
 
+#include "distkit/bloom_filter.hpp"
 #include "distkit/clock.hpp"
 #include "distkit/errors.hpp"
 #include "distkit/hash.hpp"
