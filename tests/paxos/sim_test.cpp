@@ -3,6 +3,7 @@
 // that prove the harness notices broken safety.
 #include <catch2/catch.hpp>
 
+#include <array>
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -78,6 +79,28 @@ TEST_CASE("paxos simulation sweep, 5 replicas, seeds part 1 of 4", "[paxos][sim]
 TEST_CASE("paxos simulation sweep, 5 replicas, seeds part 2 of 4", "[paxos][sim]") { sweep(5, 1); }
 TEST_CASE("paxos simulation sweep, 5 replicas, seeds part 3 of 4", "[paxos][sim]") { sweep(5, 2); }
 TEST_CASE("paxos simulation sweep, 5 replicas, seeds part 4 of 4", "[paxos][sim]") { sweep(5, 3); }
+
+TEST_CASE("paxos simulation sweep over batch, window, snapshot and heartbeat settings", "[paxos][sim]") {
+  const std::uint64_t seeds = DISTKIT_PAXOS_SANITIZED ? 40 : 300;
+  std::uint64_t failures = 0;
+  for (std::uint64_t seed = 100'001; seed < 100'001 + seeds; ++seed) {
+    sim_options o;
+    o.seed = seed;
+    o.replicas = seed % 2 ? 3 : 5;
+    o.replica.max_batch = std::array<std::size_t, 3>{1, 4, 16}[seed % 3];
+    o.replica.window = std::array<std::size_t, 3>{1, 4, 16}[(seed / 3) % 3];
+    o.replica.snapshot_interval = std::array<slot_t, 3>{0, 8, 64}[(seed / 9) % 3];
+    o.replica.heartbeat_ticks = 1 + static_cast<std::uint32_t>((seed / 27) % 2);
+    o.replica.log_retention = (seed / 54) % 2 ? 0 : 8;
+    auto r = simulation<>{o}.run();
+    if (!r.ok) {
+      ++failures;
+      std::cout << "FAILED " << r.violation << " (batch " << o.replica.max_batch << ", window " << o.replica.window
+                << ", snapshot every " << o.replica.snapshot_interval << ")\n";
+    }
+  }
+  CHECK(failures == 0);
+}
 
 TEST_CASE("paxos simulation replays one seed", "[paxos][sim][replay]") {
   const char* s = std::getenv("DISTKIT_PAXOS_SEED");

@@ -429,7 +429,13 @@ class simulation {
         if (n.torn_next) {
           // Crash in the middle of the write-back: a random prefix of this cycle survives.
           n.torn_next = false;
-          n.disk.crash_torn(rng_);
+          auto kept = n.disk.crash_torn(rng_);
+          // Acceptances that reached the disk count as votes even though none was acknowledged.
+          std::size_t first_entry = rd.promise ? 1 : 0;
+          for (std::size_t k = first_entry; k < kept && k - first_entry < rd.entries.size(); ++k) {
+            const auto& e = rd.entries[k - first_entry];
+            if (e.accepted.valid()) record_vote(i, e);
+          }
           ++result_.stats.torn_crashes;
           crash(i, false);
           return;

@@ -132,13 +132,16 @@ class memory_storage {
   }
   /// A crash: every write since the last sync is lost.
   void crash() noexcept { pending_.clear(); }
-  /// A crash during the write-back: a random prefix of the unsynced writes survives.
+  /// A crash during the write-back: a random prefix of the unsynced writes survives (and is
+  /// durable). Returns how many of the unsynced writes survived, in the order they were made.
   template <class Rng>
-  void crash_torn(Rng& rng) {
+  auto crash_torn(Rng& rng) -> std::size_t {
     std::uniform_int_distribution<std::size_t> d(0, pending_.size());
-    pending_.resize(d(rng));
+    auto kept = d(rng);
+    pending_.resize(kept);
     sync();
     --syncs_;
+    return kept;
   }
   [[nodiscard]] auto sync_count() const noexcept -> std::uint64_t { return syncs_; }
   [[nodiscard]] auto durable_records() const noexcept -> std::size_t { return durable_.size(); }
