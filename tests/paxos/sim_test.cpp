@@ -102,6 +102,14 @@ TEST_CASE("paxos simulation sweep over batch, window, snapshot and heartbeat set
   CHECK(failures == 0);
 }
 
+TEST_CASE("paxos simulation long sweep of 20,000 seeds per cluster size", "[paxos][sim][.stress]") {
+  for (std::size_t replicas : {3, 5}) {
+    std::uint64_t failures = 0;
+    for (std::uint64_t seed = 10'001; seed <= 30'000; ++seed) failures += run_one(replicas, seed).ok ? 0 : 1;
+    CHECK(failures == 0);
+  }
+}
+
 TEST_CASE("paxos simulation replays one seed", "[paxos][sim][replay]") {
   const char* s = std::getenv("DISTKIT_PAXOS_SEED");
   const char* n = std::getenv("DISTKIT_PAXOS_REPLICAS");
