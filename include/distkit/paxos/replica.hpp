@@ -168,7 +168,8 @@ class replica {
   }
 
   /// Queues a client command on the leader. Batches form from the commands queued between
-  /// two `ready()` calls.
+  /// two `ready()` calls. A client must use increasing `request_id`s with one request
+  /// outstanding at a time (retries reuse the id); `client_id` 0 turns dedupe off.
   [[nodiscard]] auto propose(std::uint64_t client_id, std::uint64_t request_id, std::string command) -> propose_status {
     if (role_ != role::leader) return propose_status::not_leader;
     if (pending_.size() >= opts_.max_pending) return propose_status::busy;
