@@ -9,6 +9,7 @@
 #include "distkit/errors.hpp"
 #include "distkit/hash.hpp"
 #include "distkit/hash_ring.hpp"
+#include "distkit/paxos.hpp"
 #include "distkit/rate_limiter.hpp"
 #include "distkit/version.hpp"
 #include "distkit/worker_pool.hpp"
