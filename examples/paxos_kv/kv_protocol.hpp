@@ -2,7 +2,9 @@
 // examples/paxos_kv/kv_protocol.hpp: the paxos_kv client protocol, address parsing and a blocking client.
 //
 // Client <-> server messages are length-prefixed (u32 little-endian, at most 1 MiB):
-//   request:  u8 kind (1 command, 2 status) | u64 client id | u64 request id | command bytes
+//   request:  u8 kind (1 command, 2 status, 3 wait) | u64 client id | u64 request id | command bytes
+// A wait request carries a u64 slot: the server answers with its status once it has chosen
+// (and applied) that slot, or after 5 s.
 //   response: u8 status (0 ok, 1 redirect, 2 retry, 3 error) | u64 request id | payload
 // A command is a `kv_state_machine` encoding (get/put/append/cas). A redirect's payload is the
 // leader's client address "host:port" (empty when no leader is known yet). Each client has a
@@ -39,7 +41,7 @@ namespace paxos_kv {
 
 inline constexpr std::size_t max_message = std::size_t{1} << 20;
 
-enum class request_kind : std::uint8_t { command = 1, status = 2 };
+enum class request_kind : std::uint8_t { command = 1, status = 2, wait_chosen = 3 };
 enum class reply_status : std::uint8_t { ok = 0, redirect = 1, retry = 2, error = 3 };
 
 struct address {
@@ -151,7 +153,7 @@ inline auto decode_request(std::string_view body) -> std::optional<request> {
   if (body.size() < 17) return std::nullopt;
   request r;
   auto kind = static_cast<std::uint8_t>(body[0]);
-  if (kind != 1 && kind != 2) return std::nullopt;
+  if (kind < 1 || kind > 3) return std::nullopt;
   r.kind = static_cast<request_kind>(kind);
   r.client_id = distkit::detail::load_le<std::uint64_t>(body.data() + 1);
   r.request_id = distkit::detail::load_le<std::uint64_t>(body.data() + 9);
@@ -224,6 +226,21 @@ class client {
     return std::nullopt;
   }
 
+  /// Asks server `index` for its status once it has chosen `slot` (the server answers after at
+  /// most 5 s either way); nullopt when it does not answer.
+  auto wait_chosen(std::size_t index, std::uint64_t slot) -> std::optional<std::string> {
+    disconnect();
+    target_ = index;
+    const std::uint64_t rid = ++request_id_;
+    std::string arg;
+    put_u64(arg, slot);
+    auto r = exchange(encode_request(request_kind::wait_chosen, client_id_, rid, arg), rid,
+                      std::chrono::steady_clock::now() + std::chrono::seconds(7), std::chrono::seconds(7));
+    disconnect();
+    if (r && r->status == reply_status::ok) return std::move(r->payload);
+    return std::nullopt;
+  }
+
   [[nodiscard]] auto servers() const -> const std::vector<address>& { return servers_; }
   [[nodiscard]] auto client_id() const noexcept -> std::uint64_t { return client_id_; }
 
@@ -249,7 +266,7 @@ class client {
     if (::getaddrinfo(a.host.c_str(), std::to_string(a.port).c_str(), &hints, &res) != 0 || res == nullptr) {
       return false;
     }
-    int fd = ::socket(res->ai_family, res->ai_socktype, 0);
+    int fd = ::socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, 0);
     bool ok = fd >= 0 && ::connect(fd, res->ai_addr, res->ai_addrlen) == 0;
     ::freeaddrinfo(res);
     if (!ok) {
@@ -285,11 +302,11 @@ class client {
     return true;
   }
 
-  auto exchange(const std::string& req, std::uint64_t rid, std::chrono::steady_clock::time_point deadline)
-      -> std::optional<reply> {
+  auto exchange(const std::string& req, std::uint64_t rid, std::chrono::steady_clock::time_point deadline,
+                std::optional<std::chrono::milliseconds> attempt = std::nullopt) -> std::optional<reply> {
     if (fd_ < 0 && !connect_to(servers_[target_])) return std::nullopt;
     if (::send(fd_, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) return std::nullopt;
-    auto until = std::min(deadline, std::chrono::steady_clock::now() + attempt_timeout_);
+    auto until = std::min(deadline, std::chrono::steady_clock::now() + attempt.value_or(attempt_timeout_));
     for (;;) {
       char len_buf[4];
       if (!read_exact(len_buf, 4, until)) return std::nullopt;

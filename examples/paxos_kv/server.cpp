@@ -248,6 +248,7 @@ class server {
       for (auto& a : rd.applied) answer(a);
       replica_.advance();
     }
+    if (!waiters_.empty()) release_waiters(false);
     auto leader = replica_.leader_hint();
     if (leader != last_leader_) {
       last_leader_ = leader;
@@ -313,21 +314,46 @@ class server {
     });
   }
 
+  auto status() -> std::string {
+    auto leader = replica_.leader_hint();
+    char checksum[17];
+    std::snprintf(checksum, sizeof(checksum), "%016llx", static_cast<unsigned long long>(replica_.checksum()));
+    const auto& ns = net_.frame_stats();
+    const auto nc = net_.counters();
+    return "id=" + std::to_string(opts_.id) + " role=" + (replica_.is_leader() ? "leader" : "follower") +
+           " leader=" + (leader ? std::to_string(*leader) : "none") +
+           " chosen=" + std::to_string(replica_.chosen_index()) + " checksum=" + checksum +
+           " keys=" + std::to_string(replica_.state().size()) + " syncs=" + std::to_string(storage_.sync_count()) +
+           " frames_refused=" + std::to_string(ns.refused_total()) +
+           " frames_in=" + std::to_string(nc.frames_received) + " frames_out=" + std::to_string(nc.frames_sent) +
+           " connects=" + std::to_string(nc.connects) + " connect_failures=" + std::to_string(nc.connect_failures) +
+           " disconnects=" + std::to_string(nc.disconnects) + " inbound=" + std::to_string(nc.inbound_accepted) +
+           " inbound_over_limit=" + std::to_string(nc.inbound_over_limit) +
+           " dropped=" + std::to_string(nc.dropped_oldest + nc.lost_on_disconnect);
+  }
+
+  void release_waiters(bool all) {
+    const auto now = std::chrono::steady_clock::now();
+    std::erase_if(waiters_, [&](const waiter& w) {
+      if (!all && replica_.chosen_index() < w.slot && now < w.deadline) return false;
+      if (auto c = w.conn.lock()) send_reply(c, paxos_kv::reply_status::ok, w.request_id, status());
+      return true;
+    });
+  }
+
   void handle(const std::shared_ptr<client_conn>& c, paxos_kv::request req) {
-    if (req.kind == paxos_kv::request_kind::status) {
-      auto leader = replica_.leader_hint();
-      char checksum[17];
-      std::snprintf(checksum, sizeof(checksum), "%016llx", static_cast<unsigned long long>(replica_.checksum()));
-      const auto& ns = net_.frame_stats();
-      std::string s = "id=" + std::to_string(opts_.id) + " role=" + (replica_.is_leader() ? "leader" : "follower") +
-                      " leader=" + (leader ? std::to_string(*leader) : "none") +
-                      " chosen=" + std::to_string(replica_.chosen_index()) + " checksum=" + checksum +
-                      " keys=" + std::to_string(replica_.state().size()) +
-                      " syncs=" + std::to_string(storage_.sync_count()) +
-                      " frames_refused=" + std::to_string(ns.refused_total());
-      send_reply(c, paxos_kv::reply_status::ok, req.request_id, s);
+    if (req.kind == paxos_kv::request_kind::wait_chosen) {
+      if (req.command.size() != 8) return send_reply(c, paxos_kv::reply_status::error, req.request_id, "bad wait");
+      auto slot = distkit::detail::load_le<std::uint64_t>(req.command.data());
+      if (replica_.chosen_index() >= slot) return send_reply(c, paxos_kv::reply_status::ok, req.request_id, status());
+      waiters_.push_back({c, req.request_id, slot, std::chrono::steady_clock::now() + 5s});
       return;
     }
+    if (req.kind == paxos_kv::request_kind::status) {
+      send_reply(c, paxos_kv::reply_status::ok, req.request_id, status());
+      return;
+    }
+
     if (req.client_id == 0) {
       send_reply(c, paxos_kv::reply_status::error, req.request_id, "client id 0 is reserved");
       return;
@@ -376,6 +402,13 @@ class server {
   asio::steady_timer tick_timer_;
   asio::signal_set signals_;
   std::map<std::pair<std::uint64_t, std::uint64_t>, std::weak_ptr<client_conn>> pending_;
+  struct waiter {
+    std::weak_ptr<client_conn> conn;
+    std::uint64_t request_id = 0;
+    px::slot_t slot = 0;
+    std::chrono::steady_clock::time_point deadline;
+  };
+  std::vector<waiter> waiters_;
   std::optional<px::node_id> last_leader_;
   bool cycle_posted_ = false;
   bool stopping_ = false;

@@ -432,8 +432,9 @@ class tcp_transport {
       }
       asio::error_code ignored;
       link->socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+      // The back-off is reset only once a write went through: a peer (or a proxy) that accepts
+      // and immediately closes must not be hammered.
       link->connected = true;
-      link->backoff = std::chrono::milliseconds(0);
       bump(counters_.connects);
       watch_close(link);
       pump(link);
@@ -507,6 +508,7 @@ class tcp_transport {
                           close_outbound(link);
                           return;
                         }
+                        link->backoff = std::chrono::milliseconds(0);
                         bump(counters_.frames_sent, link->write_frames);
                         bump(counters_.bytes_sent, written);
                         link->writing = false;
