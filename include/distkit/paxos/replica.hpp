@@ -157,13 +157,13 @@ class replica {
     if (message_to(m) != opts_.id) return;
     auto from = message_from(m);
     if (index_of(from) == npos || from == opts_.id) return;
-    std::visit([this](const auto& x) { on(x); }, m);
+    std::visit([this](const auto& x) { this->on(x); }, m);
   }
   void step(message&& m) {
     if (message_to(m) != opts_.id) return;
     auto from = message_from(m);
     if (index_of(from) == npos || from == opts_.id) return;
-    std::visit([this](auto&& x) { on(std::move(x)); }, std::move(m));
+    std::visit([this](auto&& x) { this->on(std::forward<decltype(x)>(x)); }, std::move(m));
   }
 
   /// Queues a client command on the leader. Batches form from the commands queued between
