@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 # scripts/paxos-kv-cluster.sh: shell helpers (sourced) that run a 3-member paxos_kv cluster on
 # loopback: free ports, one data directory per member, a generated cluster key.
-#   kv_cluster_start DIR BIN_DIR   starts members 1..3; sets KV_SERVERS (client addresses)
+#   kv_cluster_start DIR SERVER CLIENT  starts members 1..3 (SERVER, CLIENT: the two programs);
+#                                  sets KV_SERVERS (the client addresses)
 #   kv_start ID / kv_kill ID       (re)starts or kill -9s one member
 #   kv_leader                      prints the id of the member that reports role=leader
 # The caller's `pids` array collects the server pids (for its cleanup trap).
@@ -19,7 +20,8 @@ kv_wait_port() {
 
 kv_cluster_start() {
   KV_DIR="$1"
-  KV_BIN="$2"
+  KV_SERVER_BIN="$2"
+  KV_CLIENT_BIN="$3"
   mkdir -p "$KV_DIR"
   head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$KV_DIR/cluster.key"
   declare -gA KV_PEER_PORT KV_CLIENT_PORT KV_PID
@@ -43,7 +45,7 @@ kv_cluster_start() {
 
 kv_start() {
   local i="$1"
-  "$KV_BIN/paxos_kv_server" --id "$i" --peers "$KV_PEERS" --data-dir "$KV_DIR/node$i" \
+  "$KV_SERVER_BIN" --id "$i" --peers "$KV_PEERS" --data-dir "$KV_DIR/node$i" \
     --cluster-key-file "$KV_DIR/cluster.key" ${KV_SERVER_FLAGS:-} >>"$KV_DIR/node$i.log" 2>&1 &
   KV_PID[$i]=$!
   pids+=($!)
@@ -56,6 +58,6 @@ kv_kill() {
 }
 
 kv_leader() {
-  "$KV_BIN/paxos_kv_client" --servers "$KV_SERVERS" status 2>/dev/null |
+  "$KV_CLIENT_BIN" --servers "$KV_SERVERS" status 2>/dev/null |
     sed -n 's/.* id=\([0-9]*\) role=leader.*/\1/p' | head -1
 }

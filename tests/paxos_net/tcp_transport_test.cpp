@@ -2,6 +2,8 @@
 // tests/paxos_net/tcp_transport_test.cpp: the TCP transport over loopback, including hostile clients.
 #include "distkit/paxos/tcp_transport.hpp"
 
+#include "distkit/paxos/tcp_message_transport.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -294,4 +296,43 @@ TEST_CASE("tcp_transport configuration errors name the parameter", "[paxos_net][
   tcp_transport a(config_for(1, {2}, false));
   REQUIRE_THROWS_WITH(a.send(7, bytes_of("x")), Catch::Matchers::Contains("to"));
   REQUIRE_THROWS_WITH(a.set_peer(7, {"127.0.0.1", 1}), Catch::Matchers::Contains("peer id"));
+}
+
+TEST_CASE("tcp_message_transport carries Paxos messages and drops misattributed ones", "[paxos_net][tcp_transport]") {
+  tcp_transport a(config_for(1, {2}, true));
+  tcp_transport b(config_for(2, {1}, true));
+  a.set_peer(2, {"127.0.0.1", b.local_port()});
+  distkit::paxos::tcp_message_transport at_a(a);
+  distkit::paxos::tcp_message_transport at_b(b);
+
+  distkit::paxos::accept_msg accept;
+  accept.from = 1;
+  accept.to = 2;
+  accept.bal = {7, 1};
+  accept.slot = 42;
+  accept.value = {distkit::paxos::command{9, 1, "put x=1"}};
+  accept.commit_index = 41;
+  at_a.send(accept);
+  // A message whose inner sender is not the authenticated frame sender is refused.
+  distkit::paxos::heartbeat_msg forged;
+  forged.from = 3;
+  forged.to = 2;
+  a.send(2, [&] {
+    auto s = distkit::paxos::encode(forged);
+    auto b2 = std::as_bytes(std::span(s.data(), s.size()));
+    return std::vector<std::byte>(b2.begin(), b2.end());
+  }());
+  // Bytes that are not a message at all, inside a valid frame.
+  REQUIRE(a.send(2, bytes_of("not a paxos message")));
+  at_a.send(distkit::paxos::heartbeat_msg{1, 2, {7, 1}, 41});
+
+  std::vector<distkit::paxos::message> got;
+  tcp_message m;
+  for (int i = 0; i < 4 && b.receive(m, 10s); ++i) {
+    if (auto msg = at_b.decode(m)) got.push_back(std::move(*msg));
+  }
+  REQUIRE(got.size() == 2);
+  CHECK(std::get<distkit::paxos::accept_msg>(got[0]) == accept);
+  CHECK(std::holds_alternative<distkit::paxos::heartbeat_msg>(got[1]));
+  CHECK(at_b.malformed() == 2);
 }
