@@ -7,4 +7,5 @@
 #include "distkit/clock.hpp"
 #include "distkit/errors.hpp"
 #include "distkit/hash.hpp"
+#include "distkit/paxos.hpp"
 #include "distkit/version.hpp"

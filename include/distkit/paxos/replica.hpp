@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -292,7 +293,7 @@ class replica {
   }
   [[nodiscard]] auto bit(std::size_t i) const noexcept -> std::uint64_t { return std::uint64_t{1} << i; }
   [[nodiscard]] static auto popcount(std::uint64_t x) noexcept -> std::size_t {
-    return static_cast<std::size_t>(__builtin_popcountll(x));
+    return static_cast<std::size_t>(std::popcount(x));
   }
 
   template <class M>
@@ -644,7 +645,8 @@ class replica {
       return;
     }
     if (m.bal > promised_) {
-      promised_ = m.bal;  // the accept record below carries the ballot durably
+      promised_ = m.bal;  // the accept record below carries it durably; otherwise persist it
+      if (m.slot <= chosen_index_) out_.promise = promised_;
     }
     follow(m.from, m.bal);
     if (m.slot > chosen_index_) {
@@ -669,11 +671,17 @@ class replica {
     auto i = index_of(m.from);
     peer_heard_[i] = now_;
     if (!m.ok) {
-      if (m.promised > my_ballot_) become_follower(std::nullopt);
+      if (m.promised > my_ballot_) preempted();
       return;
     }
     count_accept(i, m.slot);
   }
+
+  /// A peer promised a higher ballot than ours while we lead. Its promise may come from a
+  /// candidate that could not win (our followers refused it); rather than leave the cluster
+  /// leaderless, run Phase 1 again above it at once. Our followers still back us (they follow
+  /// us, so stickiness does not refuse our prepare); a real successor refuses and we yield.
+  void preempted() { start_election(); }
 
   void on(heartbeat_msg m) {
     observe(m.bal);
@@ -692,7 +700,7 @@ class replica {
     auto i = index_of(m.from);
     peer_heard_[i] = now_;
     if (!m.ok) {
-      if (m.promised > my_ballot_) become_follower(std::nullopt);
+      if (m.promised > my_ballot_) preempted();
       return;
     }
     if (m.chosen_index + 1 < first_retained()) send_snapshot(i);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -476,7 +477,7 @@ class simulation {
     }
     v.value = h;
     v.mask |= std::uint64_t{1} << voter;
-    if (static_cast<std::size_t>(__builtin_popcountll(v.mask)) >= majority_) {
+    if (static_cast<std::size_t>(std::popcount(v.mask)) >= majority_) {
       auto [it, inserted] = chosen_.emplace(e.slot, h);
       if (!inserted && it->second != h) {
         fail("slot " + std::to_string(e.slot) + ": a second value was chosen (a majority accepted it)");

@@ -2,6 +2,7 @@
 // distkit/paxos/synod.hpp: single-decree Paxos (the Synod algorithm): an acceptor and a proposer.
 #pragma once
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -127,9 +128,7 @@ class synod_proposer {
   [[nodiscard]] auto phase() const noexcept -> int { return phase_; }
 
  private:
-  static auto count(std::uint64_t x) noexcept -> std::size_t {
-    return static_cast<std::size_t>(__builtin_popcountll(x));
-  }
+  static auto count(std::uint64_t x) noexcept -> std::size_t { return static_cast<std::size_t>(std::popcount(x)); }
   std::size_t n_;
   ballot bal_;
   Value own_{};
