@@ -16,8 +16,8 @@ if(TARGET distkit::tcp AND DISTKIT_BUILD_EXAMPLES AND NOT DISTKIT_SANITIZE AND N
   target_link_libraries(paxos_kv_cluster_test PRIVATE distkit::tcp Catch2::Catch2 distkit_warnings distkit_sanitize)
   target_compile_definitions(paxos_kv_cluster_test PRIVATE PAXOS_KV_SERVER="$<TARGET_FILE:paxos_kv_server>")
   add_dependencies(paxos_kv_cluster_test paxos_kv_server)
-  add_test(NAME "paxos_kv: a cluster of 3 processes stays linearizable under kill -9, restart and partition"
+  add_test(NAME "paxos_kv: a cluster of 3 processes stays linearizable under kill -9, restart and partition, and keeps its data"
            COMMAND paxos_kv_cluster_test)
-  set_tests_properties("paxos_kv: a cluster of 3 processes stays linearizable under kill -9, restart and partition"
+  set_tests_properties("paxos_kv: a cluster of 3 processes stays linearizable under kill -9, restart and partition, and keeps its data"
                        PROPERTIES LABELS "paxos_kv;cluster" TIMEOUT 180)
 endif()
