@@ -351,7 +351,7 @@ TEST_CASE(
 
   // ---- faults, one at a time, each held until the clients made progress under it
   REQUIRE(done.wait_for_more(50, 30s));  // the cluster elected a leader and serves
-  constexpr int rounds = 16;
+  constexpr int rounds = 24;
   int kills = 0, partitions = 0;
   for (int round = 0; round < rounds; ++round) {
     const int victim = 1 + static_cast<int>(rng() % n);
