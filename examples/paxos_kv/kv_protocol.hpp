@@ -227,17 +227,24 @@ class client {
   }
 
   /// Asks server `index` for its status once it has chosen `slot` (the server answers after at
-  /// most 5 s either way); nullopt when it does not answer.
-  auto wait_chosen(std::size_t index, std::uint64_t slot) -> std::optional<std::string> {
-    disconnect();
-    target_ = index;
-    const std::uint64_t rid = ++request_id_;
+  /// most 5 s either way), retrying while the server is unreachable (restarting) until
+  /// `deadline`; nullopt when it never answered.
+  auto wait_chosen(std::size_t index, std::uint64_t slot, std::chrono::steady_clock::time_point deadline)
+      -> std::optional<std::string> {
     std::string arg;
     put_u64(arg, slot);
-    auto r = exchange(encode_request(request_kind::wait_chosen, client_id_, rid, arg), rid,
-                      std::chrono::steady_clock::now() + std::chrono::seconds(7), std::chrono::seconds(7));
-    disconnect();
-    if (r && r->status == reply_status::ok) return std::move(r->payload);
+    int backoff_ms = 5;
+    while (std::chrono::steady_clock::now() < deadline) {
+      disconnect();
+      target_ = index;
+      const std::uint64_t rid = ++request_id_;
+      auto r = exchange(encode_request(request_kind::wait_chosen, client_id_, rid, arg), rid, deadline,
+                        std::chrono::seconds(7));
+      disconnect();
+      if (r && r->status == reply_status::ok) return std::move(r->payload);
+      std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+      backoff_ms = std::min(backoff_ms * 2, 200);
+    }
     return std::nullopt;
   }
 

@@ -394,7 +394,7 @@ TEST_CASE(
     final_states.clear();
     std::uint64_t highest = target;
     for (int i = 0; i < n; ++i) {
-      auto s = admin.wait_chosen(static_cast<std::size_t>(i), target);
+      auto s = admin.wait_chosen(static_cast<std::size_t>(i), target, steady::now() + 30s);
       REQUIRE(s.has_value());
       highest = std::max<std::uint64_t>(highest, std::stoull(field(*s, "chosen")));
       final_states.push_back(field(*s, "chosen") + "/" + field(*s, "checksum") + "/" + field(*s, "keys"));
