@@ -226,6 +226,35 @@ auto field(const std::string& status, const std::string& name) -> std::string {
   return status.substr(start, status.find(' ', start) - start);
 }
 
+/// Sends hostile bytes to a server's peer port: garbage, an oversized length prefix, a frame
+/// signed with the wrong key. Each connection is closed by the server.
+void attack_peer_port(std::uint16_t port, std::uint32_t to, std::uint64_t seed) {
+  asio::io_context io;
+  auto send_and_wait_close = [&](const std::vector<std::byte>& bytes) {
+    asio::ip::tcp::socket s(io);
+    asio::error_code ec;
+    s.connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), ec);
+    if (ec) return;
+    asio::write(s, asio::buffer(bytes), ec);
+    char c = 0;
+    s.read_some(asio::buffer(&c, 1), ec);  // returns when the server closes the connection
+  };
+  std::mt19937_64 r(seed);
+  std::vector<std::byte> garbage(300);
+  for (auto& b : garbage) b = static_cast<std::byte>(r());
+  send_and_wait_close(garbage);
+  const px::frame_key wrong_key{std::string_view("not the cluster key, but long enough")};
+  px::frame_encoder forger(1, to == 1 ? 2 : 1, wrong_key);
+  std::vector<std::byte> frame;
+  const std::string body = "forged";
+  forger.encode(to, std::as_bytes(std::span(body.data(), body.size())), frame);
+  send_and_wait_close(frame);
+  auto oversized = frame;
+  distkit::detail::store_le<std::uint32_t>(oversized.data() + 32, 0xFFFFFFF0U);
+  oversized.resize(px::frame_format::header_size);
+  send_and_wait_close(oversized);
+}
+
 }  // namespace
 
 TEST_CASE(
@@ -378,6 +407,9 @@ TEST_CASE(
     }
     CHECK(done.wait_for_more(50, 20s));  // and after healing too
   }
+  // Hostile bytes on every member's peer port while the clients keep going.
+  for (int i = 1; i <= n; ++i) attack_peer_port(peer_port[i], static_cast<std::uint32_t>(i), rng());
+  CHECK(done.wait_for_more(50, 20s));
   stop_clients = true;
   for (auto& t : threads) t.join();
 
@@ -418,6 +450,12 @@ TEST_CASE(
             << " kill -9s, " << partitions << " partitions, " << verdict.states_explored
             << " checker states, replicas at " << final_states[0] << "\n";
   CHECK(verdict.verdict == px::check_verdict::linearizable);
+  for (int i = 0; i < n; ++i) {
+    auto s = admin.status(static_cast<std::size_t>(i));
+    REQUIRE(s.has_value());
+    CHECK(std::stoull(field(*s, "frames_refused")) >= 3);
+  }
+
   // ---- kill -9 all three at once, restart them: every acknowledged write is still there
   std::map<std::string, std::string> before_restart;
   paxos_kv::client reader(client_addresses, rng() | 1);
