@@ -17,7 +17,8 @@ using namespace distkit::paxos;
 /// messages addressed to it, then runs one ready cycle (one sync), as an event loop would.
 class bench_cluster {
  public:
-  bench_cluster(std::size_t n, std::size_t batch, std::size_t window) : disks_(n), inbox_(n) {
+  bench_cluster(std::size_t n, std::size_t batch, std::size_t window)
+      : disks_(n), inbox_(n), outstanding_(batch * window) {
     for (std::size_t i = 0; i < n; ++i) {
       replica_options o;
       o.id = static_cast<node_id>(i + 1);
@@ -36,12 +37,14 @@ class bench_cluster {
     }
   }
 
-  /// Proposes `count` commands at the leader and runs rounds until all are applied there.
-  /// Returns the number of ready cycles the leader ran.
+  /// Commits `count` more commands, keeping the pipeline full: before each round the client
+  /// tops the leader up to `batch * window` outstanding commands (a steady stream, as many
+  /// clients would send). Returns the number of network rounds it took.
   auto commit(std::uint64_t count, const std::string& cmd) -> std::uint64_t {
-    for (std::uint64_t k = 0; k < count; ++k) (void)nodes_[0].propose(1, ++request_, cmd);
+    const std::uint64_t target = applied_ + count;
     std::uint64_t rounds = 0;
-    while (applied_ < request_) {
+    while (applied_ < target) {
+      while (request_ < target && request_ - applied_ < outstanding_) (void)nodes_[0].propose(1, ++request_, cmd);
       round();
       ++rounds;
     }
@@ -70,6 +73,7 @@ class bench_cluster {
   std::vector<memory_storage> disks_;
   std::vector<replica<kv_state_machine>> nodes_;
   std::vector<std::vector<message>> inbox_;
+  std::uint64_t outstanding_;
   std::uint64_t request_ = 0;
   std::uint64_t applied_ = 0;
 };
@@ -80,7 +84,7 @@ void bm_paxos_commit(benchmark::State& state) {
   auto window = static_cast<std::size_t>(state.range(2));
   bench_cluster c(n, batch, window);
   const std::string cmd = kv_state_machine::encode_put("key", "value-0123456789");
-  const std::uint64_t per_iteration = batch * window * 4;
+  const std::uint64_t per_iteration = 65'536;
   std::uint64_t rounds = 0;
   for (auto _ : state) rounds += c.commit(per_iteration, cmd);
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * per_iteration));

@@ -40,9 +40,9 @@ class kv_state_machine {
     try {
       detail::reader r(command);
       auto op = static_cast<kv_op>(r.u8());
-      auto key = r.bytes();
-      auto a = r.bytes();
-      auto b = r.bytes();
+      auto key = r.bytes_view();
+      auto a = r.bytes_view();
+      auto b = r.bytes_view();
       r.expect_end();
       switch (op) {
         case kv_op::get: {
@@ -50,15 +50,15 @@ class kv_state_machine {
           return it == data_.end() ? std::string{} : it->second;
         }
         case kv_op::put:
-          data_[key] = std::move(a);
+          slot(key).assign(a);
           return {};
         case kv_op::append:
-          data_[key] += a;
+          slot(key).append(a);
           return {};
         case kv_op::cas: {
-          auto& v = data_[key];
+          auto& v = slot(key);
           if (v != a) return "0";
-          v = std::move(b);
+          v.assign(b);
           return "1";
         }
       }
@@ -108,6 +108,11 @@ class kv_state_machine {
     w.bytes(a);
     w.bytes(b);
     return out;
+  }
+  auto slot(std::string_view key) -> std::string& {
+    auto it = data_.find(key);
+    if (it == data_.end()) it = data_.emplace(std::string(key), std::string{}).first;
+    return it->second;
   }
   std::map<std::string, std::string, std::less<>> data_;
 };

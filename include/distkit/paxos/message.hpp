@@ -173,6 +173,11 @@ class reader {
     auto n = u32();
     return std::string(take(n));
   }
+  /// Like `bytes()`, without copying: the view points into the input.
+  auto bytes_view() -> std::string_view {
+    auto n = u32();
+    return take(n);
+  }
   auto bal() -> ballot {
     ballot b;
     b.counter = u64();
