@@ -4,8 +4,13 @@
 // are included on their own, with their component target linked.
 #pragma once
 
+#include "distkit/bloom_filter.hpp"
 #include "distkit/circuit_breaker.hpp"
 #include "distkit/clock.hpp"
 #include "distkit/errors.hpp"
 #include "distkit/hash.hpp"
+#include "distkit/hash_ring.hpp"
+#include "distkit/paxos.hpp"
+#include "distkit/rate_limiter.hpp"
 #include "distkit/version.hpp"
+#include "distkit/worker_pool.hpp"

@@ -1,0 +1,2 @@
+# SPDX-License-Identifier: MIT
+distkit_add_benchmark(paxos SOURCES paxos_bench.cpp)

@@ -1,0 +1,269 @@
+// SPDX-License-Identifier: MIT
+// distkit/detail/rate_limiter_table.hpp: the per-shard open-addressing table behind `local_store`.
+//
+// One table per shard, guarded by the shard's spin lock. Keys are 128-bit XXH3 fingerprints of
+// the key bytes (a collision between two of n keys has probability ~n^2 / 2^129: for 10^9 keys,
+// below 10^-20), stored inline next to the algorithm's state, so a lookup touches one cache line
+// and the table never allocates per key. Linear probing with backward-shift deletion keeps no
+// tombstones, so evicting a key really frees its slot.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <new>
+#include <thread>
+#include <utility>
+
+#include "distkit/detail/error.hpp"
+#include "distkit/hash.hpp"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
+namespace distkit::inline v0::detail {
+
+/// A test-and-test-and-set lock: one atomic exchange to take, one release store to give back.
+/// Spins briefly, then yields, so an oversubscribed machine does not burn the holder's core.
+class spin_lock {
+ public:
+  void lock() noexcept {
+    for (;;) {
+      if (!locked_.exchange(true, std::memory_order_acquire)) return;
+      unsigned spins = 0;
+      while (locked_.load(std::memory_order_relaxed)) {
+        if (++spins < 64) {
+#if defined(__x86_64__) || defined(__i386__)
+          _mm_pause();
+#endif
+        } else {
+          std::this_thread::yield();
+        }
+      }
+    }
+  }
+  void unlock() noexcept { locked_.store(false, std::memory_order_release); }
+
+ private:
+  std::atomic<bool> locked_{false};
+};
+
+/// A 128-bit key fingerprint; `lo` always has its low bit set, so {0, 0} marks an empty slot.
+struct fingerprint {
+  std::uint64_t lo = 0;
+  std::uint64_t hi = 0;
+  [[nodiscard]] auto empty() const noexcept -> bool { return lo == 0; }
+  friend auto operator==(const fingerprint&, const fingerprint&) -> bool = default;
+};
+
+[[nodiscard]] inline auto make_fingerprint(const void* data, std::size_t size) noexcept -> fingerprint {
+  const XXH128_hash_t h = XXH3_128bits(data, size);
+  return {h.low64 | 1U, h.high64};
+}
+
+/// An array of `n` value-initialised `T`, cache-line aligned. Arrays of 2 MiB or more are
+/// aligned to 2 MiB and offered to transparent huge pages: a table of a million keys then costs
+/// a few TLB entries instead of thousands, which is most of a random lookup's cost after the
+/// cache miss itself.
+template <class T>
+class slot_array {
+ public:
+  static constexpr std::size_t huge_page = std::size_t{2} << 20;
+
+  explicit slot_array(std::size_t n) : n_(n) {
+    const std::size_t bytes = n * sizeof(T);
+    align_ = bytes >= huge_page ? huge_page : std::size_t{64};
+    bytes_ = (bytes + align_ - 1) / align_ * align_;
+    void* mem = ::operator new (bytes_, std::align_val_t{align_});
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (align_ == huge_page) ::madvise(mem, bytes_, MADV_HUGEPAGE);  // advice only: failure is harmless
+#endif
+    data_ = static_cast<T*>(mem);
+    std::uninitialized_value_construct_n(data_, n_);
+  }
+  slot_array(slot_array&& other) noexcept
+      : data_(std::exchange(other.data_, nullptr)), n_(other.n_), bytes_(other.bytes_), align_(other.align_) {}
+  auto operator=(slot_array&& other) noexcept -> slot_array& {
+    if (this != &other) {
+      release();
+      data_ = std::exchange(other.data_, nullptr);
+      n_ = other.n_;
+      bytes_ = other.bytes_;
+      align_ = other.align_;
+    }
+    return *this;
+  }
+  slot_array(const slot_array&) = delete;
+  auto operator=(const slot_array&) -> slot_array& = delete;
+  ~slot_array() { release(); }
+
+  auto operator[](std::size_t i) noexcept -> T& { return data_[i]; }
+  auto operator[](std::size_t i) const noexcept -> const T& { return data_[i]; }
+
+ private:
+  void release() noexcept {
+    if (data_ == nullptr) return;
+    std::destroy_n(data_, n_);
+    ::operator delete (static_cast<void*>(data_), std::align_val_t{align_});
+    data_ = nullptr;
+  }
+
+  T* data_ = nullptr;
+  std::size_t n_ = 0;
+  std::size_t bytes_ = 0;
+  std::size_t align_ = 64;
+};
+
+/// Open-addressing table of `{fingerprint, State}` slots. `Idle(state)` says a state is
+/// equivalent to a fresh one, so its key may be dropped. Not thread-safe: the shard locks it.
+template <class State>
+class probe_table {
+ public:
+  struct slot {
+    fingerprint key;
+    State state;
+  };
+
+  static constexpr std::size_t min_capacity = 16;
+
+  probe_table() : slots_(min_capacity), mask_(min_capacity - 1) {}
+
+  [[nodiscard]] auto size() const noexcept -> std::size_t { return size_; }
+  [[nodiscard]] auto capacity() const noexcept -> std::size_t { return mask_ + 1; }
+
+  /// Finds the slot of `key`, inserting a fresh state if absent. Before the table grows it drops
+  /// every idle key, so the table is sized by active keys, not by every key ever seen.
+  template <class Idle>
+  auto find_or_insert(const fingerprint& key, Idle&& idle) -> State& {
+    std::size_t i = key.hi & mask_;
+    for (;;) {
+      slot& s = slots_[i];
+      if (s.key == key) return s.state;
+      if (s.key.empty()) break;
+      i = (i + 1) & mask_;
+    }
+    // A new key: keep the load factor at most 3/4. A full sweep first; grow only if the live
+    // keys still fill more than half, so the next sweep is at least capacity/4 inserts away.
+    if ((size_ + 1) * 4 > capacity() * 3) {
+      sweep_all(idle);
+      if ((size_ + 1) * 2 > capacity()) rehash(capacity() * 2);
+      i = key.hi & mask_;
+      while (!slots_[i].key.empty()) i = (i + 1) & mask_;
+    } else {
+      sweep_some(2, idle);  // incremental: every insert also retires a little idle state
+      i = key.hi & mask_;
+      while (!slots_[i].key.empty()) i = (i + 1) & mask_;
+    }
+    slots_[i].key = key;
+    slots_[i].state = State{};
+    ++size_;
+    return slots_[i].state;
+  }
+
+  /// Examines `steps` slots at the sweep cursor, dropping idle keys; at the end of each lap,
+  /// shrinks the table when live keys fill less than 1/16 of it. Returns the keys dropped.
+  template <class Idle>
+  auto sweep_some(std::size_t steps, Idle&& idle) -> std::size_t {
+    std::size_t dropped = 0;
+    for (std::size_t n = 0; n < steps; ++n) {
+      if (cursor_ > mask_) {
+        cursor_ = 0;
+        maybe_shrink();
+      }
+      slot& s = slots_[cursor_];
+      if (!s.key.empty() && idle(s.state)) {
+        erase_at(cursor_);  // a later key may shift into this slot: look at it again next step
+        ++dropped;
+      } else {
+        ++cursor_;
+      }
+    }
+    return dropped;
+  }
+
+  /// Drops every idle key, then shrinks the table if it is mostly empty. O(capacity).
+  template <class Idle>
+  auto sweep_all(Idle&& idle) -> std::size_t {
+    std::size_t dropped = 0;
+    // Backward shifts move keys towards lower indexes, and a wrap-around cluster can move a key
+    // from slot 0 to the end; a second pass over the start would catch it, but a key missed
+    // here is only kept until the next sweep, so one pass is enough.
+    for (std::size_t i = 0; i <= mask_;) {
+      if (!slots_[i].key.empty() && idle(slots_[i].state)) {
+        erase_at(i);
+        ++dropped;
+      } else {
+        ++i;
+      }
+    }
+    cursor_ = 0;
+    maybe_shrink();
+    return dropped;
+  }
+
+  /// Visits every live state (for statistics).
+  template <class F>
+  void for_each(F&& f) const {
+    for (std::size_t i = 0; i <= mask_; ++i) {
+      if (!slots_[i].key.empty()) f(slots_[i].state);
+    }
+  }
+
+ private:
+  void erase_at(std::size_t hole) {
+    // Backward-shift deletion: pull later members of the probe run into the hole, so lookups
+    // never need tombstones.
+    std::size_t j = hole;
+    for (;;) {
+      j = (j + 1) & mask_;
+      slot& s = slots_[j];
+      if (s.key.empty()) break;
+      const std::size_t home = s.key.hi & mask_;
+      // Move s into the hole unless its home lies cyclically in (hole, j].
+      const bool home_after_hole = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
+      if (!home_after_hole) {
+        slots_[hole] = std::move(s);
+        hole = j;
+      }
+    }
+    slots_[hole].key = fingerprint{};
+    slots_[hole].state = State{};
+    --size_;
+  }
+
+  void maybe_shrink() {
+    if (capacity() > min_capacity && size_ * 16 < capacity()) {
+      rehash(std::max(min_capacity, std::bit_ceil(size_ * 4 + 1)));
+    }
+  }
+
+  void rehash(std::size_t new_capacity) {
+    DISTKIT_ASSERT(std::has_single_bit(new_capacity) && new_capacity > size_);
+    slot_array<slot> fresh(new_capacity);
+    const std::size_t new_mask = new_capacity - 1;
+    for (std::size_t i = 0; i <= mask_; ++i) {
+      slot& s = slots_[i];
+      if (s.key.empty()) continue;
+      std::size_t j = s.key.hi & new_mask;
+      while (!fresh[j].key.empty()) j = (j + 1) & new_mask;
+      fresh[j] = std::move(s);
+    }
+    slots_ = std::move(fresh);
+    mask_ = new_mask;
+    cursor_ = 0;
+  }
+
+  slot_array<slot> slots_;
+  std::size_t mask_;
+  std::size_t size_ = 0;
+  std::size_t cursor_ = 0;
+};
+
+}  // namespace distkit::inline v0::detail

@@ -1,0 +1,410 @@
+// SPDX-License-Identifier: MIT
+// distkit/paxos/message.hpp: the messages replicas exchange, and their binary codec.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <variant>
+#include <vector>
+
+#include "distkit/detail/endian.hpp"
+#include "distkit/paxos/types.hpp"
+
+namespace distkit::inline v0::paxos {
+
+/// Phase 1a: "promise me `ballot`, and report what you accepted at slots >= first_slot".
+struct prepare_msg {
+  node_id from = 0, to = 0;
+  ballot bal;
+  slot_t first_slot = 1;
+  friend auto operator==(const prepare_msg&, const prepare_msg&) -> bool = default;
+};
+
+/// Phase 1b. `ok` false is a refusal that names the acceptor's promised ballot.
+/// `chosen_index`: every slot up to it is chosen at the acceptor.
+struct promise_msg {
+  node_id from = 0, to = 0;
+  ballot bal;  ///< the ballot being answered
+  bool ok = false;
+  ballot promised;  ///< the acceptor's promised ballot
+  slot_t chosen_index = 0;
+  std::vector<log_entry> accepted;  ///< entries with slot >= first_slot (when ok)
+  friend auto operator==(const promise_msg&, const promise_msg&) -> bool = default;
+};
+
+/// Phase 2a for one slot; carries the leader's commit index so followers learn.
+struct accept_msg {
+  node_id from = 0, to = 0;
+  ballot bal;
+  slot_t slot = 0;
+  batch value;
+  slot_t commit_index = 0;
+  friend auto operator==(const accept_msg&, const accept_msg&) -> bool = default;
+};
+
+/// Phase 2b. `ok` false is a refusal that names the acceptor's promised ballot.
+struct accepted_msg {
+  node_id from = 0, to = 0;
+  ballot bal;
+  slot_t slot = 0;
+  bool ok = false;
+  ballot promised;
+  friend auto operator==(const accepted_msg&, const accepted_msg&) -> bool = default;
+};
+
+/// Leader -> followers: "I lead at `bal`; slots up to `commit_index` are chosen".
+struct heartbeat_msg {
+  node_id from = 0, to = 0;
+  ballot bal;
+  slot_t commit_index = 0;
+  friend auto operator==(const heartbeat_msg&, const heartbeat_msg&) -> bool = default;
+};
+
+/// Follower -> leader answer to a heartbeat: its promise and how far it has learned.
+struct heartbeat_ack_msg {
+  node_id from = 0, to = 0;
+  ballot bal;       ///< the heartbeat's ballot
+  bool ok = false;  ///< false: the follower promised a higher ballot (`promised`)
+  ballot promised;
+  slot_t chosen_index = 0;
+  friend auto operator==(const heartbeat_ack_msg&, const heartbeat_ack_msg&) -> bool = default;
+};
+
+/// Learner: "send me the chosen values from `first_slot` on".
+struct catchup_request_msg {
+  node_id from = 0, to = 0;
+  slot_t first_slot = 1;
+  friend auto operator==(const catchup_request_msg&, const catchup_request_msg&) -> bool = default;
+};
+
+/// Chosen values for slots first_slot, first_slot+1, ...; the sender's chosen index.
+struct catchup_reply_msg {
+  node_id from = 0, to = 0;
+  slot_t first_slot = 1;
+  std::vector<batch> values;
+  slot_t chosen_index = 0;
+  friend auto operator==(const catchup_reply_msg&, const catchup_reply_msg&) -> bool = default;
+};
+
+/// A snapshot for a replica that is behind the sender's compacted log.
+struct snapshot_msg {
+  node_id from = 0, to = 0;
+  snapshot snap;
+  friend auto operator==(const snapshot_msg&, const snapshot_msg&) -> bool = default;
+};
+
+/// Every message of the protocol. Each alternative has `from` and `to`.
+using message = std::variant<prepare_msg, promise_msg, accept_msg, accepted_msg, heartbeat_msg, heartbeat_ack_msg,
+                             catchup_request_msg, catchup_reply_msg, snapshot_msg>;
+
+/// The destination of a message.
+[[nodiscard]] inline auto message_to(const message& m) noexcept -> node_id {
+  return std::visit([](const auto& x) { return x.to; }, m);
+}
+/// The sender of a message.
+[[nodiscard]] inline auto message_from(const message& m) noexcept -> node_id {
+  return std::visit([](const auto& x) { return x.from; }, m);
+}
+
+namespace detail {
+
+/// Appends little-endian fields to a byte string.
+class writer {
+ public:
+  explicit writer(std::string& out) noexcept : out_(out) {}
+  void u8(std::uint8_t v) { out_.push_back(static_cast<char>(v)); }
+  void u32(std::uint32_t v) { put(v); }
+  void u64(std::uint64_t v) { put(v); }
+  void boolean(bool v) { u8(v ? 1 : 0); }
+  void bytes(std::string_view s) {
+    u32(static_cast<std::uint32_t>(s.size()));
+    out_.append(s);
+  }
+  void bal(const ballot& b) {
+    u64(b.counter);
+    u32(b.node);
+  }
+  void cmds(const batch& b) {
+    u32(static_cast<std::uint32_t>(b.size()));
+    for (const auto& c : b) {
+      u64(c.client_id);
+      u64(c.request_id);
+      bytes(c.payload);
+    }
+  }
+  void entry(const log_entry& e) {
+    u64(e.slot);
+    bal(e.accepted);
+    cmds(e.value);
+  }
+  void snap(const snapshot& s) {
+    u64(s.index);
+    u64(s.checksum);
+    bytes(s.data);
+  }
+
+ private:
+  template <class T>
+  void put(T v) {
+    char buf[sizeof(T)];
+    distkit::detail::store_le<T>(buf, v);
+    out_.append(buf, sizeof(T));
+  }
+  std::string& out_;
+};
+
+/// Reads little-endian fields with bounds checks; any overrun throws `paxos_corrupt_error`.
+class reader {
+ public:
+  explicit reader(std::string_view in) noexcept : in_(in) {}
+  auto u8() -> std::uint8_t { return static_cast<std::uint8_t>(take(1)[0]); }
+  auto u32() -> std::uint32_t { return get<std::uint32_t>(); }
+  auto u64() -> std::uint64_t { return get<std::uint64_t>(); }
+  auto boolean() -> bool {
+    auto v = u8();
+    if (v > 1) fail("bad boolean");
+    return v == 1;
+  }
+  auto bytes() -> std::string {
+    auto n = u32();
+    return std::string(take(n));
+  }
+  /// Like `bytes()`, without copying: the view points into the input.
+  auto bytes_view() -> std::string_view {
+    auto n = u32();
+    return take(n);
+  }
+  auto bal() -> ballot {
+    ballot b;
+    b.counter = u64();
+    b.node = u32();
+    return b;
+  }
+  auto count(std::size_t min_element_size) -> std::size_t {
+    auto n = u32();
+    // A count can never promise more elements than the bytes left could hold.
+    if (min_element_size != 0 && n > remaining() / min_element_size) fail("count exceeds the bytes left");
+    return n;
+  }
+  auto cmds() -> batch {
+    batch b(count(20));
+    for (auto& c : b) {
+      c.client_id = u64();
+      c.request_id = u64();
+      c.payload = bytes();
+    }
+    return b;
+  }
+  auto entry() -> log_entry {
+    log_entry e;
+    e.slot = u64();
+    e.accepted = bal();
+    e.value = cmds();
+    return e;
+  }
+  auto snap() -> snapshot {
+    snapshot s;
+    s.index = u64();
+    s.checksum = u64();
+    s.data = bytes();
+    return s;
+  }
+  [[nodiscard]] auto remaining() const noexcept -> std::size_t { return in_.size() - pos_; }
+  void expect_end() const {
+    if (pos_ != in_.size()) fail("trailing bytes");
+  }
+  [[noreturn]] static void fail(const char* what) {
+    throw paxos_corrupt_error(std::string("distkit::paxos: corrupt message: ") + what);
+  }
+
+ private:
+  auto take(std::size_t n) -> std::string_view {
+    if (n > remaining()) fail("truncated");
+    auto s = in_.substr(pos_, n);
+    pos_ += n;
+    return s;
+  }
+  template <class T>
+  auto get() -> T {
+    return distkit::detail::load_le<T>(take(sizeof(T)).data());
+  }
+  std::string_view in_;
+  std::size_t pos_ = 0;
+};
+
+}  // namespace detail
+
+/// The first byte of an encoded message: the message type. Values are part of the wire format.
+enum class message_type : std::uint8_t {
+  prepare = 1,
+  promise = 2,
+  accept = 3,
+  accepted = 4,
+  heartbeat = 5,
+  heartbeat_ack = 6,
+  catchup_request = 7,
+  catchup_reply = 8,
+  snapshot = 9,
+};
+
+/// @brief Appends the binary encoding of `m` to `out`: one type byte, then the fields in
+/// little-endian order (ballot = u64 counter + u32 node; strings and lists = u32 length + items).
+///
+/// The encoding carries no checksum: the transport frames and checksums it.
+/// **Complexity:** O(size of the message).
+inline void encode_to(const message& m, std::string& out) {
+  detail::writer w(out);
+  w.u8(static_cast<std::uint8_t>(m.index() + 1));
+  std::visit(
+      [&](const auto& x) {
+        using T = std::decay_t<decltype(x)>;
+        w.u32(x.from);
+        w.u32(x.to);
+        if constexpr (std::is_same_v<T, prepare_msg>) {
+          w.bal(x.bal);
+          w.u64(x.first_slot);
+        } else if constexpr (std::is_same_v<T, promise_msg>) {
+          w.bal(x.bal);
+          w.boolean(x.ok);
+          w.bal(x.promised);
+          w.u64(x.chosen_index);
+          w.u32(static_cast<std::uint32_t>(x.accepted.size()));
+          for (const auto& e : x.accepted) w.entry(e);
+        } else if constexpr (std::is_same_v<T, accept_msg>) {
+          w.bal(x.bal);
+          w.u64(x.slot);
+          w.cmds(x.value);
+          w.u64(x.commit_index);
+        } else if constexpr (std::is_same_v<T, accepted_msg>) {
+          w.bal(x.bal);
+          w.u64(x.slot);
+          w.boolean(x.ok);
+          w.bal(x.promised);
+        } else if constexpr (std::is_same_v<T, heartbeat_msg>) {
+          w.bal(x.bal);
+          w.u64(x.commit_index);
+        } else if constexpr (std::is_same_v<T, heartbeat_ack_msg>) {
+          w.bal(x.bal);
+          w.boolean(x.ok);
+          w.bal(x.promised);
+          w.u64(x.chosen_index);
+        } else if constexpr (std::is_same_v<T, catchup_request_msg>) {
+          w.u64(x.first_slot);
+        } else if constexpr (std::is_same_v<T, catchup_reply_msg>) {
+          w.u64(x.first_slot);
+          w.u32(static_cast<std::uint32_t>(x.values.size()));
+          for (const auto& v : x.values) w.cmds(v);
+          w.u64(x.chosen_index);
+        } else if constexpr (std::is_same_v<T, snapshot_msg>) {
+          w.snap(x.snap);
+        }
+      },
+      m);
+}
+
+/// Returns the binary encoding of `m` (see `encode_to`).
+[[nodiscard]] inline auto encode(const message& m) -> std::string {
+  std::string out;
+  encode_to(m, out);
+  return out;
+}
+
+/// @brief Decodes one message that fills `bytes` exactly.
+/// @throws paxos_corrupt_error on an unknown type, a truncated or oversized field, an
+///         impossible count, or trailing bytes. Nothing in `bytes` is trusted.
+[[nodiscard]] inline auto decode(std::string_view bytes) -> message {
+  detail::reader r(bytes);
+  auto type = r.u8();
+  auto from = r.u32();
+  auto to = r.u32();
+  message m;
+  switch (static_cast<message_type>(type)) {
+    case message_type::prepare: {
+      prepare_msg x{from, to, r.bal(), 0};
+      x.first_slot = r.u64();
+      m = std::move(x);
+      break;
+    }
+    case message_type::promise: {
+      promise_msg x;
+      x.from = from;
+      x.to = to;
+      x.bal = r.bal();
+      x.ok = r.boolean();
+      x.promised = r.bal();
+      x.chosen_index = r.u64();
+      x.accepted.resize(r.count(24));
+      for (auto& e : x.accepted) e = r.entry();
+      m = std::move(x);
+      break;
+    }
+    case message_type::accept: {
+      accept_msg x;
+      x.from = from;
+      x.to = to;
+      x.bal = r.bal();
+      x.slot = r.u64();
+      x.value = r.cmds();
+      x.commit_index = r.u64();
+      m = std::move(x);
+      break;
+    }
+    case message_type::accepted: {
+      accepted_msg x;
+      x.from = from;
+      x.to = to;
+      x.bal = r.bal();
+      x.slot = r.u64();
+      x.ok = r.boolean();
+      x.promised = r.bal();
+      m = x;
+      break;
+    }
+    case message_type::heartbeat: {
+      heartbeat_msg x{from, to, r.bal(), 0};
+      x.commit_index = r.u64();
+      m = x;
+      break;
+    }
+    case message_type::heartbeat_ack: {
+      heartbeat_ack_msg x;
+      x.from = from;
+      x.to = to;
+      x.bal = r.bal();
+      x.ok = r.boolean();
+      x.promised = r.bal();
+      x.chosen_index = r.u64();
+      m = x;
+      break;
+    }
+    case message_type::catchup_request: {
+      m = catchup_request_msg{from, to, r.u64()};
+      break;
+    }
+    case message_type::catchup_reply: {
+      catchup_reply_msg x;
+      x.from = from;
+      x.to = to;
+      x.first_slot = r.u64();
+      x.values.resize(r.count(4));
+      for (auto& v : x.values) v = r.cmds();
+      x.chosen_index = r.u64();
+      m = std::move(x);
+      break;
+    }
+    case message_type::snapshot: {
+      m = snapshot_msg{from, to, r.snap()};
+      break;
+    }
+    default:
+      detail::reader::fail("unknown message type");
+  }
+  r.expect_end();
+  return m;
+}
+
+}  // namespace distkit::inline v0::paxos

@@ -1,0 +1,803 @@
+// SPDX-License-Identifier: MIT
+// distkit/paxos/replica.hpp: the Multi-Paxos replica, a deterministic core driven like etcd/raft.
+#pragma once
+
+#include <algorithm>
+#include <bit>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <random>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "distkit/detail/error.hpp"
+#include "distkit/hash.hpp"
+#include "distkit/paxos/concepts.hpp"
+#include "distkit/paxos/message.hpp"
+#include "distkit/paxos/types.hpp"
+
+namespace distkit::inline v0::paxos {
+
+/// Configuration of one replica. Time is counted in ticks (calls to `replica::tick()`).
+struct replica_options {
+  node_id id = 0;                     ///< this replica; must be in `nodes`
+  std::vector<node_id> nodes;         ///< every replica of the cluster (1..64, unique)
+  std::uint32_t heartbeat_ticks = 1;  ///< leader heartbeat (and retransmit) period
+  std::uint32_t election_ticks = 10;  ///< follower timeout; elections wait in [e, 2e) ticks
+  std::size_t max_batch = 256;        ///< commands per slot
+  std::size_t window = 64;            ///< slots in flight (proposed, not chosen) at once
+  std::size_t max_pending = 1 << 20;  ///< queued commands before `propose` answers busy
+  slot_t snapshot_interval = 10'000;  ///< take a snapshot after this many applied slots (0: never)
+  slot_t log_retention = 1'000;       ///< chosen slots kept in memory behind a snapshot for catch-up
+  std::size_t max_catchup = 256;      ///< values per catch-up reply
+  std::uint64_t seed = 1;             ///< seeds the election back-off (with the id)
+
+  /// Testing only: mutations that break safety, so a harness can prove it notices.
+  struct unsafe_mutations {
+    bool skip_promise_persistence = false;  ///< do not make promises durable
+    int quorum_delta = 0;                   ///< count a quorum as majority + delta
+  } unsafe{};
+};
+
+/// One applied command, reported so the driver can answer the client that sent it.
+struct applied_command {
+  slot_t slot = 0;
+  std::uint64_t client_id = 0;
+  std::uint64_t request_id = 0;
+  std::string result;
+  bool duplicate = false;  ///< a retry of an already applied request: `result` is the cached one
+};
+
+/// @brief What the replica needs done, in this order: persist (`promise`, `entries`,
+/// `commit_index`, `snap`) and sync; then send `messages`; then answer `applied`; then call
+/// `replica::advance()`. Messages are only valid once the state they follow is durable.
+struct ready {
+  std::optional<ballot> promise;         ///< persist with `save_promise`
+  std::vector<log_entry> entries;        ///< persist with `append`
+  std::optional<slot_t> commit_index;    ///< persist with `save_commit`
+  std::optional<snapshot> snap;          ///< persist with `save_snapshot`
+  std::vector<message> messages;         ///< send after the sync
+  std::vector<applied_command> applied;  ///< chosen commands applied to the state machine
+
+  /// True when something must be persisted (so a sync is needed before sending).
+  [[nodiscard]] auto needs_sync() const noexcept -> bool {
+    return promise.has_value() || !entries.empty() || commit_index.has_value() || snap.has_value();
+  }
+  [[nodiscard]] auto empty() const noexcept -> bool { return !needs_sync() && messages.empty() && applied.empty(); }
+};
+
+/// The answer to `replica::propose`.
+enum class propose_status : std::uint8_t {
+  accepted,    ///< queued; the result arrives in `ready::applied` once chosen
+  not_leader,  ///< ask `leader_hint()` instead
+  busy,        ///< too many queued commands; retry later
+};
+
+/// Roles of a replica.
+enum class role : std::uint8_t { follower, candidate, leader };
+
+/// @brief A Multi-Paxos replica: acceptor, learner and (when elected) the stable leader.
+///
+/// A pure, deterministic state machine in the etcd/raft style: feed it messages with `step`,
+/// time with `tick` and client commands with `propose`; collect work with `ready()`; perform it
+/// (persist + sync, send, answer clients); then call `advance()`. It never performs I/O.
+///
+/// Protocol: the leader runs Phase 1 once (a prepare for every slot from its first unchosen
+/// one), re-proposes the highest-ballot value found for each open slot and fills gaps with
+/// no-ops, then runs one Phase 2 round trip per slot, each slot a batch of up to `max_batch`
+/// commands, with up to `window` slots in flight. Followers learn chosen slots from the
+/// leader's commit index when they accepted the leader's value, and otherwise catch up
+/// (chosen values, or a snapshot when the sender compacted them). Elections use randomised
+/// timeouts; a follower that heard from its leader within `election_ticks` refuses to promise
+/// to anybody else, so a stable leader is not disturbed. Commands carry (client_id,
+/// request_id); a retried request is applied once and answered with the cached result.
+///
+/// @tparam StateMachine models `state_machine`.
+///
+/// @throws std::invalid_argument from the constructor for a bad `replica_options` field.
+///
+/// **Thread safety:** none; drive one replica from one thread.
+/// **Complexity:** `step`/`propose` are O(log n) in the in-memory log size; a ready cycle is
+/// linear in the work it returns.
+///
+/// @code
+/// distkit::paxos::replica<kv_state_machine> r{{.id = 1, .nodes = {1, 2, 3}}};
+/// r.tick();
+/// while (r.has_ready()) { auto rd = r.ready(); /* persist, sync, send */ r.advance(); }
+/// @endcode
+template <state_machine StateMachine>
+class replica {
+ public:
+  explicit replica(replica_options opts, StateMachine sm = StateMachine{}, recovered_state recovered = {})
+      : opts_(std::move(opts)), sm_(std::move(sm)) {
+    validate();
+    for (std::size_t i = 0; i < opts_.nodes.size(); ++i) {
+      if (opts_.nodes[i] == opts_.id) self_ = i;
+    }
+    int q = static_cast<int>(opts_.nodes.size() / 2 + 1) + opts_.unsafe.quorum_delta;
+    quorum_ = static_cast<std::size_t>(std::max(1, q));
+    rng_.seed(opts_.seed * 0x9E3779B97F4A7C15ULL + opts_.id + 1);
+    peer_heard_.assign(opts_.nodes.size(), 0);
+    peer_snapshot_tick_.assign(opts_.nodes.size(), 0);
+    recover(std::move(recovered));
+    reset_election_timer();
+  }
+
+  // ---- inputs ---------------------------------------------------------------------------
+
+  /// Advances time by one tick: heartbeats and retransmissions (leader), elections (others).
+  void tick() {
+    ++now_;
+    if (role_ == role::leader) {
+      if (now_ >= heartbeat_due_) {
+        heartbeat_due_ = now_ + opts_.heartbeat_ticks;
+        broadcast_heartbeat();
+        retransmit();
+      }
+      // Step down when a quorum has not been heard from for an election timeout: a leader cut
+      // off from the majority stops taking commands it cannot commit.
+      if (now_ - leader_since_ > opts_.election_ticks) {
+        std::size_t alive = 1;
+        for (std::size_t i = 0; i < peer_heard_.size(); ++i) {
+          if (i != self_ && now_ - peer_heard_[i] <= opts_.election_ticks) ++alive;
+        }
+        if (alive < quorum_) become_follower(std::nullopt);
+      }
+    } else if (now_ >= election_deadline_) {
+      start_election();
+    }
+  }
+
+  /// Handles one message addressed to this replica (others are ignored).
+  void step(const message& m) {
+    if (message_to(m) != opts_.id) return;
+    auto from = message_from(m);
+    if (index_of(from) == npos || from == opts_.id) return;
+    std::visit([this](const auto& x) { this->on(x); }, m);
+  }
+  void step(message&& m) {
+    if (message_to(m) != opts_.id) return;
+    auto from = message_from(m);
+    if (index_of(from) == npos || from == opts_.id) return;
+    std::visit([this](auto&& x) { this->on(std::forward<decltype(x)>(x)); }, std::move(m));
+  }
+
+  /// Queues a client command on the leader. Batches form from the commands queued between
+  /// two `ready()` calls. A client must use increasing `request_id`s with one request
+  /// outstanding at a time (retries reuse the id); `client_id` 0 turns dedupe off.
+  [[nodiscard]] auto propose(std::uint64_t client_id, std::uint64_t request_id, std::string command) -> propose_status {
+    if (role_ != role::leader) return propose_status::not_leader;
+    if (pending_.size() >= opts_.max_pending) return propose_status::busy;
+    pending_.push_back(paxos::command{client_id, request_id, std::move(command)});
+    return propose_status::accepted;
+  }
+
+  // ---- outputs --------------------------------------------------------------------------
+
+  /// True when `ready()` has work.
+  [[nodiscard]] auto has_ready() -> bool {
+    flush_proposals();
+    return !out_.empty() || self_promise_pending_ || !self_acks_pending_.empty();
+  }
+
+  /// Takes the work accumulated since the last cycle. Call `advance()` after performing it.
+  [[nodiscard]] auto ready() -> paxos::ready {
+    flush_proposals();
+    maybe_snapshot();
+    paxos::ready r = std::move(out_);
+    out_ = paxos::ready{};
+    if (opts_.unsafe.skip_promise_persistence) r.promise.reset();
+    inflight_self_acks_ = std::move(self_acks_pending_);
+    self_acks_pending_.clear();
+    inflight_self_promise_ = self_promise_pending_;
+    self_promise_pending_ = false;
+    inflight_snapshot_ = r.snap.has_value();
+    return r;
+  }
+
+  /// Tells the replica the last `ready()` was persisted and its messages sent.
+  void advance() {
+    if (inflight_self_promise_) {
+      inflight_self_promise_ = false;
+      if (role_ == role::candidate) count_promise(self_, own_entries_from(chosen_index_ + 1));
+    }
+    auto acks = std::move(inflight_self_acks_);
+    inflight_self_acks_.clear();
+    for (auto s : acks) count_accept(self_, s);
+    if (inflight_snapshot_) {
+      inflight_snapshot_ = false;
+      compact_memory();
+    }
+  }
+
+  // ---- observers ------------------------------------------------------------------------
+
+  [[nodiscard]] auto id() const noexcept -> node_id { return opts_.id; }
+  [[nodiscard]] auto current_role() const noexcept -> role { return role_; }
+  [[nodiscard]] auto is_leader() const noexcept -> bool { return role_ == role::leader; }
+  /// The leader this replica last heard from (itself when leading), if any.
+  [[nodiscard]] auto leader_hint() const noexcept -> std::optional<node_id> { return leader_; }
+  [[nodiscard]] auto promised() const noexcept -> ballot { return promised_; }
+  /// Every slot up to here is chosen and applied.
+  [[nodiscard]] auto chosen_index() const noexcept -> slot_t { return chosen_index_; }
+  /// Running checksum of the applied log (slot numbers and values), equal on every replica
+  /// at the same chosen index.
+  [[nodiscard]] auto checksum() const noexcept -> std::uint64_t { return checksum_; }
+  [[nodiscard]] auto state() const noexcept -> const StateMachine& { return sm_; }
+  [[nodiscard]] auto options() const noexcept -> const replica_options& { return opts_; }
+  /// The value this replica holds for `slot` (accepted or chosen), if any.
+  [[nodiscard]] auto entry_at(slot_t slot) const -> std::optional<log_entry> {
+    auto it = log_.find(slot);
+    if (it == log_.end()) return std::nullopt;
+    return log_entry{slot, it->second.bal, it->second.value};
+  }
+  /// Number of commands queued and not yet in a slot.
+  [[nodiscard]] auto pending_commands() const noexcept -> std::size_t { return pending_.size(); }
+
+ private:
+  static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+
+  struct slot_state {
+    ballot bal;
+    batch value;
+    bool chosen = false;
+  };
+  struct inflight {
+    std::uint64_t acks = 0;
+    std::uint64_t sent = 0;
+  };
+  struct client_entry {
+    std::uint64_t request_id = 0;
+    std::string result;
+  };
+
+  void validate() const {
+    if (opts_.nodes.empty() || opts_.nodes.size() > 64) {
+      distkit::detail::throw_invalid_argument("paxos::replica", "nodes", "must hold 1 to 64 replicas",
+                                              opts_.nodes.size());
+    }
+    for (std::size_t i = 0; i < opts_.nodes.size(); ++i) {
+      for (std::size_t j = i + 1; j < opts_.nodes.size(); ++j) {
+        if (opts_.nodes[i] == opts_.nodes[j]) {
+          distkit::detail::throw_invalid_argument("paxos::replica", "nodes", "must be unique", opts_.nodes[i]);
+        }
+      }
+    }
+    if (std::find(opts_.nodes.begin(), opts_.nodes.end(), opts_.id) == opts_.nodes.end()) {
+      distkit::detail::throw_invalid_argument("paxos::replica", "id", "must be one of nodes", opts_.id);
+    }
+    if (opts_.heartbeat_ticks == 0) {
+      distkit::detail::throw_invalid_argument("paxos::replica", "heartbeat_ticks", "must be positive",
+                                              opts_.heartbeat_ticks);
+    }
+    if (opts_.election_ticks <= opts_.heartbeat_ticks) {
+      distkit::detail::throw_invalid_argument("paxos::replica", "election_ticks", "must exceed heartbeat_ticks",
+                                              opts_.election_ticks);
+    }
+    if (opts_.max_batch == 0)
+      distkit::detail::throw_invalid_argument("paxos::replica", "max_batch", "must be positive", 0);
+    if (opts_.window == 0) distkit::detail::throw_invalid_argument("paxos::replica", "window", "must be positive", 0);
+    if (opts_.max_catchup == 0)
+      distkit::detail::throw_invalid_argument("paxos::replica", "max_catchup", "must be positive", 0);
+  }
+
+  [[nodiscard]] auto index_of(node_id n) const noexcept -> std::size_t {
+    for (std::size_t i = 0; i < opts_.nodes.size(); ++i) {
+      if (opts_.nodes[i] == n) return i;
+    }
+    return npos;
+  }
+  [[nodiscard]] auto bit(std::size_t i) const noexcept -> std::uint64_t { return std::uint64_t{1} << i; }
+  [[nodiscard]] static auto popcount(std::uint64_t x) noexcept -> std::size_t {
+    return static_cast<std::size_t>(std::popcount(x));
+  }
+
+  template <class M>
+  void send(M m) {
+    out_.messages.emplace_back(std::move(m));
+  }
+
+  void reset_election_timer() {
+    std::uniform_int_distribution<std::uint64_t> d(opts_.election_ticks, 2ULL * opts_.election_ticks - 1);
+    election_deadline_ = now_ + d(rng_);
+  }
+
+  // ---- recovery -------------------------------------------------------------------------
+
+  void recover(recovered_state rs) {
+    promised_ = rs.promised;
+    if (rs.snap) install_snapshot_state(*rs.snap);
+    for (auto& e : rs.entries) {
+      promised_ = std::max(promised_, e.accepted);
+      if (e.slot <= snap_index_) continue;
+      log_[e.slot] = slot_state{e.accepted, std::move(e.value), false};
+    }
+    advance_chosen_to(rs.commit_index, /*persist=*/false);
+    out_ = paxos::ready{};  // recovery replays what is already durable; nothing to send
+  }
+
+  // ---- elections ------------------------------------------------------------------------
+
+  void start_election() {
+    role_ = role::candidate;
+    leader_.reset();
+    my_ballot_ = ballot::next_after(std::max(promised_, highest_seen_), opts_.id);
+    promised_ = my_ballot_;
+    out_.promise = promised_;
+    promise_votes_ = 0;
+    promise_entries_.clear();
+    self_promise_pending_ = true;
+    pending_.clear();
+    for (std::size_t i = 0; i < opts_.nodes.size(); ++i) {
+      if (i != self_) send(prepare_msg{opts_.id, opts_.nodes[i], my_ballot_, chosen_index_ + 1});
+    }
+    reset_election_timer();
+  }
+
+  void become_follower(std::optional<node_id> leader) {
+    role_ = role::follower;
+    leader_ = leader;
+    inflight_.clear();
+    pending_.clear();
+    reset_election_timer();
+  }
+
+  [[nodiscard]] auto own_entries_from(slot_t first) const -> std::vector<log_entry> {
+    std::vector<log_entry> out;
+    for (auto it = log_.lower_bound(first); it != log_.end(); ++it) {
+      out.push_back(log_entry{it->first, it->second.bal, it->second.value});
+    }
+    return out;
+  }
+
+  void count_promise(std::size_t voter, std::vector<log_entry> entries) {
+    if (promise_votes_ & bit(voter)) return;
+    promise_votes_ |= bit(voter);
+    for (auto& e : entries) {
+      if (e.slot <= chosen_index_) continue;
+      auto it = promise_entries_.find(e.slot);
+      if (it == promise_entries_.end() || it->second.accepted < e.accepted) promise_entries_[e.slot] = std::move(e);
+    }
+    if (popcount(promise_votes_) >= quorum_) become_leader();
+  }
+
+  void become_leader() {
+    role_ = role::leader;
+    leader_ = opts_.id;
+    leader_since_ = now_;
+    std::fill(peer_heard_.begin(), peer_heard_.end(), now_);
+    inflight_.clear();
+    slot_t last = chosen_index_;
+    if (!promise_entries_.empty()) last = std::max(last, promise_entries_.rbegin()->first);
+    next_slot_ = last + 1;
+    // Re-propose the highest-ballot value of every open slot; fill the gaps with no-ops.
+    for (slot_t s = chosen_index_ + 1; s <= last; ++s) {
+      auto it = promise_entries_.find(s);
+      batch v;
+      if (it != promise_entries_.end()) v = std::move(it->second.value);
+      propose_slot(s, std::move(v));
+    }
+    promise_entries_.clear();
+    heartbeat_due_ = now_ + opts_.heartbeat_ticks;
+    broadcast_heartbeat();
+  }
+
+  // ---- leader: phase 2 ------------------------------------------------------------------
+
+  void flush_proposals() {
+    if (role_ != role::leader) return;
+    while (!pending_.empty() && inflight_.size() < opts_.window) {
+      std::size_t n = std::min(opts_.max_batch, pending_.size());
+      batch v;
+      v.reserve(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        v.push_back(std::move(pending_.front()));
+        pending_.pop_front();
+      }
+      propose_slot(next_slot_++, std::move(v));
+    }
+  }
+
+  void propose_slot(slot_t s, batch v) {
+    inflight_[s] = inflight{0, now_};
+    for (std::size_t i = 0; i < opts_.nodes.size(); ++i) {
+      if (i != self_) send(accept_msg{opts_.id, opts_.nodes[i], my_ballot_, s, v, chosen_index_});
+    }
+    out_.entries.push_back(log_entry{s, my_ballot_, v});
+    log_[s] = slot_state{my_ballot_, std::move(v), false};
+    self_acks_pending_.push_back(s);
+  }
+
+  void count_accept(std::size_t voter, slot_t s) {
+    if (role_ != role::leader) return;
+    auto it = inflight_.find(s);
+    if (it == inflight_.end()) return;
+    it->second.acks |= bit(voter);
+    if (popcount(it->second.acks) >= quorum_) {
+      inflight_.erase(it);
+      auto l = log_.find(s);
+      if (l != log_.end()) l->second.chosen = true;
+      advance_chosen();
+    }
+  }
+
+  void retransmit() {
+    for (auto& [s, f] : inflight_) {
+      if (f.sent + opts_.heartbeat_ticks > now_) continue;
+      f.sent = now_;
+      auto l = log_.find(s);
+      if (l == log_.end()) continue;
+      for (std::size_t i = 0; i < opts_.nodes.size(); ++i) {
+        if (i != self_ && !(f.acks & bit(i))) {
+          send(accept_msg{opts_.id, opts_.nodes[i], my_ballot_, s, l->second.value, chosen_index_});
+        }
+      }
+    }
+  }
+
+  void broadcast_heartbeat() {
+    for (std::size_t i = 0; i < opts_.nodes.size(); ++i) {
+      if (i != self_) send(heartbeat_msg{opts_.id, opts_.nodes[i], my_ballot_, chosen_index_});
+    }
+  }
+
+  // ---- learning and applying ------------------------------------------------------------
+
+  /// Marks contiguous chosen slots, applies them, and records the new commit index.
+  void advance_chosen() {
+    slot_t before = chosen_index_;
+    for (;;) {
+      auto it = log_.find(chosen_index_ + 1);
+      if (it == log_.end() || !it->second.chosen) break;
+      ++chosen_index_;
+      apply(chosen_index_, it->second.value);
+    }
+    if (chosen_index_ != before) out_.commit_index = chosen_index_;
+  }
+
+  /// Marks every slot up to `target` chosen (their values are known to be the chosen ones).
+  void advance_chosen_to(slot_t target, bool persist) {
+    slot_t before = chosen_index_;
+    while (chosen_index_ < target) {
+      auto it = log_.find(chosen_index_ + 1);
+      if (it == log_.end()) break;
+      it->second.chosen = true;
+      ++chosen_index_;
+      apply(chosen_index_, it->second.value);
+    }
+    if (persist && chosen_index_ != before) out_.commit_index = chosen_index_;
+  }
+
+  /// A leader at `b` says slots up to `commit` are chosen. A slot we accepted at `b` holds the
+  /// leader's value, so it is learned; anything else needs catch-up.
+  void learn_commit(const ballot& b, node_id from, slot_t commit) {
+    slot_t before = chosen_index_;
+    while (chosen_index_ < commit) {
+      auto it = log_.find(chosen_index_ + 1);
+      if (it == log_.end() || it->second.bal != b) break;
+      it->second.chosen = true;
+      ++chosen_index_;
+      apply(chosen_index_, it->second.value);
+    }
+    if (chosen_index_ != before) out_.commit_index = chosen_index_;
+    if (chosen_index_ < commit) request_catchup(from);
+  }
+
+  void request_catchup(node_id from) {
+    if (catchup_asked_ != 0 && now_ < catchup_asked_ + opts_.heartbeat_ticks * 2 &&
+        catchup_asked_index_ == chosen_index_) {
+      return;  // one outstanding request per chosen index, repeated if it gets lost
+    }
+    catchup_asked_ = now_ == 0 ? 1 : now_;
+    catchup_asked_index_ = chosen_index_;
+    send(catchup_request_msg{opts_.id, from, chosen_index_ + 1});
+  }
+
+  static auto mix(std::uint64_t h, std::uint64_t v) noexcept -> std::uint64_t {
+    h ^= v + 0x9E3779B97F4A7C15ULL + (h << 6) + (h >> 2);
+    h *= 0xBF58476D1CE4E5B9ULL;
+    return h ^ (h >> 31);
+  }
+
+  void apply(slot_t s, const batch& value) {
+    std::uint64_t h = mix(checksum_, s);
+    for (const auto& c : value) {
+      h = mix(h, c.client_id);
+      h = mix(h, c.request_id);
+      h = mix(h, xxh3_hash::bytes(c.payload.data(), c.payload.size()));
+      applied_command a{s, c.client_id, c.request_id, {}, false};
+      if (c.client_id != 0) {
+        auto& e = clients_[c.client_id];
+        if (c.request_id <= e.request_id) {
+          if (c.request_id == e.request_id) {
+            a.result = e.result;
+            a.duplicate = true;
+            out_.applied.push_back(std::move(a));
+          }
+          continue;
+        }
+        a.result = sm_.apply(c.payload);
+        e.request_id = c.request_id;
+        e.result = a.result;
+      } else {
+        a.result = sm_.apply(c.payload);
+      }
+      out_.applied.push_back(std::move(a));
+    }
+    checksum_ = h;
+  }
+
+  // ---- snapshots ------------------------------------------------------------------------
+
+  [[nodiscard]] auto encode_snapshot_data() const -> std::string {
+    std::string out;
+    detail::writer w(out);
+    w.u64(clients_.size());
+    std::vector<std::uint64_t> ids;
+    ids.reserve(clients_.size());
+    for (const auto& [id, e] : clients_) ids.push_back(id);
+    std::sort(ids.begin(), ids.end());  // deterministic bytes
+    for (auto id : ids) {
+      const auto& e = clients_.at(id);
+      w.u64(id);
+      w.u64(e.request_id);
+      w.bytes(e.result);
+    }
+    w.bytes(sm_.snapshot());
+    return out;
+  }
+
+  void install_snapshot_state(const snapshot& s) {
+    detail::reader r(s.data);
+    auto n = r.u64();
+    if (n > r.remaining() / 20) detail::reader::fail("snapshot client count");
+    clients_.clear();
+    for (std::uint64_t i = 0; i < n; ++i) {
+      auto id = r.u64();
+      client_entry e;
+      e.request_id = r.u64();
+      e.result = r.bytes();
+      clients_[id] = std::move(e);
+    }
+    auto sm_bytes = r.bytes();
+    r.expect_end();
+    sm_.restore(sm_bytes);
+    snap_index_ = s.index;
+    chosen_index_ = s.index;
+    checksum_ = s.checksum;
+    last_snapshot_ = s;
+    log_.erase(log_.begin(), log_.upper_bound(s.index));
+  }
+
+  void maybe_snapshot() {
+    if (opts_.snapshot_interval == 0 || chosen_index_ < snap_index_ + opts_.snapshot_interval) return;
+    snapshot s{chosen_index_, checksum_, encode_snapshot_data()};
+    snap_index_ = s.index;
+    last_snapshot_ = s;
+    out_.snap = std::move(s);
+  }
+
+  void compact_memory() {
+    if (snap_index_ <= opts_.log_retention) return;
+    slot_t keep_from = snap_index_ - opts_.log_retention;
+    log_.erase(log_.begin(), log_.lower_bound(keep_from));
+  }
+
+  [[nodiscard]] auto first_retained() const noexcept -> slot_t {
+    return log_.empty() ? chosen_index_ + 1 : std::min(log_.begin()->first, chosen_index_ + 1);
+  }
+
+  void send_snapshot(std::size_t peer) {
+    if (!last_snapshot_) return;
+    if (peer_snapshot_tick_[peer] != 0 && now_ < peer_snapshot_tick_[peer] + opts_.election_ticks) return;
+    peer_snapshot_tick_[peer] = now_ == 0 ? 1 : now_;
+    send(snapshot_msg{opts_.id, opts_.nodes[peer], *last_snapshot_});
+  }
+
+  // ---- message handlers -----------------------------------------------------------------
+
+  void observe(const ballot& b) { highest_seen_ = std::max(highest_seen_, b); }
+
+  /// True when a live leader other than `from` makes this replica refuse to promise.
+  [[nodiscard]] auto leader_is_alive(node_id from) const noexcept -> bool {
+    if (role_ == role::leader) return true;  // a leader steps down by itself when cut off
+    return leader_ && *leader_ != from && now_ < last_leader_contact_ + opts_.election_ticks;
+  }
+
+  void on(prepare_msg m) {
+    observe(m.bal);
+    if (m.bal > promised_ && !leader_is_alive(m.from)) {
+      promised_ = m.bal;
+      out_.promise = promised_;
+      if (role_ != role::follower) become_follower(std::nullopt);
+      leader_.reset();
+      reset_election_timer();
+      send(promise_msg{opts_.id, m.from, m.bal, true, promised_, chosen_index_, own_entries_from(m.first_slot)});
+    } else {
+      send(promise_msg{opts_.id, m.from, m.bal, false, promised_, chosen_index_, {}});
+    }
+  }
+
+  void on(promise_msg m) {
+    observe(m.promised);
+    if (role_ != role::candidate || m.bal != my_ballot_) return;
+    if (!m.ok) {
+      if (m.promised > my_ballot_) become_follower(std::nullopt);
+      return;
+    }
+    if (m.chosen_index > chosen_index_) {
+      // The voter knows chosen slots this candidate does not: catch up first, run again later.
+      become_follower(std::nullopt);
+      request_catchup(m.from);
+      return;
+    }
+    count_promise(index_of(m.from), std::move(m.accepted));
+  }
+
+  void on(accept_msg m) {
+    observe(m.bal);
+    if (m.bal < promised_) {
+      send(accepted_msg{opts_.id, m.from, m.bal, m.slot, false, promised_});
+      return;
+    }
+    if (m.bal > promised_) {
+      promised_ = m.bal;  // the accept record below carries it durably; otherwise persist it
+      if (m.slot <= chosen_index_) out_.promise = promised_;
+    }
+    follow(m.from, m.bal);
+    if (m.slot > chosen_index_) {
+      out_.entries.push_back(log_entry{m.slot, m.bal, m.value});
+      log_[m.slot] = slot_state{m.bal, std::move(m.value), false};
+    }
+    send(accepted_msg{opts_.id, m.from, m.bal, m.slot, true, promised_});
+    learn_commit(m.bal, m.from, m.commit_index);
+  }
+
+  void follow(node_id leader, const ballot& b) {
+    if (role_ != role::follower) become_follower(leader);
+    leader_ = leader;
+    leader_ballot_ = b;
+    last_leader_contact_ = now_;
+    reset_election_timer();
+  }
+
+  void on(accepted_msg m) {
+    observe(m.promised);
+    if (role_ != role::leader || m.bal != my_ballot_) return;
+    auto i = index_of(m.from);
+    peer_heard_[i] = now_;
+    if (!m.ok) {
+      if (m.promised > my_ballot_) preempted();
+      return;
+    }
+    count_accept(i, m.slot);
+  }
+
+  /// A peer promised a higher ballot than ours while we lead. Its promise may come from a
+  /// candidate that could not win (our followers refused it); rather than leave the cluster
+  /// leaderless, run Phase 1 again above it at once. Our followers still back us (they follow
+  /// us, so stickiness does not refuse our prepare); a real successor refuses and we yield.
+  void preempted() { start_election(); }
+
+  void on(heartbeat_msg m) {
+    observe(m.bal);
+    if (m.bal < promised_) {
+      send(heartbeat_ack_msg{opts_.id, m.from, m.bal, false, promised_, chosen_index_});
+      return;
+    }
+    follow(m.from, m.bal);
+    send(heartbeat_ack_msg{opts_.id, m.from, m.bal, true, promised_, chosen_index_});
+    learn_commit(m.bal, m.from, m.commit_index);
+  }
+
+  void on(heartbeat_ack_msg m) {
+    observe(m.promised);
+    if (role_ != role::leader || m.bal != my_ballot_) return;
+    auto i = index_of(m.from);
+    peer_heard_[i] = now_;
+    if (!m.ok) {
+      if (m.promised > my_ballot_) preempted();
+      return;
+    }
+    if (m.chosen_index + 1 < first_retained()) send_snapshot(i);
+  }
+
+  void on(catchup_request_msg m) {
+    auto i = index_of(m.from);
+    if (m.first_slot > chosen_index_) return;
+    if (m.first_slot < first_retained()) {
+      send_snapshot(i);
+      return;
+    }
+    catchup_reply_msg r{opts_.id, m.from, m.first_slot, {}, chosen_index_};
+    for (slot_t s = m.first_slot; s <= chosen_index_ && r.values.size() < opts_.max_catchup; ++s) {
+      auto it = log_.find(s);
+      if (it == log_.end()) break;
+      r.values.push_back(it->second.value);
+    }
+    if (!r.values.empty()) send(std::move(r));
+  }
+
+  void on(catchup_reply_msg m) {
+    slot_t before = chosen_index_;
+    for (std::size_t k = 0; k < m.values.size(); ++k) {
+      slot_t s = m.first_slot + k;
+      if (s <= chosen_index_) continue;
+      if (s != chosen_index_ + 1) break;
+      // A learned value is chosen: stored with ballot {0,0} so it never raises the promise.
+      out_.entries.push_back(log_entry{s, ballot{}, m.values[k]});
+      log_[s] = slot_state{ballot{}, std::move(m.values[k]), true};
+      ++chosen_index_;
+      apply(s, log_[s].value);
+    }
+    if (chosen_index_ != before) {
+      out_.commit_index = chosen_index_;
+      catchup_asked_ = 0;
+    }
+    if (chosen_index_ < m.chosen_index && chosen_index_ != before) request_catchup(m.from);
+  }
+
+  void on(snapshot_msg m) {
+    if (m.snap.index <= chosen_index_) return;
+    install_snapshot_state(m.snap);
+    // Accepted entries above the snapshot stay; a leader re-proposal covers the rest.
+    out_.snap = std::move(m.snap);
+    out_.commit_index = chosen_index_;
+    catchup_asked_ = 0;
+    if (role_ == role::leader) {
+      inflight_.erase(inflight_.begin(), inflight_.upper_bound(chosen_index_));
+      next_slot_ = std::max(next_slot_, chosen_index_ + 1);
+    }
+  }
+
+  replica_options opts_;
+  StateMachine sm_;
+  std::size_t self_ = 0;
+  std::size_t quorum_ = 1;
+  std::mt19937_64 rng_;
+
+  role role_ = role::follower;
+  ballot promised_;
+  ballot highest_seen_;
+  ballot my_ballot_;
+  ballot leader_ballot_;
+  std::optional<node_id> leader_;
+
+  std::uint64_t now_ = 0;
+  std::uint64_t election_deadline_ = 0;
+  std::uint64_t last_leader_contact_ = 0;
+  std::uint64_t heartbeat_due_ = 0;
+  std::uint64_t leader_since_ = 0;
+  std::uint64_t catchup_asked_ = 0;
+  slot_t catchup_asked_index_ = 0;
+
+  std::map<slot_t, slot_state> log_;
+  slot_t chosen_index_ = 0;
+  slot_t snap_index_ = 0;
+  std::optional<snapshot> last_snapshot_;
+  std::uint64_t checksum_ = 0;
+  std::unordered_map<std::uint64_t, client_entry> clients_;
+
+  std::uint64_t promise_votes_ = 0;
+  std::map<slot_t, log_entry> promise_entries_;
+
+  std::map<slot_t, inflight> inflight_;
+  slot_t next_slot_ = 1;
+  std::deque<paxos::command> pending_;
+  std::vector<std::uint64_t> peer_heard_;
+  std::vector<std::uint64_t> peer_snapshot_tick_;
+
+  paxos::ready out_;
+  bool self_promise_pending_ = false;
+  bool inflight_self_promise_ = false;
+  bool inflight_snapshot_ = false;
+  std::vector<slot_t> self_acks_pending_;
+  std::vector<slot_t> inflight_self_acks_;
+};
+
+}  // namespace distkit::inline v0::paxos

@@ -1,0 +1,573 @@
+// SPDX-License-Identifier: MIT
+// distkit/rate_limiter.hpp: per-key rate limits (sliding log, sliding counter, GCRA, fixed window).
+//
+// A `rate_limiter<Algorithm, Clock, Store>` answers "may this key spend `cost` now?" with a
+// `decision` (allowed, remaining, retry_after, reset_after, limit). The in-process store is
+// sharded (no global lock) and evicts idle keys, so memory follows the keys that are active.
+// The Redis store (distkit/redis/rate_limiter_store.hpp) shares one limit across processes.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "distkit/clock.hpp"
+#include "distkit/detail/error.hpp"
+#include "distkit/detail/rate_limiter_table.hpp"
+#include "distkit/hash.hpp"
+
+namespace distkit::inline v0 {
+
+/// @brief A rate limit: at most `limit` units of cost in any `window`.
+///
+/// `limit` must be in [1, 2^31 - 1]; `window` in [`limit` ns, 2^53 ns] (about 104 days), so that
+/// every algorithm has at least one nanosecond per unit.
+struct rate_limit {
+  std::uint64_t limit = 0;
+  std::chrono::nanoseconds window{0};
+};
+
+/// @brief Why a request was refused.
+enum class refusal : std::uint8_t {
+  none,                ///< allowed
+  rate_limited,        ///< the key's limit is spent for now; see `retry_after`
+  cost_exceeds_limit,  ///< the cost is larger than the limit: it can never be allowed
+  store_unavailable,   ///< the shared store did not answer; `allowed` is the configured failure mode
+};
+
+/// @brief The answer to one `try_acquire`.
+///
+/// `remaining`: units still available right after this decision. `retry_after`: zero when
+/// allowed; otherwise the wait until the same request would be allowed if nothing else came in
+/// (`nanoseconds::max()` when it never can). `reset_after`: the wait until the key is back to
+/// its full limit. `limit`: the configured limit.
+struct [[nodiscard]] decision {
+  bool allowed = false;
+  std::uint64_t remaining = 0;
+  std::chrono::nanoseconds retry_after{0};
+  std::chrono::nanoseconds reset_after{0};
+  std::uint64_t limit = 0;
+  refusal reason = refusal::none;
+
+  explicit operator bool() const noexcept { return allowed; }
+};
+
+/// @brief A validated `rate_limit` in the integer form the algorithms use (nanoseconds).
+struct limit_params {
+  std::uint64_t limit = 1;
+  std::int64_t window = 1;    ///< ns
+  std::int64_t interval = 1;  ///< ns per unit (GCRA's emission interval): window / limit, rounded down
+  std::int64_t tau = 1;       ///< interval * limit: GCRA's burst window (<= window)
+
+  /// Checks `r` and derives the integer form.
+  /// @throws std::invalid_argument naming `limit` or `window`.
+  static auto from(const rate_limit& r, std::string_view component = "rate_limiter") -> limit_params {
+    constexpr std::uint64_t max_limit = (std::uint64_t{1} << 31) - 1;
+    constexpr std::int64_t max_window = std::int64_t{1} << 53;
+    if (r.limit < 1 || r.limit > max_limit) {
+      detail::throw_invalid_argument(component, "limit", "must be in [1, 2^31 - 1]", r.limit);
+    }
+    const std::int64_t w = r.window.count();
+    if (w < static_cast<std::int64_t>(r.limit) || w > max_window) {
+      detail::throw_invalid_argument(component, "window", "must be in [limit ns, 2^53 ns]", w);
+    }
+    limit_params p;
+    p.limit = r.limit;
+    p.window = w;
+    p.interval = w / static_cast<std::int64_t>(r.limit);
+    p.tau = p.interval * static_cast<std::int64_t>(r.limit);
+    return p;
+  }
+};
+
+namespace detail {
+inline constexpr std::int64_t never = std::numeric_limits<std::int64_t>::min();
+
+__extension__ using uint128 = unsigned __int128;
+
+[[nodiscard]] constexpr auto floor_to(std::int64_t t, std::int64_t w) noexcept -> std::int64_t {
+  std::int64_t q = t / w;
+  if (t % w != 0 && t < 0) --q;
+  return q * w;
+}
+
+[[nodiscard]] constexpr auto ns(std::int64_t n) noexcept -> std::chrono::nanoseconds {
+  return std::chrono::nanoseconds(n);
+}
+}  // namespace detail
+
+/// @brief A window algorithm: how one key's state answers a request.
+///
+/// Requires: `typename A::state` (default-constructible = a key never seen; movable);
+/// `A::name` (convertible to `std::string_view`);
+/// `A::acquire(state&, const limit_params&, std::int64_t now_ns, std::uint64_t cost) -> decision`
+/// (called with `cost <= limit`; a `now_ns` earlier than the key's last update counts as that time);
+/// `A::idle(const state&, const limit_params&, std::int64_t now_ns) -> bool`: true when the
+/// state is equivalent to a fresh one (the key can be evicted without changing any answer).
+template <class A>
+concept window_algorithm = std::default_initializable<typename A::state> && std::movable<typename A::state> &&
+    requires(typename A::state& s, const typename A::state& cs, const limit_params& p, std::int64_t now,
+             std::uint64_t cost) {
+  { A::name } -> std::convertible_to<std::string_view>;
+  { A::acquire(s, p, now, cost) } -> std::same_as<decision>;
+  { A::idle(cs, p, now) } -> std::same_as<bool>;
+};
+
+/// @brief Exact sliding window: keeps the timestamp of every admitted unit for one window.
+///
+/// Allows a request iff the units admitted in (now - window, now] plus its cost fit the limit:
+/// never more than `limit` in any window. Memory per active key: up to `limit` timestamps
+/// (8 bytes each), grown on demand; an idle key holds none.
+struct sliding_window_log {
+  static constexpr std::string_view name = "sliding_window_log";
+
+  struct state {
+    std::unique_ptr<std::int64_t[]> ring;  // admitted timestamps, oldest at `head`
+    std::uint32_t head = 0;
+    std::uint32_t size = 0;
+    std::uint32_t cap = 0;
+
+    [[nodiscard]] auto at(std::uint32_t i) const noexcept -> std::int64_t {
+      std::uint32_t j = head + i;
+      if (j >= cap) j -= cap;
+      return ring[j];
+    }
+    [[nodiscard]] auto newest() const noexcept -> std::int64_t { return at(size - 1); }
+  };
+
+  static auto acquire(state& s, const limit_params& p, std::int64_t now, std::uint64_t cost) -> decision {
+    if (s.size > 0 && now < s.newest()) now = s.newest();  // keep the ring sorted
+    const std::int64_t horizon = now - p.window;
+    while (s.size > 0 && s.ring[s.head] <= horizon) {
+      if (++s.head == s.cap) s.head = 0;
+      --s.size;
+    }
+    decision d;
+    d.limit = p.limit;
+    if (s.size + cost <= p.limit) {
+      if (cost > 0) push(s, now, static_cast<std::uint32_t>(cost), p.limit);
+      d.allowed = true;
+      d.remaining = p.limit - s.size;
+    } else {
+      // The request fits once the (size + cost - limit) oldest units have left the window.
+      const auto k = static_cast<std::uint32_t>(s.size + cost - p.limit);
+      d.reason = refusal::rate_limited;
+      d.remaining = p.limit - s.size;
+      d.retry_after = detail::ns(s.at(k - 1) + p.window - now);
+    }
+    d.reset_after = s.size == 0 ? detail::ns(0) : detail::ns(s.newest() + p.window - now);
+    return d;
+  }
+
+  [[nodiscard]] static auto idle(const state& s, const limit_params& p, std::int64_t now) noexcept -> bool {
+    return s.size == 0 || s.newest() <= now - p.window;
+  }
+
+  /// Heap bytes held by one key's state (for `stats()`).
+  [[nodiscard]] static auto heap_bytes(const state& s) noexcept -> std::size_t {
+    return std::size_t{s.cap} * sizeof(std::int64_t);
+  }
+
+ private:
+  static void push(state& s, std::int64_t now, std::uint32_t cost, std::uint64_t limit) {
+    if (s.size + cost > s.cap) {
+      std::uint64_t want = std::max<std::uint64_t>({std::uint64_t{4}, std::uint64_t{s.cap} * 2, s.size + cost});
+      const auto new_cap = static_cast<std::uint32_t>(std::min<std::uint64_t>(want, limit));
+      auto fresh = std::make_unique<std::int64_t[]>(new_cap);
+      for (std::uint32_t i = 0; i < s.size; ++i) fresh[i] = s.at(i);
+      s.ring = std::move(fresh);
+      s.head = 0;
+      s.cap = new_cap;
+    }
+    std::uint32_t j = s.head + s.size;
+    if (j >= s.cap) j -= s.cap;
+    for (std::uint32_t i = 0; i < cost; ++i) {
+      s.ring[j] = now;
+      if (++j == s.cap) j = 0;
+    }
+    s.size += cost;
+  }
+};
+
+/// @brief Cloudflare's sliding-window counter: two counters per key, O(1) memory.
+///
+/// Estimates the units in the sliding window as `previous * (window - elapsed) / window +
+/// current`, where `current` counts the fixed window that holds `now` and `previous` the one
+/// before (events assumed spread evenly over it), and allows a request iff the estimate plus
+/// its cost fits the limit. Error vs the exact count of the same traffic: between
+/// `-previous * elapsed / window` and `+previous * (window - elapsed) / window`.
+struct sliding_window_counter {
+  static constexpr std::string_view name = "sliding_window_counter";
+
+  struct state {
+    std::int64_t start = detail::never;  // start of the current fixed window
+    std::uint32_t previous = 0;
+    std::uint32_t current = 0;
+  };
+
+  static auto acquire(state& s, const limit_params& p, std::int64_t now, std::uint64_t cost) noexcept -> decision {
+    using detail::uint128;
+    const std::int64_t w = p.window;
+    if (s.start != detail::never && now < s.start) now = s.start;
+    const std::int64_t ws = detail::floor_to(now, w);
+    roll(s, ws, w);
+    const auto elapsed = static_cast<std::uint64_t>(now - ws);
+    const auto uw = static_cast<std::uint64_t>(w);
+    // All in units of (cost * ns): used = previous * (w - elapsed) + current * w.
+    const uint128 budget = uint128{p.limit} * uw;
+    uint128 used = uint128{s.previous} * (uw - elapsed) + uint128{s.current} * uw;
+    decision d;
+    d.limit = p.limit;
+    if (used + uint128{cost} * uw <= budget) {
+      s.current += static_cast<std::uint32_t>(cost);
+      used += uint128{cost} * uw;
+      d.allowed = true;
+      d.remaining = static_cast<std::uint64_t>((budget - used) / uw);
+    } else {
+      d.reason = refusal::rate_limited;
+      d.remaining = used >= budget ? 0 : static_cast<std::uint64_t>((budget - used) / uw);
+      if (s.current + cost <= p.limit) {
+        // Wait inside this window until previous's weight has decayed enough:
+        // the least e with previous * (w - e) <= (limit - current - cost) * w.
+        const uint128 room = uint128{p.limit - s.current - cost} * uw;
+        const auto e = static_cast<std::int64_t>(uw - static_cast<std::uint64_t>(room / s.previous));
+        d.retry_after = detail::ns(ws + e - now);
+      } else {
+        // Wait for the next window, where previous' = current.
+        const uint128 room = uint128{p.limit - cost} * uw;
+        const auto e = static_cast<std::int64_t>(uw - static_cast<std::uint64_t>(room / s.current));
+        d.retry_after = detail::ns(ws + w + e - now);
+      }
+    }
+    d.reset_after = s.current > 0    ? detail::ns(ws + 2 * w - now)
+                    : s.previous > 0 ? detail::ns(ws + w - now)
+                                     : detail::ns(0);
+    return d;
+  }
+
+  [[nodiscard]] static auto idle(const state& s, const limit_params& p, std::int64_t now) noexcept -> bool {
+    if (s.start == detail::never) return true;
+    const std::int64_t age = now - s.start;
+    return age >= 2 * p.window || (s.current == 0 && age >= p.window);
+  }
+
+ private:
+  static void roll(state& s, std::int64_t ws, std::int64_t w) noexcept {
+    if (s.start == ws) return;
+    s.previous = (s.start != detail::never && ws - s.start == w) ? s.current : 0;
+    s.current = 0;
+    s.start = ws;
+  }
+};
+
+/// @brief GCRA (generic cell rate algorithm): one timestamp per key.
+///
+/// Equivalent to a token bucket of `limit` tokens refilled one every `window / limit` (rounded
+/// down to whole ns): a burst of `limit` is allowed at once, then one unit per interval.
+/// The state is the theoretical arrival time (TAT) of the next unit.
+struct gcra {
+  static constexpr std::string_view name = "gcra";
+
+  struct state {
+    std::int64_t tat = detail::never;
+  };
+
+  static auto acquire(state& s, const limit_params& p, std::int64_t now, std::uint64_t cost) noexcept -> decision {
+    const std::int64_t tat = s.tat > now ? s.tat : now;
+    const std::int64_t new_tat = tat + static_cast<std::int64_t>(cost) * p.interval;
+    const std::int64_t allow_at = new_tat - p.tau;
+    decision d;
+    d.limit = p.limit;
+    if (now < allow_at) {
+      d.reason = refusal::rate_limited;
+      d.retry_after = detail::ns(allow_at - now);
+      d.remaining = static_cast<std::uint64_t>((p.tau - (tat - now)) / p.interval);
+      d.reset_after = detail::ns(tat - now);
+    } else {
+      s.tat = new_tat;
+      d.allowed = true;
+      d.remaining = static_cast<std::uint64_t>((p.tau - (new_tat - now)) / p.interval);
+      d.reset_after = detail::ns(new_tat - now);
+    }
+    return d;
+  }
+
+  [[nodiscard]] static auto idle(const state& s, const limit_params&, std::int64_t now) noexcept -> bool {
+    return s.tat <= now;
+  }
+};
+
+/// @brief Fixed window: one counter per key, reset at each multiple of `window`.
+///
+/// The documented baseline: up to `2 * limit` can pass within one window's length around a
+/// boundary (the end of one window plus the start of the next).
+struct fixed_window {
+  static constexpr std::string_view name = "fixed_window";
+
+  struct state {
+    std::int64_t start = detail::never;
+    std::uint32_t count = 0;
+  };
+
+  static auto acquire(state& s, const limit_params& p, std::int64_t now, std::uint64_t cost) noexcept -> decision {
+    if (s.start != detail::never && now < s.start) now = s.start;
+    const std::int64_t ws = detail::floor_to(now, p.window);
+    if (s.start != ws) {
+      s.start = ws;
+      s.count = 0;
+    }
+    decision d;
+    d.limit = p.limit;
+    if (s.count + cost <= p.limit) {
+      s.count += static_cast<std::uint32_t>(cost);
+      d.allowed = true;
+    } else {
+      d.reason = refusal::rate_limited;
+      d.retry_after = detail::ns(ws + p.window - now);
+    }
+    d.remaining = p.limit - s.count;
+    d.reset_after = s.count > 0 ? detail::ns(ws + p.window - now) : detail::ns(0);
+    return d;
+  }
+
+  [[nodiscard]] static auto idle(const state& s, const limit_params& p, std::int64_t now) noexcept -> bool {
+    return s.start == detail::never || now - s.start >= p.window;
+  }
+};
+
+static_assert(window_algorithm<sliding_window_log>);
+static_assert(window_algorithm<sliding_window_counter>);
+static_assert(window_algorithm<gcra>);
+static_assert(window_algorithm<fixed_window>);
+
+/// @brief Memory and key counts of a store.
+struct limiter_stats {
+  std::size_t keys = 0;      ///< keys held (active, or idle and not yet swept)
+  std::size_t capacity = 0;  ///< slots allocated over all shards
+  std::size_t bytes = 0;     ///< slot bytes + per-key heap bytes (the log's timestamps)
+  std::size_t shards = 0;
+};
+
+/// @brief Where a rate limiter keeps its per-key state.
+///
+/// Requires `s.try_acquire(std::string_view key_bytes, std::uint64_t cost, std::int64_t now_ns)
+/// -> decision` (called with `cost <= limit`) and `s.policy() -> const rate_limit&`.
+/// Optional: `s.stats() -> limiter_stats`, `s.evict_idle(now_ns) -> std::size_t`.
+template <class S>
+concept limiter_store = requires(S& s, const S& cs, std::string_view key, std::uint64_t cost, std::int64_t now) {
+  { s.try_acquire(key, cost, now) } -> std::same_as<decision>;
+  { cs.policy() } -> std::convertible_to<const rate_limit&>;
+};
+
+/// @brief Options of the in-process store.
+struct local_store_options {
+  /// Number of independently locked shards; a power of two in [1, 65536]. More shards, less
+  /// contention between threads working on different keys.
+  std::size_t shards = 64;
+};
+
+/// @brief The in-process store: power-of-two shards, each an open-addressing table of
+/// `{128-bit key fingerprint, state}` slots behind its own spin lock.
+///
+/// Idle keys (whose state equals a fresh one) are dropped lazily: a few slots per operation are
+/// swept, every slot is swept before a table grows, and a table shrinks when mostly empty, so
+/// memory follows the active keys. `evict_idle()` sweeps everything at once (for a process
+/// whose traffic stops).
+///
+/// @tparam Algorithm models `window_algorithm`.
+/// @throws std::invalid_argument (constructor) naming `limit`, `window` or `shards`.
+/// **Thread safety:** all members may be called concurrently.
+/// **Complexity:** O(1) expected per `try_acquire` (the log: O(cost) amortized).
+template <window_algorithm Algorithm>
+class local_store {
+ public:
+  using state_type = typename Algorithm::state;
+  using table_type = detail::probe_table<state_type>;
+  /// Bytes one key occupies in its slot (fingerprint + state), excluding load-factor slack.
+  static constexpr std::size_t bytes_per_key = sizeof(typename table_type::slot);
+
+  explicit local_store(rate_limit limit, local_store_options options = {})
+      : policy_(limit), params_(limit_params::from(limit)) {
+    if (options.shards < 1 || options.shards > 65536 || (options.shards & (options.shards - 1)) != 0) {
+      detail::throw_invalid_argument("rate_limiter", "shards", "must be a power of two in [1, 65536]", options.shards);
+    }
+    shard_mask_ = options.shards - 1;
+    shards_ = std::make_unique<shard[]>(options.shards);
+  }
+
+  [[nodiscard]] auto policy() const noexcept -> const rate_limit& { return policy_; }
+  [[nodiscard]] auto params() const noexcept -> const limit_params& { return params_; }
+
+  auto try_acquire(std::string_view key, std::uint64_t cost, std::int64_t now) -> decision {
+    const detail::fingerprint fp = detail::make_fingerprint(key.data(), key.size());
+    shard& sh = shards_[(fp.hi >> 40) & shard_mask_];
+    const auto idle = [&](const state_type& s) noexcept { return Algorithm::idle(s, params_, now); };
+    std::lock_guard<detail::spin_lock> guard(sh.lock);
+    decision d = Algorithm::acquire(sh.table.find_or_insert(fp, idle), params_, now, cost);
+    if ((++sh.ops & 15U) == 0) sh.table.sweep_some(16, idle);  // ~1 slot per operation
+    return d;
+  }
+
+  /// Drops every idle key now and shrinks mostly empty shards. Returns the keys dropped.
+  auto evict_idle(std::int64_t now) -> std::size_t {
+    std::size_t dropped = 0;
+    const auto idle = [&](const state_type& s) noexcept { return Algorithm::idle(s, params_, now); };
+    for (std::size_t i = 0; i <= shard_mask_; ++i) {
+      std::lock_guard<detail::spin_lock> guard(shards_[i].lock);
+      dropped += shards_[i].table.sweep_all(idle);
+    }
+    return dropped;
+  }
+
+  [[nodiscard]] auto stats() const -> limiter_stats {
+    limiter_stats st;
+    st.shards = shard_mask_ + 1;
+    for (std::size_t i = 0; i <= shard_mask_; ++i) {
+      std::lock_guard<detail::spin_lock> guard(shards_[i].lock);
+      st.keys += shards_[i].table.size();
+      st.capacity += shards_[i].table.capacity();
+      if constexpr (requires(const state_type& s) { Algorithm::heap_bytes(s); }) {
+        shards_[i].table.for_each([&](const state_type& s) { st.bytes += Algorithm::heap_bytes(s); });
+      }
+    }
+    st.bytes += st.capacity * bytes_per_key;
+    return st;
+  }
+
+ private:
+  struct alignas(64) shard {
+    mutable detail::spin_lock lock;
+    std::uint32_t ops = 0;
+    table_type table;
+  };
+
+  rate_limit policy_;
+  limit_params params_;
+  std::size_t shard_mask_ = 0;
+  std::unique_ptr<shard[]> shards_;
+};
+
+static_assert(limiter_store<local_store<gcra>>);
+
+/// @brief A per-key rate limiter.
+///
+/// @tparam Algorithm  models `window_algorithm`: `sliding_window_log` (exact), `sliding_window_counter`,
+///                    `gcra` or `fixed_window`.
+/// @tparam Clock      models `time_source` (default: `steady_time`; tests use `manual_clock`).
+/// @tparam Store      models `limiter_store` (default: `local_store<Algorithm>`, in-process;
+///                    `redis_store<Algorithm>` shares the limit across processes).
+///
+/// Keys are any `byte_hashable` value (strings, string_views, integers, byte spans); the
+/// in-process store identifies a key by the 128-bit XXH3 of its bytes.
+///
+/// @throws std::invalid_argument (constructor) naming `limit`, `window` or `shards`.
+/// **Thread safety:** all members may be called concurrently.
+/// **Complexity:** `try_acquire` is O(1) expected (the log: O(cost) amortized).
+///
+/// @code
+/// distkit::rate_limiter<distkit::gcra> limiter{{.limit = 100, .window = std::chrono::seconds(1)}};
+/// if (auto d = limiter.try_acquire("client-42"); !d) reply_429(d.retry_after);
+/// @endcode
+template <window_algorithm Algorithm, time_source Clock = steady_time, limiter_store Store = local_store<Algorithm>>
+class rate_limiter {
+ public:
+  using algorithm_type = Algorithm;
+  using clock_type = Clock;
+  using store_type = Store;
+  using time_point = typename Clock::time_point;
+
+  /// Builds the store from the limit (the in-process store with default options).
+  explicit rate_limiter(rate_limit limit, Clock clock = Clock{}) requires std::constructible_from<Store, rate_limit>
+      : store_(limit), clock_(std::move(clock)) {}
+
+  /// Takes a configured store (shard count, a Redis connection...).
+  explicit rate_limiter(Store store, Clock clock = Clock{}) : store_(std::move(store)), clock_(std::move(clock)) {}
+
+  /// Asks to spend `cost` units of `key`'s limit now (reads the clock once).
+  template <byte_hashable Key>
+  auto try_acquire(const Key& key, std::uint64_t cost = 1) -> decision {
+    return try_acquire(key, cost, clock_.now());
+  }
+
+  /// Asks to spend `cost` units of `key`'s limit at `now` (for callers that already read the
+  /// clock; a `now` earlier than the key's last update counts as that time). A cost above the
+  /// limit is refused with `refusal::cost_exceeds_limit` and changes nothing.
+  template <byte_hashable Key>
+  auto try_acquire(const Key& key, std::uint64_t cost, time_point now) -> decision {
+    const rate_limit& policy = store_.policy();
+    if (DISTKIT_UNLIKELY(cost > policy.limit)) {
+      decision d;
+      d.limit = policy.limit;
+      d.reason = refusal::cost_exceeds_limit;
+      d.retry_after = std::chrono::nanoseconds::max();
+      return d;
+    }
+    return store_.try_acquire(detail::key_bytes(key), cost, to_ns(now));
+  }
+
+  /// Drops every idle key now (in-process store). Returns the keys dropped.
+  auto evict_idle() -> std::size_t requires requires(Store& s) { s.evict_idle(std::int64_t{}); }
+  { return store_.evict_idle(to_ns(clock_.now())); }
+
+  /// Key count and memory of the store.
+  [[nodiscard]] auto stats() const -> limiter_stats requires requires(const Store& s) { s.stats(); }
+  { return store_.stats(); }
+
+  [[nodiscard]] auto policy() const noexcept -> const rate_limit& { return store_.policy(); }
+  [[nodiscard]] auto store() noexcept -> Store& { return store_; }
+  [[nodiscard]] auto clock() const noexcept -> const Clock& { return clock_; }
+
+ private:
+  static auto to_ns(time_point t) noexcept -> std::int64_t {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+  }
+
+  Store store_;
+  [[no_unique_address]] Clock clock_;
+};
+
+/// @brief HTTP response fields for a decision, per RFC 9110 (`Retry-After`) and the IETF
+/// httpapi draft "RateLimit header fields for HTTP" (`RateLimit-Policy`, `RateLimit`).
+struct rate_limit_headers {
+  int status = 200;         ///< 200 allowed; 429 refused by the limit; 503 store unavailable
+  std::string retry_after;  ///< `Retry-After` value (whole seconds, rounded up); empty when not sent
+  std::string policy;       ///< `RateLimit-Policy` value, e.g. `"default";q=100;w=60`
+  std::string ratelimit;    ///< `RateLimit` value, e.g. `"default";r=0;t=12`
+};
+
+/// @brief Formats `d` (from a limiter configured with `policy`) as HTTP response fields.
+///
+/// `name` is the policy identifier (a Structured Fields string; quotes and backslashes are
+/// escaped). Seconds are rounded up, so a client that waits them is never early.
+/// `Retry-After` is omitted when allowed, and when the cost exceeds the limit (no wait helps).
+[[nodiscard]] inline auto format_headers(const decision& d, const rate_limit& policy, std::string_view name = "default")
+    -> rate_limit_headers {
+  const auto ceil_seconds = [](std::chrono::nanoseconds t) -> std::int64_t {
+    if (t.count() <= 0) return 0;
+    return (t.count() + 999'999'999) / 1'000'000'000;
+  };
+  std::string quoted = "\"";
+  for (const char c : name) {
+    if (c == '"' || c == '\\') quoted.push_back('\\');
+    quoted.push_back(c);
+  }
+  quoted.push_back('"');
+  rate_limit_headers h;
+  h.status = d.allowed ? 200 : (d.reason == refusal::store_unavailable ? 503 : 429);
+  h.policy = quoted + ";q=" + std::to_string(policy.limit) + ";w=" + std::to_string(ceil_seconds(policy.window));
+  h.ratelimit = quoted + ";r=" + std::to_string(d.remaining) + ";t=" + std::to_string(ceil_seconds(d.reset_after));
+  if (!d.allowed && d.reason != refusal::cost_exceeds_limit) {
+    h.retry_after = std::to_string(std::max<std::int64_t>(1, ceil_seconds(d.retry_after)));
+  }
+  return h;
+}
+
+}  // namespace distkit::inline v0

@@ -1,0 +1,23 @@
+# SPDX-License-Identifier: MIT
+if(TARGET distkit::openssl)
+  distkit_add_test(paxos_frame SOURCES paxos_net/frame_test.cpp LIBS distkit::openssl)
+endif()
+if(TARGET distkit::tcp)
+  distkit_add_test(paxos_tcp SOURCES paxos_net/tcp_transport_test.cpp LIBS distkit::tcp CONCURRENT TIMEOUT 60)
+endif()
+
+# The process-level fault test: 3 real servers, kill -9, restarts, partitions, a linearizable
+# history. Label `cluster`; it runs in the unsanitised leg (clang-release) only, where the
+# servers are fast enough for its time bound.
+if(TARGET distkit::tcp AND DISTKIT_BUILD_EXAMPLES AND NOT DISTKIT_SANITIZE AND NOT DISTKIT_CONCURRENT_ONLY
+   AND EXISTS "${PROJECT_SOURCE_DIR}/include/distkit/paxos/linearizability.hpp")
+  add_executable(paxos_kv_cluster_test paxos_net/cluster_test.cpp $<TARGET_OBJECTS:distkit_catch_main>)
+  target_include_directories(paxos_kv_cluster_test PRIVATE ${CMAKE_CURRENT_SOURCE_DIR} ${PROJECT_SOURCE_DIR}/examples)
+  target_link_libraries(paxos_kv_cluster_test PRIVATE distkit::tcp Catch2::Catch2 distkit_warnings distkit_sanitize)
+  target_compile_definitions(paxos_kv_cluster_test PRIVATE PAXOS_KV_SERVER="$<TARGET_FILE:paxos_kv_server>")
+  add_dependencies(paxos_kv_cluster_test paxos_kv_server)
+  add_test(NAME "paxos_kv: a cluster of 3 processes stays linearizable under kill -9, restart and partition, and keeps its data"
+           COMMAND paxos_kv_cluster_test)
+  set_tests_properties("paxos_kv: a cluster of 3 processes stays linearizable under kill -9, restart and partition, and keeps its data"
+                       PROPERTIES LABELS "paxos_kv;cluster" TIMEOUT 180)
+endif()
