@@ -91,6 +91,7 @@ struct chain_check;
 template <std::size_t Index, class In, class Acc, class F>
 struct chain_check<Index, In, Acc, F> {
   using check = stage_check<Index, In, F, true>;
+  static_assert(sizeof(check) != 0);  // instantiates the check, and so its static_asserts
   using inputs = typename push_back_type<Acc, In>::type;
 };
 template <std::size_t Index, class In, class Acc, class F, class G, class... Rest>
