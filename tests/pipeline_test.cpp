@@ -2,6 +2,7 @@
 // tests/pipeline_test.cpp: typed stages, ordering, filtering, backpressure, errors, cancellation.
 #include <catch2/catch.hpp>
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -74,6 +75,27 @@ auto counting_source(std::uint64_t n) {
   });
 }
 
+// Records the most calls of one stage that ever overlapped.
+struct overlap_meter {
+  std::atomic<int> inside{0};
+  std::atomic<int> most{0};
+  struct scope {
+    overlap_meter& m;
+    explicit scope(overlap_meter& meter) : m(meter) {
+      const int now = m.inside.fetch_add(1) + 1;
+      int seen = m.most.load();
+      while (now > seen && !m.most.compare_exchange_weak(seen, now)) {
+      }
+    }
+    scope(const scope&) = delete;
+    auto operator=(const scope&) -> scope& = delete;
+    ~scope() { m.inside.fetch_sub(1); }
+  };
+  [[nodiscard]] auto allowed(stage_kind kind) const -> bool {
+    return kind == stage_kind::parallel ? most.load() <= 3 : most.load() == 1;
+  }
+};
+
 /// The simplest executor a user could write: one FIFO and one thread.
 class one_thread_executor {
  public:
@@ -138,18 +160,24 @@ TEMPLATE_LIST_TEST_CASE("pipeline conserves items in every combination of stage 
       CAPTURE(threads, cap);
       std::mutex seen_mutex;
       std::vector<std::uint64_t> seen;
-      auto p = distkit::make_pipeline(
-          {.max_in_flight = cap, .threads = threads, .max_batch = 8}, counting_source(n),
-          distkit::stage(mode_of(TestType::filter),
-                         [](std::uint64_t x) -> std::optional<std::uint64_t> {
-                           if (x % 7 == 3) return std::nullopt;
-                           return x;
-                         }),
-          distkit::stage(mode_of(TestType::transform), [](std::uint64_t x) { return std::to_string(x); }),
-          distkit::sink(mode_of(TestType::sink), [&](std::string s) {
-            std::lock_guard lock(seen_mutex);
-            seen.push_back(std::stoull(s));
-          }));
+      std::array<overlap_meter, 3> overlap;
+      auto p = distkit::make_pipeline({.max_in_flight = cap, .threads = threads, .max_batch = 8}, counting_source(n),
+                                      distkit::stage(mode_of(TestType::filter),
+                                                     [&](std::uint64_t x) -> std::optional<std::uint64_t> {
+                                                       const overlap_meter::scope in(overlap[0]);
+                                                       if (x % 7 == 3) return std::nullopt;
+                                                       return x;
+                                                     }),
+                                      distkit::stage(mode_of(TestType::transform),
+                                                     [&](std::uint64_t x) {
+                                                       const overlap_meter::scope in(overlap[1]);
+                                                       return std::to_string(x);
+                                                     }),
+                                      distkit::sink(mode_of(TestType::sink), [&](std::string s) {
+                                        const overlap_meter::scope in(overlap[2]);
+                                        std::lock_guard lock(seen_mutex);
+                                        seen.push_back(std::stoull(s));
+                                      }));
       REQUIRE(p.run() == distkit::pipeline_status::completed);
       const auto st = p.stats();
       REQUIRE(st.stages.size() == 4);
@@ -166,6 +194,9 @@ TEMPLATE_LIST_TEST_CASE("pipeline conserves items in every combination of stage 
       CHECK(st.discarded == 0);
       CHECK(st.peak_in_flight <= cap);
       for (std::size_t j = 1; j < st.stages.size(); ++j) CHECK(st.stages[j].peak_buffered <= cap);
+      CHECK(overlap[0].allowed(TestType::filter));
+      CHECK(overlap[1].allowed(TestType::transform));
+      CHECK(overlap[2].allowed(TestType::sink));
       REQUIRE(seen.size() == n - dropped);
       if (TestType::sink == stage_kind::serial_in_order) {
         CHECK(std::is_sorted(seen.begin(), seen.end()));

@@ -7,4 +7,5 @@
 #include "distkit/clock.hpp"
 #include "distkit/errors.hpp"
 #include "distkit/hash.hpp"
+#include "distkit/pipeline.hpp"
 #include "distkit/version.hpp"
