@@ -501,5 +501,20 @@ TEST_CASE("pipeline types each stage from the one before it", "[pipeline][types]
   auto produce = []() -> std::optional<double> { return 1.0; };
   using src = distkit::detail::source_check<decltype(produce)>;
   static_assert(std::is_same_v<src::output, double>);
-  SUCCEED("checked at compile time");
+
+  // A stage may take its item by lvalue reference (and change it in place) or by const reference.
+  int next = 0;
+  std::string joined;
+  auto p = distkit::make_pipeline({.threads = 2}, distkit::source([&]() -> std::optional<std::string> {
+                                    if (next == 5) return std::nullopt;
+                                    return std::to_string(next++);
+                                  }),
+                                  distkit::stage(distkit::parallel(),
+                                                 [](std::string& s) -> std::string& {
+                                                   s += '!';
+                                                   return s;
+                                                 }),
+                                  distkit::sink(distkit::serial_in_order, [&](const std::string& s) { joined += s; }));
+  REQUIRE(p.run() == distkit::pipeline_status::completed);
+  CHECK(joined == "0!1!2!3!4!");
 }

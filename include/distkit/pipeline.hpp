@@ -56,7 +56,9 @@ inline auto parallel(std::size_t max_concurrency = std::numeric_limits<std::size
 ///
 /// A pipeline never blocks an executor thread while it waits for another stage: a posted task
 /// carries items through as many stages as it can and returns when none can move, so any
-/// executor, even one thread, runs any pipeline to the end. Every posted task must run.
+/// executor, even one thread, runs any pipeline to the end. Every posted task must run, and
+/// `post` must queue it rather than run it before returning (a worker re-posts itself every 1024
+/// batches so that other work on a shared executor gets its turn).
 template <class E>
 concept pipeline_executor = requires(E& e, std::function<void()> task) {
   e.post(std::move(task));
@@ -604,7 +606,7 @@ class pipeline {
         auto& e = in[i];
         if constexpr (last) {
           if (e.value) {
-            std::invoke(fn, std::move(*e.value));
+            std::invoke(fn, static_cast<typename check::argument>(*e.value));
             ++result.called;
             ++result.passed;
           }
@@ -616,7 +618,7 @@ class pipeline {
             continue;
           }
           if constexpr (check::filters) {
-            auto r = std::invoke(fn, std::move(*e.value));
+            auto r = std::invoke(fn, static_cast<typename check::argument>(*e.value));
             ++result.called;
             if (r) {
               out.push_back(detail::pipeline_entry<out_item>{e.seq, std::move(*r)});
@@ -626,7 +628,8 @@ class pipeline {
               if (keep_holes) out.push_back(detail::pipeline_entry<out_item>{e.seq, std::nullopt});
             }
           } else {
-            out.push_back(detail::pipeline_entry<out_item>{e.seq, std::invoke(fn, std::move(*e.value))});
+            out.push_back(detail::pipeline_entry<out_item>{
+                e.seq, std::invoke(fn, static_cast<typename check::argument>(*e.value))});
             ++result.called;
             ++result.passed;
           }

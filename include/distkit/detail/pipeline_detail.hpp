@@ -56,11 +56,15 @@ struct source_check {
 template <std::size_t Index, class In, class F, bool Last>
 struct stage_check {
   static constexpr bool input_valid = !std::is_same_v<In, invalid_pipeline_item>;
-  static constexpr bool invocable = !input_valid || std::is_invocable_v<F&, In&&>;
+  // Items are moved into the callable; one that takes `In&` gets the buffered item by reference.
+  static constexpr bool by_rvalue = input_valid && std::is_invocable_v<F&, In&&>;
+  static constexpr bool by_lvalue = input_valid && !by_rvalue && std::is_invocable_v<F&, In&>;
+  static constexpr bool invocable = !input_valid || by_rvalue || by_lvalue;
+  using argument = std::conditional_t<by_rvalue, In&&, In&>;
   static_assert(invocable,
                 "distkit::make_pipeline: a stage cannot be called with the item type the previous stage produces "
                 "(stage_check<Index, In, F, Last> names the stage number, the item type and the callable)");
-  using raw_result = typename std::conditional_t<input_valid && invocable, std::invoke_result<F&, In&&>,
+  using raw_result = typename std::conditional_t<input_valid && invocable, std::invoke_result<F&, argument>,
                                                  std::type_identity<invalid_pipeline_item>>::type;
   using result = std::remove_cvref_t<raw_result>;
   static constexpr bool is_sink = std::is_void_v<raw_result>;
