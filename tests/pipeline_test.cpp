@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "distkit/pipeline.hpp"
+#include "distkit/worker_pool.hpp"
 #include "support/seed.hpp"
 
 namespace {
@@ -149,6 +150,7 @@ class one_thread_executor {
 static_assert(distkit::pipeline_executor<one_thread_executor>);
 static_assert(distkit::pipeline_executor<distkit::detail::pipeline_threads>);
 static_assert(!distkit::pipeline_executor<int>);
+static_assert(distkit::pipeline_executor<distkit::worker_pool<>>);
 
 }  // namespace
 
@@ -451,6 +453,48 @@ TEST_CASE("pipeline runs every stage to the end on an executor with one thread",
                                             if (x == 10000) stop.request_stop();
                                           }));
     REQUIRE(endless.run(executor, stop.get_token()) == distkit::pipeline_status::cancelled);
+  }
+}
+
+TEST_CASE("pipeline runs on a distkit::worker_pool with fewer threads than stages", "[pipeline][executor]") {
+  for (std::size_t threads : {1U, 2U}) {
+    CAPTURE(threads);
+    distkit::worker_pool<> pool(threads);
+    constexpr std::uint64_t n = 20000;
+    std::uint64_t next = 0;
+    std::vector<std::uint64_t> out;
+    auto p =
+        distkit::make_pipeline({.max_in_flight = 32}, distkit::source([&]() -> std::optional<std::uint64_t> {
+                                 if (next == n) return std::nullopt;
+                                 return next++;
+                               }),
+                               distkit::stage(distkit::parallel(),
+                                              [](std::uint64_t x) -> std::optional<std::uint64_t> {
+                                                if (x % 3 == 0) return std::nullopt;
+                                                return x;
+                                              }),
+                               distkit::stage(distkit::serial_in_order, [](std::uint64_t x) { return x * 2; }),
+                               distkit::stage(distkit::parallel(2), [](std::uint64_t x) { return x / 2; }),
+                               distkit::sink(distkit::serial_in_order, [&](std::uint64_t x) { out.push_back(x); }));
+    REQUIRE(p.run(pool) == distkit::pipeline_status::completed);
+    std::vector<std::uint64_t> expected;
+    for (std::uint64_t x = 0; x < n; ++x) {
+      if (x % 3 != 0) expected.push_back(x);
+    }
+    CHECK(out == expected);
+
+    // The pool stays usable for other work while a pipeline runs on it, and after.
+    std::stop_source stop;
+    next = 0;
+    std::uint64_t sunk = 0;
+    auto endless = distkit::make_pipeline(distkit::source([&]() -> std::optional<std::uint64_t> { return next++; }),
+                                          distkit::sink(distkit::serial_in_order, [&](std::uint64_t) {
+                                            if (++sunk == 5000) stop.request_stop();
+                                          }));
+    endless.start(pool, stop.get_token());
+    auto other = pool.submit([] { return 42; });
+    CHECK(other.get() == 42);
+    REQUIRE(endless.wait() == distkit::pipeline_status::cancelled);
   }
 }
 
