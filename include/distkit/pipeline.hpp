@@ -58,7 +58,8 @@ inline auto parallel(std::size_t max_concurrency = std::numeric_limits<std::size
 /// carries items through as many stages as it can and returns when none can move, so any
 /// executor, even one thread, runs any pipeline to the end. Every posted task must run, and
 /// `post` must queue it rather than run it before returning (a worker re-posts itself every 1024
-/// batches so that other work on a shared executor gets its turn).
+/// batches so that other work on a shared executor gets its turn). `distkit::worker_pool` meets
+/// this with its default `overflow::block` policy; its `reject` and `caller_runs` policies do not.
 template <class E>
 concept pipeline_executor = requires(E& e, std::function<void()> task) {
   e.post(std::move(task));
