@@ -562,3 +562,47 @@ TEST_CASE("pipeline types each stage from the one before it", "[pipeline][types]
   REQUIRE(p.run() == distkit::pipeline_status::completed);
   CHECK(joined == "0!1!2!3!4!");
 }
+
+TEST_CASE("pipeline keeps order and conserves items over random configurations", "[pipeline][.stress]") {
+  const auto seed = distkit_test::test_seed("pipeline stress");
+  std::mt19937_64 rng(seed);
+  auto random_mode = [&]() -> distkit::stage_mode {
+    switch (rng() % 3) {
+      case 0:
+        return distkit::serial_in_order;
+      case 1:
+        return distkit::serial_out_of_order;
+      default:
+        return distkit::parallel(1 + rng() % 6);
+    }
+  };
+  for (int round = 0; round < 300; ++round) {
+    const std::uint64_t n = rng() % 5000;
+    const std::uint64_t drop_every = 2 + rng() % 9;
+    const distkit::pipeline_options options{
+        .max_in_flight = 1 + rng() % 80, .threads = 1 + rng() % 8, .max_batch = 1 + rng() % 64};
+    const auto first = random_mode();
+    const auto second = random_mode();
+    CAPTURE(round, n, options.max_in_flight, options.threads, options.max_batch);
+    std::vector<std::uint64_t> seen;
+    auto p = distkit::make_pipeline(
+        options, counting_source(n),
+        distkit::stage(first,
+                       [&](std::uint64_t x) -> std::optional<std::uint64_t> {
+                         if (x % drop_every == 0) return std::nullopt;
+                         (void)spin(static_cast<std::uint32_t>(x % 13));
+                         return x;
+                       }),
+        distkit::stage(second, [](std::uint64_t x) { return x + spin(static_cast<std::uint32_t>(x % 5)) * 0; }),
+        distkit::sink(distkit::serial_in_order, [&](std::uint64_t x) { seen.push_back(x); }));
+    REQUIRE(p.run() == distkit::pipeline_status::completed);
+    std::vector<std::uint64_t> expected;
+    for (std::uint64_t x = 0; x < n; ++x) {
+      if (x % drop_every != 0) expected.push_back(x);
+    }
+    REQUIRE(seen == expected);
+    const auto st = p.stats();
+    REQUIRE(st.stages[0].items_out == st.stages[3].items_in + st.stages[1].items_dropped);
+    REQUIRE(st.peak_in_flight <= options.max_in_flight);
+  }
+}
