@@ -11,6 +11,7 @@
 #include "distkit/hash.hpp"
 #include "distkit/hash_ring.hpp"
 #include "distkit/paxos.hpp"
+#include "distkit/pipeline.hpp"
 #include "distkit/rate_limiter.hpp"
 #include "distkit/version.hpp"
 #include "distkit/worker_pool.hpp"
