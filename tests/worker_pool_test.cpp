@@ -6,6 +6,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <future>
 #include <latch>
 #include <memory>
@@ -215,6 +216,30 @@ TEMPLATE_TEST_CASE("worker_pool sends posted-task exceptions to the error handle
       CHECK(ran.load() == 10);
       REQUIRE_NOTHROW(group.wait());
     }
+  }
+}
+
+TEMPLATE_TEST_CASE(
+    "worker_pool nested waits stay shallow: repeated fork-join neither overflows the stack nor deadlocks",
+    "[worker_pool][nested]", stealing_pool, global_pool) {
+  // Workers that help while they wait could pick up each other's subtrees and nest until the
+  // stack overflows (fib(25) on a two-thread global queue did). Own-deque helping and the depth
+  // bound keep the nesting near the recursion depth.
+  for (std::size_t threads : {std::size_t{2}, std::size_t{4}}) {
+    CAPTURE(threads);
+    TestType pool(threads);
+    for (int round = 0; round < 4; ++round) {
+      auto root = pool.submit([&pool] { return fib_group(pool, 24); });
+      REQUIRE(root.get() == fib_plain(24));
+    }
+    // A chain deeper than the helping bound: each level waits on the one task it submitted.
+    std::function<int(int)> chain = [&](int depth) -> int {
+      if (depth == 0) return 0;
+      auto next = pool.submit([&chain, depth] { return chain(depth - 1); });
+      return pool.get(next) + 1;
+    };
+    auto deep = pool.submit([&chain] { return chain(600); });
+    REQUIRE(deep.get() == 600);
   }
 }
 

@@ -164,6 +164,13 @@ struct pool_thread_slot {
 };
 // Which pool (if any) the current thread works for, and its index there.
 inline thread_local pool_thread_slot current_pool_thread{};
+// How many waits-that-help are nested on this thread's stack right now.
+inline thread_local std::size_t help_depth = 0;
+
+// What a worker may run: its scheduler loop takes anything (oldest first from the global queue);
+// a worker helping while it waits takes the newest tasks; one whose helping is nested too deep
+// runs only its own deque (tasks it pushed itself, the children of the frames it waits in).
+enum class take_mode { schedule, help, help_own_only };
 }  // namespace detail
 
 template <task_queue_policy Queue, overflow_policy Overflow>
@@ -710,6 +717,14 @@ class worker_pool {
           w.deque.push_back(std::move(task));
           w.size_hint.store(w.deque.size(), std::memory_order_relaxed);
         }
+      } else if (detail::help_depth > 0) {
+        // Submitted by a task that runs while its worker waits: it goes to that worker's own
+        // deque, which only that worker runs. Otherwise two waiting workers keep taking each
+        // other's subtrees from the shared queue and nest without bound.
+        std::lock_guard lock(w.mutex);
+        w.deque.push_back(std::move(task));
+        w.size_hint.store(w.deque.size(), std::memory_order_relaxed);
+        return admission::accepted;
       } else {
         std::lock_guard lock(inbox_.mutex);
         inbox_.ring.push_back(std::move(task));
@@ -799,12 +814,15 @@ class worker_pool {
     done_cv_.notify_all();
   }
 
+  // Work the calling worker could take: the inbox, its own deque, and (when stealing) any deque.
   [[nodiscard]] auto has_visible_work() const noexcept -> bool {
     if (inbox_.size_hint.load(std::memory_order_relaxed) != 0) return true;
     if constexpr (stealing) {
       for (std::size_t i = 0; i < thread_count_; ++i) {
         if (workers_[i].size_hint.load(std::memory_order_relaxed) != 0) return true;
       }
+    } else if (detail::current_pool_thread.pool == this) {
+      if (workers_[detail::current_pool_thread.index].size_hint.load(std::memory_order_relaxed) != 0) return true;
     }
     return false;
   }
@@ -845,12 +863,27 @@ class worker_pool {
     done_cv_.notify_all();
   }
 
+  // Every task a waiting worker runs nests on its stack. Without a bound, workers that keep
+  // stealing each other's subtrees while they wait nest until the stack overflows. Past this
+  // depth a waiting worker only runs its own deque (the tasks it pushed: the children of the
+  // frames it waits in, so its waits still finish) and otherwise parks until its result is ready.
+  // Recursive fork-join nests about as deep as it recurses.
+  static constexpr std::size_t max_help_depth = 256;
+
   template <class Pred>
   void help_until(Pred&& ready) {
     worker& w = workers_[detail::current_pool_thread.index];
+    struct depth_guard {
+      depth_guard() noexcept { ++detail::help_depth; }
+      ~depth_guard() { --detail::help_depth; }
+      depth_guard(const depth_guard&) = delete;
+      auto operator=(const depth_guard&) -> depth_guard& = delete;
+    } guard;
+    const detail::take_mode mode =
+        detail::help_depth <= max_help_depth ? detail::take_mode::help : detail::take_mode::help_own_only;
     while (!ready()) {
-      if (run_one(w, true)) continue;
-      if (spin_for_work(w, ready, true)) continue;
+      if (run_one(w, mode)) continue;
+      if (spin_for_work(w, ready, mode)) continue;
       if (ready()) return;
       park(ready, true);
     }
@@ -859,7 +892,7 @@ class worker_pool {
   // Spins briefly looking for work before parking (parking and waking cost microseconds):
   // exponential CPU-pause backoff, then a few yields. Returns true if it ran a task.
   template <class Pred>
-  auto spin_for_work(worker& w, Pred&& ready, bool helping) -> bool {
+  auto spin_for_work(worker& w, Pred&& ready, detail::take_mode mode) -> bool {
     for (int round = 0; round < 10; ++round) {
       if (round < 7) {
         for (int i = 0; i < (1 << round); ++i) detail::cpu_relax();
@@ -867,7 +900,7 @@ class worker_pool {
         std::this_thread::yield();
       }
       if (ready()) return false;
-      if (run_one(w, helping)) return true;
+      if (run_one(w, mode)) return true;
     }
     return false;
   }
@@ -885,23 +918,23 @@ class worker_pool {
     bump(w.completed);
   }
 
-  // Finds one task for worker `w` and runs it. Returns false if there was none. `helping` is set
-  // when the worker runs tasks while it waits inside a task: the global queue then hands out its
-  // newest task rather than its oldest, so that nested waits go depth-first (the oldest tasks
-  // tend to be the roots of large subtrees, and taking them while waiting grows the stack
-  // without bound).
-  auto run_one(worker& w, [[maybe_unused]] bool helping = false) -> bool {
-    if constexpr (stealing) {
-      if (w.size_hint.load(std::memory_order_relaxed) != 0) {
-        std::unique_lock lock(w.mutex);
-        if (!w.deque.empty()) {
-          pool_task task = w.deque.pop_back();
-          w.size_hint.store(w.deque.size(), std::memory_order_relaxed);
-          lock.unlock();
-          execute(w, std::move(task));
-          return true;
-        }
+  // Finds one task for worker `w` and runs it. Returns false if there was none. When the worker
+  // helps while it waits inside a task, the global queue hands out its newest task rather than
+  // its oldest, so that nested waits go depth-first (the oldest tasks tend to be the roots of
+  // large subtrees); past `max_help_depth` only the worker's own deque is used.
+  auto run_one(worker& w, detail::take_mode mode = detail::take_mode::schedule) -> bool {
+    if (w.size_hint.load(std::memory_order_relaxed) != 0) {
+      std::unique_lock lock(w.mutex);
+      if (!w.deque.empty()) {
+        pool_task task = w.deque.pop_back();
+        w.size_hint.store(w.deque.size(), std::memory_order_relaxed);
+        lock.unlock();
+        execute(w, std::move(task));
+        return true;
       }
+    }
+    if (mode == detail::take_mode::help_own_only) return false;
+    if constexpr (stealing) {
       if (inbox_.size_hint.load(std::memory_order_relaxed) != 0) {
         if (pool_task task = take_from_inbox(w)) {
           execute(w, std::move(task));
@@ -921,7 +954,7 @@ class worker_pool {
       {
         std::lock_guard lock(inbox_.mutex);
         if (inbox_.ring.empty()) return false;
-        task = helping ? inbox_.ring.pop_back() : inbox_.ring.pop_front();
+        task = mode == detail::take_mode::help ? inbox_.ring.pop_back() : inbox_.ring.pop_front();
         inbox_.size_hint.store(inbox_.ring.size(), std::memory_order_relaxed);
         wake_producers = inbox_.space_waiters != 0;
         more = !inbox_.ring.empty();
@@ -989,7 +1022,7 @@ class worker_pool {
     auto never = [] { return false; };
     for (;;) {
       if (run_one(w)) continue;
-      if (spin_for_work(w, never, false)) continue;
+      if (spin_for_work(w, never, detail::take_mode::schedule)) continue;
       // About to sleep: an outside thread may be waiting for the pool to go idle.
       std::atomic_thread_fence(std::memory_order_seq_cst);
       if (outside_waiters_.load(std::memory_order_relaxed) != 0) notify_outside_waiters();
@@ -1035,12 +1068,10 @@ class worker_pool {
       while (!inbox_.ring.empty()) taken.push_back(inbox_.ring.pop_front());
       inbox_.size_hint.store(0, std::memory_order_relaxed);
     }
-    if constexpr (stealing) {
-      for (std::size_t i = 0; i < thread_count_; ++i) {
-        std::lock_guard lock(workers_[i].mutex);
-        while (!workers_[i].deque.empty()) taken.push_back(workers_[i].deque.pop_front());
-        workers_[i].size_hint.store(0, std::memory_order_relaxed);
-      }
+    for (std::size_t i = 0; i < thread_count_; ++i) {
+      std::lock_guard lock(workers_[i].mutex);
+      while (!workers_[i].deque.empty()) taken.push_back(workers_[i].deque.pop_front());
+      workers_[i].size_hint.store(0, std::memory_order_relaxed);
     }
     // Settled outside the locks: a cancel() may wake waiters that take them.
     for (auto& task : taken) settle(std::move(task));
