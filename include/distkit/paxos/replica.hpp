@@ -666,16 +666,24 @@ class replica {
     reset_election_timer();
   }
 
-  void on(accepted_msg m) {
+  // What every reply to the leader starts with: learn the sender's promise, ignore replies to a
+  // ballot we no longer lead with, note that the peer is alive, and step up again when a refusal
+  // shows a higher promise. Returns the peer's index when the reply is a yes for our ballot.
+  template <class Reply>
+  auto accept_leader_reply(const Reply& m) -> std::optional<std::size_t> {
     observe(m.promised);
-    if (role_ != role::leader || m.bal != my_ballot_) return;
-    auto i = index_of(m.from);
+    if (role_ != role::leader || m.bal != my_ballot_) return std::nullopt;
+    const auto i = index_of(m.from);
     peer_heard_[i] = now_;
     if (!m.ok) {
       if (m.promised > my_ballot_) preempted();
-      return;
+      return std::nullopt;
     }
-    count_accept(i, m.slot);
+    return i;
+  }
+
+  void on(accepted_msg m) {
+    if (const auto i = accept_leader_reply(m)) count_accept(*i, m.slot);
   }
 
   /// A peer promised a higher ballot than ours while we lead. Its promise may come from a
@@ -696,15 +704,8 @@ class replica {
   }
 
   void on(heartbeat_ack_msg m) {
-    observe(m.promised);
-    if (role_ != role::leader || m.bal != my_ballot_) return;
-    auto i = index_of(m.from);
-    peer_heard_[i] = now_;
-    if (!m.ok) {
-      if (m.promised > my_ballot_) preempted();
-      return;
-    }
-    if (m.chosen_index + 1 < first_retained()) send_snapshot(i);
+    const auto i = accept_leader_reply(m);
+    if (i && m.chosen_index + 1 < first_retained()) send_snapshot(*i);
   }
 
   void on(catchup_request_msg m) {
