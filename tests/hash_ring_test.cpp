@@ -9,7 +9,10 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <iterator>
 #include <random>
+#include <ranges>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -322,7 +325,7 @@ TEMPLATE_TEST_CASE("hash_ring gives a key one node and a replica set of distinct
     const auto all = ring.nodes_for(key, 50);  // more than the ring holds: every node once
     REQUIRE(all.size() == 7);
     REQUIRE(std::equal(three.begin(), three.end(), all.begin()));  // a prefix: one preference order
-    auto sorted = all;
+    std::vector<std::string> sorted = all;                         // a replica set converts to a vector to reorder
     std::sort(sorted.begin(), sorted.end());
     REQUIRE(std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end());
     REQUIRE(ring.nodes_for(key, 0).empty());
@@ -517,6 +520,156 @@ TEST_CASE("hash_ring replica sets stay in ring order when a node leaves", "[hash
       }
       expected.resize(3);
       REQUIRE(smaller.nodes_for(keys[k], 3) == expected);
+    }
+  }
+}
+
+static_assert(std::random_access_iterator<distkit::replica_set<std::string>::iterator>);
+static_assert(std::ranges::random_access_range<const distkit::replica_set<std::string>>);
+static_assert(std::random_access_iterator<ring_t::const_iterator>);
+
+TEMPLATE_TEST_CASE("hash_ring replica sets stay readable and unchanged while the ring changes", "[hash_ring][replicas]",
+                   ring_t, ketama_t, rendezvous_t, maglev_t) {
+  TestType ring = make_ring<TestType>(10);
+  const auto keys = make_keys(300, 23);
+  std::vector<distkit::replica_set<std::string>> held;
+  std::vector<std::vector<std::string>> copied;
+  for (const auto& key : keys) {
+    held.push_back(ring.nodes_for(key, 3));
+    copied.push_back(ring.nodes_for(key, 3));  // converts: an owning copy
+  }
+  const std::string first = held[0][0];
+  ring.remove(held[0][0]);  // removing a node a held set refers to
+  ring.add("server-new");
+  ring.set_weight(first == server_name(3) ? server_name(4) : server_name(3), 2);
+  ring.add(first);  // and adding it back reuses the node the ring kept
+  for (std::size_t k = 0; k < keys.size(); ++k) REQUIRE(held[k] == copied[k]);
+  ring.clear();
+  for (std::size_t k = 0; k < keys.size(); ++k) REQUIRE(held[k] == copied[k]);
+  const TestType copy = make_ring<TestType>(4);
+  const auto from_copy = TestType(copy).nodes_for("k", 2);  // its ring is gone, but the copy
+  CHECK(from_copy == copy.nodes_for("k", 2));               // shares the nodes
+}
+
+TEST_CASE("hash_ring replica_set is a read-only random-access range that converts to a vector",
+          "[hash_ring][replicas]") {
+  const ring_t ring = make_ring<ring_t>(20);
+  const auto keys = make_keys(200, 29);
+  for (const auto& key : keys) {
+    for (const std::size_t n : {std::size_t{1}, std::size_t{3}, std::size_t{8}, std::size_t{9}, std::size_t{15}}) {
+      const auto set = ring.nodes_for(key, n);  // 9 and 15 go past the inline capacity
+      std::vector<std::uint32_t> indices(n);
+      REQUIRE(ring.indices_for(key, indices) == n);
+      REQUIRE(set.size() == n);
+      for (std::size_t i = 0; i < n; ++i) {
+        REQUIRE(set[i] == ring.node_at(indices[i]));
+        REQUIRE(&set.at(i) == &set[i]);
+        REQUIRE(set.begin()[static_cast<std::ptrdiff_t>(i)] == set[i]);
+      }
+      REQUIRE(set.front() == ring.node_for(key));
+      REQUIRE(set.back() == set[n - 1]);
+      REQUIRE(static_cast<std::size_t>(std::distance(set.begin(), set.end())) == n);
+      REQUIRE(std::prev(set.end())->size() == set.back().size());
+      const std::vector<std::string> copy = set;
+      REQUIRE(set == copy);
+      REQUIRE(copy == set);
+      REQUIRE(set.to_vector() == copy);
+      const auto again = set;  // copies share nothing mutable
+      REQUIRE(again == set);
+      REQUIRE_THROWS_AS((void)set.at(n), std::out_of_range);
+      REQUIRE_THROWS_WITH((void)set.at(n), Catch::Matchers::Contains("index"));
+    }
+  }
+  CHECK(ring.nodes_for("k", 0).empty());
+  CHECK(ring.nodes_for("k", 3) != std::vector<std::string>{});
+  CHECK(ring.nodes_for("k", 3) != ring.nodes_for("k", 2));
+}
+
+// The Maglev table slot `s` of `m`: a hash that `reduce_range` maps onto it.
+auto maglev_slot_hash(std::size_t s, std::size_t m) -> std::uint64_t {
+  __extension__ using uint128 = unsigned __int128;
+  return static_cast<std::uint64_t>(((static_cast<uint128>(s) << 64) + m - 1) / m);
+}
+
+TEST_CASE("hash_ring maglev replica sets of up to three are the next distinct owners in the table",
+          "[hash_ring][maglev][replicas]") {
+  // Small memberships, and a heavy member whose runs of slots pass the 255-slot recorded hops.
+  const std::vector<std::vector<std::uint32_t>> memberships = {
+      {1}, {1, 1}, {1, 1, 1}, {1, 1, 1, 1, 1}, {3, 1, 2, 1}, {5000, 1, 1}, std::vector<std::uint32_t>(60, 1)};
+  for (const auto& weights : memberships) {
+    maglev_placement maglev;
+    std::vector<std::string> names;
+    std::vector<distkit::ring_member> members;
+    for (std::size_t i = 0; i < weights.size(); ++i) names.push_back(server_name(i));
+    for (std::size_t i = 0; i < weights.size(); ++i) members.push_back({names[i], weights[i]});
+    maglev.build(members);
+    const std::size_t m = maglev.table_size();
+    std::vector<std::uint32_t> table(m);
+    for (std::size_t s = 0; s < m; ++s) table[s] = maglev.lookup(maglev_slot_hash(s, m));
+    for (std::size_t s = 0; s < m; s += 7) {
+      std::vector<std::uint32_t> expected;  // the walk, written plainly
+      for (std::size_t d = 0; d < m && expected.size() < std::min<std::size_t>(3, weights.size()); ++d) {
+        const std::uint32_t owner = table[(s + d) % m];
+        if (std::find(expected.begin(), expected.end(), owner) == expected.end()) expected.push_back(owner);
+      }
+      for (std::size_t n = 1; n <= 3; ++n) {
+        std::array<std::uint32_t, 3> out{};
+        const std::size_t got = maglev.lookup_n(maglev_slot_hash(s, m), std::span<std::uint32_t>(out.data(), n));
+        REQUIRE(got == std::min(n, expected.size()));
+        for (std::size_t i = 0; i < got; ++i) REQUIRE(out[i] == expected[i]);
+      }
+    }
+  }
+}
+
+TEST_CASE("hash_ring rendezvous replica sets are the successive winners as members leave",
+          "[hash_ring][rendezvous][replicas]") {
+  // Each member of the set is the key's owner once the ones before it are gone: true of the
+  // highest-random-weight order whatever code path ranks it (few members, many, weighted).
+  const auto keys = make_keys(300, 31);
+  for (const std::size_t n : {std::size_t{2}, std::size_t{9}, std::size_t{64}, std::size_t{65}, std::size_t{150}}) {
+    for (const bool weighted : {false, true}) {
+      rendezvous_t ring;
+      for (std::size_t i = 0; i < n; ++i) ring.add(server_name(i), weighted ? 1 + static_cast<std::int64_t>(i % 3) : 1);
+      const std::size_t k = std::min<std::size_t>(3, n);
+      for (const auto& key : keys) {
+        const std::vector<std::string> set = ring.nodes_for(key, k);
+        REQUIRE(set.size() == k);
+        const std::vector<std::string> all = ring.nodes_for(key, n);  // a different ranking path
+        REQUIRE(std::equal(set.begin(), set.end(), all.begin()));
+        rendezvous_t smaller = ring;
+        for (std::size_t i = 0; i < k; ++i) {
+          REQUIRE(smaller.node_for(key) == set[i]);
+          if (smaller.size() > 1) smaller.remove(set[i]);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("hash_ring jump replica sets are the first distinct re-seeded jumps", "[hash_ring][jump][replicas]") {
+  const auto keys = make_keys(2000, 37);
+  for (const std::uint32_t buckets : {1U, 2U, 3U, 5U, 40U}) {
+    jump_placement jump;
+    jump.build(std::vector<distkit::ring_member>(buckets, distkit::ring_member{"", 1}));
+    for (const auto& key : keys) {
+      const std::uint64_t h = distkit::xxh3_hash{}(key);
+      for (std::size_t n = 1; n <= 6; ++n) {
+        // The documented order, computed one candidate at a time.
+        const std::size_t wanted = std::min<std::size_t>(n, buckets);
+        std::vector<std::uint32_t> expected;
+        for (std::size_t k = 0; k <= 4 * wanted + 16 && expected.size() < wanted; ++k) {
+          const std::uint64_t seed = k == 0 ? h : distkit::detail::mix64(h + k * 0x9e3779b97f4a7c15ULL);
+          const std::uint32_t b = jump_placement::jump(seed, buckets);
+          if (std::find(expected.begin(), expected.end(), b) == expected.end()) expected.push_back(b);
+        }
+        for (std::uint32_t b = (expected[0] + 1) % buckets; expected.size() < wanted; b = (b + 1) % buckets) {
+          if (std::find(expected.begin(), expected.end(), b) == expected.end()) expected.push_back(b);
+        }
+        std::vector<std::uint32_t> out(n);
+        out.resize(jump.lookup_n(h, out));
+        REQUIRE(out == expected);
+      }
     }
   }
 }

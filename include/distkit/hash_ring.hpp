@@ -254,9 +254,11 @@ class ketama_placement {
 /// new bucket). But it has no names on the ring: only the most recently added member can be
 /// removed (removing another would renumber the buckets), and it has no weights (every weight
 /// must be 1). Replica sets come from re-hashing the key: member k of the set is the first new
-/// bucket of `jump(mix(hash + k·φ))`, falling back to the next bucket index in order.
+/// bucket of `jump(mix(hash + k·φ))`, falling back to the next bucket index in order. So a set
+/// of k costs k jumps (about 3x a lookup for k = 3), the price of spreading a failed bucket's
+/// keys over all the others rather than onto one neighbour.
 ///
-/// **Complexity:** lookup O(ln n), no memory beyond the member count.
+/// **Complexity:** lookup O(ln n), `lookup_n` O(k ln n); no memory beyond the member count.
 class jump_placement {
  public:
   static constexpr bool remove_last_only = true;
@@ -285,13 +287,23 @@ class jump_placement {
   auto lookup_n(std::uint64_t h, std::span<std::uint32_t> out) const -> std::size_t {
     const std::size_t wanted = std::min<std::size_t>(out.size(), buckets_);
     if (wanted == 0) return 0;
+    if (wanted == 1) {
+      out[0] = jump(h, buckets_);
+      return 1;
+    }
+    // Candidate k is jump(key_k) with key_0 = h and key_k = mix(h + k·φ); the first `wanted`
+    // distinct candidates are the set. A bounded number of tries, then the remaining buckets in
+    // index order, so the call always ends and always returns distinct buckets. The first
+    // candidates are computed before any is compared, so their chains of dependent divisions
+    // overlap in the core instead of running one after another.
+    std::array<std::uint32_t, lanes> first{};
+    const std::size_t ahead = std::min(wanted, lanes);
+    for (std::size_t k = 0; k < ahead; ++k) first[k] = jump(k == 0 ? h : candidate_key(h, k), buckets_);
     std::size_t count = 0;
-    out[count++] = jump(h, buckets_);
-    // A bounded number of re-seeded tries, then the remaining buckets in index order, so the
-    // call always ends and always returns distinct buckets.
+    for (std::size_t k = 0; k < ahead; ++k) count = detail::push_distinct(out, count, first[k]);
     const std::size_t tries = 4 * wanted + 16;
-    for (std::size_t k = 1; k <= tries && count < wanted; ++k) {
-      count = detail::push_distinct(out, count, jump(detail::mix64(h + k * 0x9e3779b97f4a7c15ULL), buckets_));
+    for (std::size_t k = ahead; k <= tries && count < wanted; ++k) {
+      count = detail::push_distinct(out, count, jump(candidate_key(h, k), buckets_));
     }
     for (std::uint32_t b = (out[0] + 1) % buckets_; count < wanted; b = (b + 1) % buckets_) {
       count = detail::push_distinct(out, count, b);
@@ -300,6 +312,12 @@ class jump_placement {
   }
 
  private:
+  static constexpr std::size_t lanes = 4;  // candidates computed before any comparison
+
+  [[nodiscard]] static auto candidate_key(std::uint64_t h, std::size_t k) noexcept -> std::uint64_t {
+    return detail::mix64(h + k * 0x9e3779b97f4a7c15ULL);
+  }
+
   std::uint32_t buckets_ = 0;
 };
 
@@ -313,7 +331,8 @@ class jump_placement {
 /// only if it moves to the added member, or from the removed one), any member removable, tiny
 /// memory — but O(n) per lookup, so it suits tens of members, not thousands.
 ///
-/// **Complexity:** lookup O(n); `lookup_n` O(n log k).
+/// **Complexity:** lookup O(n); `lookup_n` O(n + k²) (O(n·k) up to 64 members, where k passes
+/// of a branch-free maximum beat a mispredicting insertion).
 class rendezvous_placement {
  public:
   void build(std::span<const ring_member> members) {
@@ -329,42 +348,16 @@ class rendezvous_placement {
 
   [[nodiscard]] auto lookup(std::uint64_t h) const noexcept -> std::uint32_t {
     std::uint32_t best = 0;
-    if (equal_weights_) {
-      std::uint64_t best_draw = 0;
-      for (std::size_t i = 0; i < seeds_.size(); ++i) {
-        const std::uint64_t d = draw(h, i);
-        if (d > best_draw || i == 0) {
-          best_draw = d;
-          best = static_cast<std::uint32_t>(i);
-        }
-      }
-      return best;
-    }
-    double best_score = -1.0;
-    for (std::size_t i = 0; i < seeds_.size(); ++i) {
-      const double s = score(h, i);
-      if (s > best_score) {
-        best_score = s;
-        best = static_cast<std::uint32_t>(i);
-      }
-    }
+    lookup_n(h, std::span<std::uint32_t>(&best, 1));
     return best;
   }
 
   auto lookup_n(std::uint64_t h, std::span<std::uint32_t> out) const -> std::size_t {
     const std::size_t wanted = std::min(out.size(), seeds_.size());
     if (wanted == 0) return 0;
-    std::vector<std::pair<double, std::uint32_t>> scored(seeds_.size());
-    for (std::size_t i = 0; i < seeds_.size(); ++i) {
-      // Ranking by the uniform draw and by the score agree when the weights are equal.
-      const double s = equal_weights_ ? static_cast<double>(draw(h, i)) : score(h, i);
-      scored[i] = {s, static_cast<std::uint32_t>(i)};
-    }
-    std::partial_sort(
-        scored.begin(), scored.begin() + static_cast<std::ptrdiff_t>(wanted), scored.end(),
-        [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
-    for (std::size_t i = 0; i < wanted; ++i) out[i] = scored[i].second;
-    return wanted;
+    // Ranking by the uniform draw and by the score agree when the weights are equal.
+    if (equal_weights_) return top(out.first(wanted), [&](std::size_t i) { return draw(h, i); });
+    return top(out.first(wanted), [&](std::size_t i) { return score(h, i); });
   }
 
  private:
@@ -375,6 +368,64 @@ class rendezvous_placement {
     // u in (0, 1): the top 53 bits plus one half, scaled; never 0 or 1, so ln(u) < 0.
     const double u = (static_cast<double>(draw(h, i) >> 11) + 0.5) * 0x1.0p-53;
     return -weights_[i] / std::log(u);
+  }
+
+  // The out.size() members of highest score, highest first, ties to the lower index (as
+  // `lookup` breaks them). Small sets keep a sorted run of the best so far (no allocation).
+  template <class Score>
+  auto top(std::span<std::uint32_t> out, Score score_of) const -> std::size_t {
+    using score_t = decltype(score_of(std::size_t{0}));
+    const std::size_t k = out.size();
+    const std::size_t n = seeds_.size();
+    if (n <= 64) {
+      // Score every member once, then take the best k times: each pass is a branch-free
+      // maximum over a few dozen values, cheaper than insertions that mispredict.
+      std::array<score_t, 64> scores{};
+      for (std::size_t i = 0; i < n; ++i) scores[i] = score_of(i);
+      std::uint64_t taken = 0;
+      for (std::size_t r = 0; r < k; ++r) {
+        std::size_t best = n;
+        for (std::size_t i = 0; i < n; ++i) {
+          const bool free = ((taken >> i) & 1U) == 0;
+          const bool better = best == n || scores[i] > scores[best];
+          best = free && better ? i : best;
+        }
+        taken |= std::uint64_t{1} << best;
+        out[r] = static_cast<std::uint32_t>(best);
+      }
+      return k;
+    }
+    if (k <= 16) {
+      // Larger memberships: score a block of members at a time (a loop the compiler can
+      // vectorize), then keep a sorted run of the best k; past the first few blocks a score
+      // rarely beats the k-th best, so the test is well predicted.
+      std::array<score_t, 16> best{};
+      std::array<score_t, 64> block{};
+      std::size_t count = 0;
+      for (std::size_t base = 0; base < n; base += block.size()) {
+        const std::size_t m = std::min(block.size(), n - base);
+        for (std::size_t i = 0; i < m; ++i) block[i] = score_of(base + i);
+        for (std::size_t i = 0; i < m; ++i) {
+          const score_t s = block[i];
+          if (count == k && !(s > best[k - 1])) continue;
+          std::size_t pos = count < k ? count++ : k - 1;
+          for (; pos > 0 && s > best[pos - 1]; --pos) {
+            best[pos] = best[pos - 1];
+            out[pos] = out[pos - 1];
+          }
+          best[pos] = s;
+          out[pos] = static_cast<std::uint32_t>(base + i);
+        }
+      }
+      return k;
+    }
+    std::vector<std::pair<score_t, std::uint32_t>> scored(n);
+    for (std::size_t i = 0; i < n; ++i) scored[i] = {score_of(i), static_cast<std::uint32_t>(i)};
+    std::partial_sort(
+        scored.begin(), scored.begin() + static_cast<std::ptrdiff_t>(k), scored.end(),
+        [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+    for (std::size_t i = 0; i < k; ++i) out[i] = scored[i].second;
+    return k;
   }
 
   std::vector<std::uint64_t> seeds_;
@@ -393,8 +444,10 @@ class rendezvous_placement {
 ///
 /// Trade-offs: the fastest lookup (one multiply and one load) and near-perfect balance; but
 /// membership changes are only *nearly* minimal (a few percent of keys move between members
-/// that stayed, on top of the ideal 1/N), a rebuild is O(M log M), and the table costs 4 bytes
-/// per slot. Replica sets are the next distinct members in table order.
+/// that stayed, on top of the ideal 1/N), a rebuild is O(M log M), and the table costs 6 bytes
+/// per slot. Replica sets are the next distinct members in table order; for sets of up to 3 the
+/// build records, per slot, how far ahead the 2nd and 3rd distinct members sit (2 of the 6
+/// bytes), so `lookup_n` reads three slots of one cache line instead of walking and comparing.
 ///
 /// **Complexity:** lookup O(1); build O(M log M) expected.
 class maglev_placement {
@@ -460,6 +513,7 @@ class maglev_placement {
         }
       }
     }
+    hops_ = replica_hops(table);
     table_ = std::move(table);
     members_ = n;
   }
@@ -469,11 +523,24 @@ class maglev_placement {
   }
   auto lookup_n(std::uint64_t h, std::span<std::uint32_t> out) const -> std::size_t {
     if (out.empty() || table_.empty()) return 0;
-    std::size_t slot = detail::reduce_range(h, table_.size());
+    const std::size_t m = table_.size();
+    std::size_t slot = detail::reduce_range(h, m);
+    const std::size_t wanted = std::min(out.size(), members_);
+    if (wanted <= 3) {  // the recorded hops: no walk, no comparisons
+      const hop next = hops_[slot];
+      out[0] = table_[slot];
+      if (wanted == 1) return 1;
+      if (next.second != 0 && (wanted == 2 || next.third != 0)) {
+        const auto ahead = [&](std::size_t d) { return slot + d < m ? slot + d : slot + d - m; };
+        out[1] = table_[ahead(next.second)];
+        if (wanted == 3) out[2] = table_[ahead(next.third)];
+        return wanted;
+      }
+    }
     detail::distinct_collector collect(out, members_);
-    for (std::size_t step = 0; step < table_.size(); ++step) {
+    for (std::size_t step = 0; step < m; ++step) {
       if (collect.offer(table_[slot])) break;
-      if (++slot == table_.size()) slot = 0;
+      if (++slot == m) slot = 0;
     }
     return collect.count();
   }
@@ -481,9 +548,39 @@ class maglev_placement {
   [[nodiscard]] auto table_size() const noexcept -> std::size_t { return table_.size(); }
 
  private:
+  // How many slots ahead of a slot its 2nd and 3rd distinct members sit (0: none within 255).
+  struct hop {
+    std::uint8_t second = 0;
+    std::uint8_t third = 0;
+  };
+
+  static auto replica_hops(const std::vector<std::uint32_t>& table) -> std::vector<hop> {
+    const std::size_t m = table.size();
+    std::vector<hop> hops(m);
+    for (std::size_t s = 0; s < m; ++s) {
+      const std::uint32_t first = table[s];
+      std::uint32_t second = first;
+      std::size_t slot = s;
+      for (std::size_t d = 1; d <= std::numeric_limits<std::uint8_t>::max() && d < m; ++d) {
+        if (++slot == m) slot = 0;
+        const std::uint32_t owner = table[slot];
+        if (owner == first || (hops[s].second != 0 && owner == second)) continue;
+        if (hops[s].second == 0) {
+          hops[s].second = static_cast<std::uint8_t>(d);
+          second = owner;
+        } else {
+          hops[s].third = static_cast<std::uint8_t>(d);
+          break;
+        }
+      }
+    }
+    return hops;
+  }
+
   std::size_t requested_size_;
   std::size_t members_ = 0;
   std::vector<std::uint32_t> table_;
+  std::vector<hop> hops_;
 };
 
 static_assert(placement<ring_placement>);
@@ -497,12 +594,155 @@ static_assert(placement<maglev_placement>);
 template <class Node>
 concept ring_node = std::copy_constructible<Node> && std::equality_comparable<Node> && byte_hashable<Node>;
 
+namespace detail {
+
+/// A read-only random-access iterator over nodes held by pointer (the ring's members, a
+/// replica set): it yields `const Node&`.
+template <class Node>
+class node_iterator {
+ public:
+  using iterator_concept = std::random_access_iterator_tag;
+  using iterator_category = std::random_access_iterator_tag;
+  using value_type = Node;
+  using difference_type = std::ptrdiff_t;
+  using pointer = const Node*;
+  using reference = const Node&;
+
+  node_iterator() = default;
+  explicit node_iterator(const Node* const* at) noexcept : at_(at) {}
+
+  [[nodiscard]] auto operator*() const noexcept -> const Node& { return **at_; }
+  [[nodiscard]] auto operator->() const noexcept -> const Node* { return *at_; }
+  [[nodiscard]] auto operator[](difference_type n) const noexcept -> const Node& { return *at_[n]; }
+  auto operator++() noexcept -> node_iterator& {
+    ++at_;
+    return *this;
+  }
+  auto operator++(int) noexcept -> node_iterator {
+    node_iterator before = *this;
+    ++at_;
+    return before;
+  }
+  auto operator--() noexcept -> node_iterator& {
+    --at_;
+    return *this;
+  }
+  auto operator--(int) noexcept -> node_iterator {
+    node_iterator before = *this;
+    --at_;
+    return before;
+  }
+  auto operator+=(difference_type n) noexcept -> node_iterator& {
+    at_ += n;
+    return *this;
+  }
+  auto operator-=(difference_type n) noexcept -> node_iterator& {
+    at_ -= n;
+    return *this;
+  }
+  [[nodiscard]] friend auto operator+(node_iterator it, difference_type n) noexcept -> node_iterator { return it += n; }
+  [[nodiscard]] friend auto operator+(difference_type n, node_iterator it) noexcept -> node_iterator { return it += n; }
+  [[nodiscard]] friend auto operator-(node_iterator it, difference_type n) noexcept -> node_iterator { return it -= n; }
+  [[nodiscard]] friend auto operator-(const node_iterator& a, const node_iterator& b) noexcept -> difference_type {
+    return a.at_ - b.at_;
+  }
+  [[nodiscard]] friend auto operator==(const node_iterator& a, const node_iterator& b) noexcept -> bool {
+    return a.at_ == b.at_;
+  }
+  [[nodiscard]] friend auto operator<=>(const node_iterator& a, const node_iterator& b) noexcept {
+    return a.at_ <=> b.at_;
+  }
+
+ private:
+  const Node* const* at_ = nullptr;
+};
+
+}  // namespace detail
+
+/// @brief The replica set of a key: up to n distinct nodes of a `hash_ring`, primary first, in
+/// the placement's preference order, as references to the ring's nodes rather than copies,
+/// so `nodes_for` costs the walk and nothing more (no allocation for up to 8 nodes).
+///
+/// The nodes it refers to live as long as the ring that produced it: a ring keeps every node it
+/// has held, so a replica set stays valid and unchanged across later `add`, `remove` and
+/// `set_weight` calls on that ring (or on copies of it), and becomes invalid only when the ring
+/// is destroyed or assigned to. To keep the nodes beyond that, convert it: it converts
+/// implicitly to `std::vector<Node>` (`std::vector<std::string> r = ring.nodes_for(key, 3);`),
+/// or call `to_vector()`. It compares equal to a `std::vector<Node>` of the same nodes in order.
+///
+/// A read-only random-access range of `const Node&` (copy it into a vector to reorder it).
+///
+/// **Thread safety:** a value; reading it while the ring changes is safe.
+/// **Complexity:** element access O(1); conversion to a vector O(n) copies.
+template <class Node>
+class replica_set {
+ public:
+  using value_type = Node;
+  using size_type = std::size_t;
+  using difference_type = std::ptrdiff_t;
+  using reference = const Node&;
+  using const_reference = const Node&;
+  using iterator = detail::node_iterator<Node>;
+  using const_iterator = iterator;
+  static constexpr std::size_t inline_capacity = 8;
+
+  replica_set() = default;
+
+  [[nodiscard]] auto size() const noexcept -> std::size_t { return size_; }
+  [[nodiscard]] auto empty() const noexcept -> bool { return size_ == 0; }
+  [[nodiscard]] auto operator[](std::size_t i) const noexcept -> const Node& { return *slots()[i]; }
+  /// @throws std::out_of_range if `i >= size()`.
+  [[nodiscard]] auto at(std::size_t i) const -> const Node& {
+    if (i >= size_) detail::throw_out_of_range("replica_set", "index", i, size_);
+    return (*this)[i];
+  }
+  [[nodiscard]] auto front() const noexcept -> const Node& { return (*this)[0]; }
+  [[nodiscard]] auto back() const noexcept -> const Node& { return (*this)[size_ - 1]; }
+  [[nodiscard]] auto begin() const noexcept -> iterator { return iterator(slots()); }
+  [[nodiscard]] auto end() const noexcept -> iterator { return iterator(slots() + size_); }
+
+  /// Copies the nodes out.
+  [[nodiscard]] auto to_vector() const -> std::vector<Node> { return std::vector<Node>(begin(), end()); }
+  // NOLINTNEXTLINE(google-explicit-constructor): `std::vector<Node> r = ring.nodes_for(k, n)` is the point
+  operator std::vector<Node>() const { return to_vector(); }
+
+  [[nodiscard]] friend auto operator==(const replica_set& a, const replica_set& b) -> bool {
+    return std::equal(a.begin(), a.end(), b.begin(), b.end());
+  }
+  [[nodiscard]] friend auto operator==(const replica_set& a, const std::vector<Node>& b) -> bool {
+    return std::equal(a.begin(), a.end(), b.begin(), b.end());
+  }
+
+ private:
+  template <ring_node, class, placement>
+  friend class hash_ring;
+
+  // Room for `capacity` nodes; the ring fills `slots()` and sets the size.
+  explicit replica_set(std::size_t capacity) {
+    if (capacity > inline_capacity) heap_.resize(capacity);
+  }
+  [[nodiscard]] auto slots() noexcept -> const Node** { return heap_.empty() ? inline_.data() : heap_.data(); }
+  [[nodiscard]] auto slots() const noexcept -> const Node* const* {
+    return heap_.empty() ? inline_.data() : heap_.data();
+  }
+
+  std::size_t size_ = 0;
+  std::array<const Node*, inline_capacity> inline_{};
+  std::vector<const Node*> heap_;  // only when more than inline_capacity nodes are asked for
+};
+
 /// @brief A consistent-hash ring: which node owns a key, and which n distinct nodes hold its
 /// replicas, with a pluggable placement algorithm.
 ///
 /// The ring is a value: mutations (`add`, `remove`, `set_weight`) rebuild the placement table
 /// and leave the ring unchanged if they throw. To change membership while other threads look
 /// keys up, use `concurrent_hash_ring`, which publishes immutable rings.
+///
+/// Nodes are stored once each and never move: the reference `node_for` returns and the
+/// `replica_set` `nodes_for` returns stay valid across later changes, until the ring (and every
+/// copy of it, which share the stored nodes) is destroyed or assigned. A removed node's copy is
+/// kept and reused if it is added again, so the memory grows with the number of distinct nodes
+/// ever added, not with the number of changes.
 ///
 /// @tparam Node a `ring_node`: what the ring hands out (a server address, a shard id).
 /// @tparam Hash a `hasher` for keys; default `xxh3_hash`. `ketama_placement` needs
@@ -512,8 +752,8 @@ concept ring_node = std::copy_constructible<Node> && std::equality_comparable<No
 /// **Thread safety:** const member functions may run concurrently; mutations need exclusive
 /// access (as for standard containers).
 /// **Complexity:** `node_for` is the placement's lookup plus one hash (O(1) expected for the
-/// ring, ketama and Maglev); `add`/`remove`/`set_weight` rebuild in O(P log P) and find nodes in
-/// O(n).
+/// ring, ketama and Maglev); `nodes_for(key, k)` adds the placement's walk for k nodes (about k
+/// points for the ring); `add`/`remove`/`set_weight` rebuild in O(P log P) and find nodes in O(n).
 ///
 /// @code
 /// distkit::hash_ring<std::string> ring;
@@ -521,6 +761,7 @@ concept ring_node = std::copy_constructible<Node> && std::equality_comparable<No
 /// ring.add("cache-b:11211", 2);  // twice the keys
 /// const std::string& owner = ring.node_for("user:42");
 /// std::vector<std::string> replicas = ring.nodes_for("user:42", 2);  // distinct, ring order
+/// for (const std::string& node : ring.nodes_for("user:43", 2)) use(node);  // no copies
 /// @endcode
 template <ring_node Node, class Hash = xxh3_hash, placement Placement = ring_placement>
 class hash_ring {
@@ -528,7 +769,7 @@ class hash_ring {
   using node_type = Node;
   using hasher_type = Hash;
   using placement_type = Placement;
-  using const_iterator = typename std::vector<Node>::const_iterator;
+  using const_iterator = detail::node_iterator<Node>;
   static constexpr std::uint32_t max_weight = std::numeric_limits<std::uint32_t>::max();
 
   explicit hash_ring(Placement policy = Placement{}, Hash hash = Hash{})
@@ -540,28 +781,34 @@ class hash_ring {
   void add(const Node& node, std::int64_t weight = 1) {
     check_weight(weight);
     if (find(node) != npos) detail::throw_invalid_argument("hash_ring", "node", "is already in the ring");
-    std::vector<Node> nodes = nodes_;
+    kept_nodes keep(kept_);
+    std::vector<const Node*> nodes = nodes_;
     std::vector<std::uint32_t> weights = weights_;
-    nodes.push_back(node);
+    nodes.push_back(keep.get(node));
     weights.push_back(static_cast<std::uint32_t>(weight));
+    keep.reserve();
     commit(std::move(nodes), std::move(weights));
+    keep.commit();
   }
 
   /// Adds several (node, weight) members with one rebuild, all or nothing (libmemcached's
   /// `memcached_server_push` for a server list).
   /// @throws std::invalid_argument as `add` for any member, or if a node appears twice.
   void add(std::span<const std::pair<Node, std::int64_t>> members) {
-    std::vector<Node> nodes = nodes_;
+    kept_nodes keep(kept_);
+    std::vector<const Node*> nodes = nodes_;
     std::vector<std::uint32_t> weights = weights_;
-    for (const auto& [node, weight] : members) {
-      check_weight(weight);
-      if (std::find(nodes.begin(), nodes.end(), node) != nodes.end()) {
-        detail::throw_invalid_argument("hash_ring", "node", "is already in the ring");
+    for (const auto& member : members) {
+      check_weight(member.second);
+      for (const Node* p : nodes) {
+        if (*p == member.first) detail::throw_invalid_argument("hash_ring", "node", "is already in the ring");
       }
-      nodes.push_back(node);
-      weights.push_back(static_cast<std::uint32_t>(weight));
+      nodes.push_back(keep.get(member.first));
+      weights.push_back(static_cast<std::uint32_t>(member.second));
     }
+    keep.reserve();
     commit(std::move(nodes), std::move(weights));
+    keep.commit();
   }
 
   /// Removes `node`; its keys move to the nodes that follow it, other keys stay put.
@@ -576,7 +823,7 @@ class hash_ring {
             "hash_ring", "node", "must be the last node added: this placement (jump) can only remove the last bucket");
       }
     }
-    std::vector<Node> nodes = nodes_;
+    std::vector<const Node*> nodes = nodes_;
     std::vector<std::uint32_t> weights = weights_;
     nodes.erase(nodes.begin() + static_cast<std::ptrdiff_t>(i));
     weights.erase(weights.begin() + static_cast<std::ptrdiff_t>(i));
@@ -594,7 +841,7 @@ class hash_ring {
     commit(nodes_, std::move(weights));
   }
 
-  /// Removes every node.
+  /// Removes every node (replica sets taken before stay valid: the ring keeps the nodes).
   void clear() noexcept {
     nodes_.clear();
     weights_.clear();
@@ -613,14 +860,14 @@ class hash_ring {
   /// @throws std::logic_error if the ring is empty.
   template <byte_hashable Key>
   requires hasher<Hash, Key>
-  [[nodiscard]] auto node_for(const Key& key) const -> const Node& { return nodes_[index_for(key)]; }
+  [[nodiscard]] auto node_for(const Key& key) const -> const Node& { return *nodes_[index_for(key)]; }
 
   /// The node that owns `key`, or nullptr if the ring is empty.
   template <byte_hashable Key>
   requires hasher<Hash, Key>
   [[nodiscard]] auto try_node_for(const Key& key) const noexcept -> const Node* {
     if (nodes_.empty()) return nullptr;
-    return &nodes_[placement_.lookup(hash_(key))];
+    return nodes_[placement_.lookup(hash_(key))];
   }
 
   /// Writes the indices of up to `out.size()` distinct nodes for `key` in the placement's
@@ -635,22 +882,22 @@ class hash_ring {
   }
 
   /// Up to `n` distinct nodes for `key` (the replica set), primary first; see `indices_for`.
-  /// `n` larger than `size()` gives every node once; `n == 0` gives none.
+  /// `n` larger than `size()` gives every node once; `n == 0` gives none. The result refers to
+  /// this ring's nodes (valid until the ring changes) and converts to `std::vector<Node>`.
   template <byte_hashable Key>
   requires hasher<Hash, Key>
-  [[nodiscard]] auto nodes_for(const Key& key, std::size_t n) const -> std::vector<Node> {
+  [[nodiscard]] auto nodes_for(const Key& key, std::size_t n) const -> replica_set<Node> {
     const std::size_t wanted = std::min(n, nodes_.size());
-    std::array<std::uint32_t, 16> small{};  // replica sets are small: no allocation for indices
-    std::vector<std::uint32_t> large;
-    std::span<std::uint32_t> indices(small.data(), wanted);
-    if (wanted > small.size()) {
-      large.resize(wanted);
-      indices = large;
+    replica_set<Node> out(wanted);
+    if (wanted <= replica_set<Node>::inline_capacity) {
+      std::array<std::uint32_t, replica_set<Node>::inline_capacity> indices;  // NOLINT: written before read
+      out.size_ = indices_for(key, std::span<std::uint32_t>(indices.data(), wanted));
+      for (std::size_t i = 0; i < out.size_; ++i) out.inline_[i] = nodes_[indices[i]];
+    } else {
+      std::vector<std::uint32_t> indices(wanted);
+      out.size_ = indices_for(key, indices);
+      for (std::size_t i = 0; i < out.size_; ++i) out.heap_[i] = nodes_[indices[i]];
     }
-    indices = indices.first(indices_for(key, indices));
-    std::vector<Node> out;
-    out.reserve(indices.size());
-    for (const std::uint32_t i : indices) out.push_back(nodes_[i]);
     return out;
   }
 
@@ -658,7 +905,7 @@ class hash_ring {
   [[nodiscard]] auto empty() const noexcept -> bool { return nodes_.empty(); }
   [[nodiscard]] auto contains(const Node& node) const noexcept -> bool { return find(node) != npos; }
   /// The node at `index` (iteration order: the order of `add`, minus removed nodes).
-  [[nodiscard]] auto node_at(std::size_t index) const -> const Node& { return nodes_.at(index); }
+  [[nodiscard]] auto node_at(std::size_t index) const -> const Node& { return *nodes_.at(index); }
   /// The weight of `node`. @throws std::invalid_argument if `node` is not in the ring.
   [[nodiscard]] auto weight_of(const Node& node) const -> std::uint32_t {
     const std::size_t i = find(node);
@@ -666,8 +913,8 @@ class hash_ring {
     return weights_[i];
   }
   [[nodiscard]] auto weight_at(std::size_t index) const -> std::uint32_t { return weights_.at(index); }
-  [[nodiscard]] auto begin() const noexcept -> const_iterator { return nodes_.begin(); }
-  [[nodiscard]] auto end() const noexcept -> const_iterator { return nodes_.end(); }
+  [[nodiscard]] auto begin() const noexcept -> const_iterator { return const_iterator(nodes_.data()); }
+  [[nodiscard]] auto end() const noexcept -> const_iterator { return const_iterator(nodes_.data() + nodes_.size()); }
   [[nodiscard]] auto placement_policy() const noexcept -> const Placement& { return placement_; }
   [[nodiscard]] auto hash_function() const noexcept -> const Hash& { return hash_; }
 
@@ -682,17 +929,17 @@ class hash_ring {
 
   [[nodiscard]] auto find(const Node& node) const noexcept -> std::size_t {
     for (std::size_t i = 0; i < nodes_.size(); ++i) {
-      if (nodes_[i] == node) return i;
+      if (*nodes_[i] == node) return i;
     }
     return npos;
   }
 
   // Builds the new placement before touching any member, so a throw leaves the ring as it was.
-  void commit(std::vector<Node> nodes, std::vector<std::uint32_t> weights) {
+  void commit(std::vector<const Node*> nodes, std::vector<std::uint32_t> weights) {
     Placement next = placement_;
     if (!nodes.empty()) {
       std::vector<ring_member> members(nodes.size());
-      for (std::size_t i = 0; i < nodes.size(); ++i) members[i] = {detail::key_bytes(nodes[i]), weights[i]};
+      for (std::size_t i = 0; i < nodes.size(); ++i) members[i] = {detail::key_bytes(*nodes[i]), weights[i]};
       next.build(members);
     }
     placement_ = std::move(next);
@@ -700,8 +947,37 @@ class hash_ring {
     weights_ = std::move(weights);
   }
 
-  std::vector<Node> nodes_;
+  // Every node the ring has held, each allocated once and never moved, so `node_for` references
+  // and replica sets stay valid across changes; shared (immutable) between copies of the ring.
+  // A node added again after its removal is found here and reused, so this grows only with
+  // the number of distinct nodes ever added.
+  class kept_nodes {
+   public:
+    explicit kept_nodes(std::vector<std::shared_ptr<const Node>>& kept) : kept_(kept) {}
+    // The kept copy of `node`, creating it (not yet kept) if this ring never held it.
+    auto get(const Node& node) -> const Node* {
+      for (const auto& p : kept_) {
+        if (*p == node) return p.get();
+      }
+      for (const auto& p : fresh_) {
+        if (*p == node) return p.get();
+      }
+      fresh_.push_back(std::make_shared<const Node>(node));
+      return fresh_.back().get();
+    }
+    void commit() noexcept {
+      for (auto& p : fresh_) kept_.push_back(std::move(p));  // capacity reserved: cannot throw
+    }
+    void reserve() { kept_.reserve(kept_.size() + fresh_.size()); }  // before the ring changes
+
+   private:
+    std::vector<std::shared_ptr<const Node>>& kept_;
+    std::vector<std::shared_ptr<const Node>> fresh_;
+  };
+
+  std::vector<const Node*> nodes_;  // the members, in iteration order
   std::vector<std::uint32_t> weights_;
+  std::vector<std::shared_ptr<const Node>> kept_;
   Placement placement_;
   [[no_unique_address]] Hash hash_;
 };

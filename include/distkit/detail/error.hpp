@@ -73,6 +73,16 @@ template <class T>
   throw_invalid_argument_message(std::move(message));
 }
 
+/// Throws `std::out_of_range` reading `distkit::<component>: <parameter> <value> is out of range
+/// [0, <size>)`.
+[[noreturn]] DISTKIT_COLD inline void throw_out_of_range(std::string_view component, std::string_view parameter,
+                                                         std::size_t value, std::size_t size) {
+  std::string message = "distkit::";
+  message.append(component).append(": ").append(parameter).append(" ").append(std::to_string(value));
+  message.append(" is out of range [0, ").append(std::to_string(size)).append(")");
+  throw std::out_of_range(message);
+}
+
 /// Throws `std::logic_error` reading `distkit::<component>: <what>` (a call made in a state
 /// that forbids it, such as submitting to a pool that was shut down).
 [[noreturn]] DISTKIT_COLD inline void throw_logic_error(std::string_view component, std::string_view what) {

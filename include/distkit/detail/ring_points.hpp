@@ -18,11 +18,13 @@ namespace distkit::inline v0::detail {
 /// count. Replica sets are small, so a linear check beats any set.
 inline auto push_distinct(std::span<std::uint32_t> out, std::size_t count, std::uint32_t owner) noexcept
     -> std::size_t {
-  for (std::size_t i = 0; i < count; ++i) {
-    if (out[i] == owner) return count;
-  }
+  // Branch-free: whether `owner` repeats is data-dependent and mispredicts half the time, so the
+  // owner is always written to `out[count]` (count < out.size() by the caller's contract) and
+  // the count advances only when it is new.
+  bool seen = false;
+  for (std::size_t i = 0; i < count; ++i) seen |= out[i] == owner;
   out[count] = owner;
-  return count + 1;
+  return count + static_cast<std::size_t>(!seen);
 }
 
 /// Collects distinct owners in visiting order. Up to 32 wanted owners it checks the ones already
