@@ -95,6 +95,34 @@ TEMPLATE_TEST_CASE("bloom_filter never reports a false negative", "[bloom_filter
   }
 }
 
+TEMPLATE_TEST_CASE("bloom_filter batch queries answer exactly as single queries at every batch length",
+                   "[bloom_filter][batch]", classic_layout, blocked_layout, split_block_layout) {
+  const key_space keys{distkit_test::test_seed("bloom_filter batch queries answer exactly as single queries")};
+  // A small, overfull filter: about a third of the outsiders are false positives, so the batch
+  // path is checked on both answers, at lengths around its internal group sizes.
+  u64_filter<TestType> f(200, 0.3);
+  for (std::uint64_t i = 0; i < 2000; ++i) f.insert(keys.member(i));
+  std::size_t positives = 0;
+  for (std::size_t length = 0; length <= 80; ++length) {
+    std::vector<std::uint64_t> batch(length);
+    for (std::size_t i = 0; i < length; ++i) batch[i] = i % 2 == 0 ? keys.member(i) : keys.outsider(length * 100 + i);
+    const auto flags = std::make_unique<bool[]>(length + 1);
+    flags[length] = true;  // a sentinel past the end: must stay untouched
+    const std::size_t found = f.contains_many(batch, std::span<bool>(flags.get(), length));
+    std::size_t expected = 0;
+    for (std::size_t i = 0; i < length; ++i) {
+      REQUIRE(flags[i] == f.contains(batch[i]));
+      expected += f.contains(batch[i]) ? 1U : 0U;
+      positives += i % 2 == 1 && flags[i] ? 1U : 0U;
+    }
+    REQUIRE(found == expected);
+    REQUIRE(flags[length]);
+    const std::vector<bool> all = f.contains_many(batch);
+    for (std::size_t i = 0; i < length; ++i) REQUIRE(all[i] == f.contains(batch[i]));
+  }
+  CHECK(positives > 100);  // the outsiders did exercise false positives
+}
+
 TEMPLATE_TEST_CASE("bloom_filter measured false-positive rate at 1M keys matches the layout's model",
                    "[bloom_filter][fpr]", classic_layout, blocked_layout, split_block_layout) {
   const auto seed = distkit_test::test_seed("bloom_filter measured false-positive rate at 1M keys");

@@ -899,25 +899,24 @@ class bloom_filter {
     }
   }
 
-  /// Runs `apply(i, hash(i))` for i in [0, count), with hashes computed and their cache lines
-  /// prefetched `lookahead` keys ahead.
+  /// Runs `apply(i, hash(i))` for i in [0, count), in groups: the hashes of the next group are
+  /// computed and their cache lines prefetched before the current group is applied, so about
+  /// two groups of misses are in flight at once.
   template <class HashAt, class Apply>
   void pipeline(std::size_t count, HashAt hash_at, bool for_write, Apply apply) const noexcept {
-    constexpr std::size_t lookahead = Layout::block_words == 1 ? 8 : 32;
-    std::array<std::uint64_t, lookahead> ring{};
-    const std::size_t warm = std::min(lookahead, count);
-    for (std::size_t i = 0; i < warm; ++i) {
-      ring[i] = hash_at(i);
-      Layout::prefetch(words_.data(), num_blocks_, ring[i], k_, for_write);
-    }
-    for (std::size_t i = 0; i < count; ++i) {
-      const std::uint64_t h = ring[i % lookahead];
-      if (i + lookahead < count) {
-        const std::uint64_t next = hash_at(i + lookahead);
-        ring[i % lookahead] = next;
-        Layout::prefetch(words_.data(), num_blocks_, next, k_, for_write);
-      }
-      apply(i, h);
+    constexpr std::size_t group = Layout::block_words == 1 ? 4 : 16;
+    std::array<std::array<std::uint64_t, group>, 2> hashes{};
+    const auto stage = [&](std::size_t first, std::array<std::uint64_t, group>& out) {
+      const std::size_t n = std::min(group, count - first);
+      for (std::size_t j = 0; j < n; ++j) out[j] = hash_at(first + j);
+      for (std::size_t j = 0; j < n; ++j) Layout::prefetch(words_.data(), num_blocks_, out[j], k_, for_write);
+    };
+    if (count == 0) return;
+    stage(0, hashes[0]);
+    for (std::size_t first = 0, g = 0; first < count; first += group, g ^= 1U) {
+      if (first + group < count) stage(first + group, hashes[g ^ 1U]);
+      const std::size_t n = std::min(group, count - first);
+      for (std::size_t j = 0; j < n; ++j) apply(first + j, hashes[g][j]);
     }
   }
 
