@@ -85,6 +85,44 @@ TEMPLATE_TEST_CASE("rate_limiter multi-thread admission never exceeds the limit"
   }
 }
 
+TEMPLATE_TEST_CASE("rate_limiter batches from many threads never admit more than the limit",
+                   "[rate_limiter][concurrent][batch]", sliding_window_log, sliding_window_counter, gcra,
+                   fixed_window) {
+  for (const unsigned threads : {2U, 4U}) {
+    CAPTURE(threads);
+    manual_clock clock;
+    clock.advance(1h);
+    // Time stands still: each key admits exactly `limit` units, however the batches interleave.
+    distkit::rate_limiter<TestType, manual_clock> limiter{
+        distkit::local_store<TestType>{rate_limit{50, 1min}, {.shards = 8}}, clock};
+    constexpr std::uint64_t keys = 3000;  // grows the shards' tables while batches run
+    std::vector<std::atomic<std::uint64_t>> admitted(keys);
+    std::latch start(threads);
+    std::vector<std::thread> pool;
+    for (unsigned t = 0; t < threads; ++t) {
+      pool.emplace_back([&, t] {
+        start.arrive_and_wait();
+        std::vector<std::uint64_t> batch(37);
+        std::vector<decision> out(batch.size());
+        for (std::uint64_t round = 0; round < 200; ++round) {
+          for (std::size_t i = 0; i < batch.size(); ++i) batch[i] = (round * 37 + i * 101 + t * 7) % keys;
+          limiter.try_acquire_many(batch, out, 10);
+          for (std::size_t i = 0; i < batch.size(); ++i) {
+            if (out[i].allowed) admitted[batch[i]].fetch_add(10);
+          }
+        }
+      });
+    }
+    for (auto& th : pool) th.join();
+    std::uint64_t total = 0;
+    for (auto& a : admitted) {
+      REQUIRE(a.load() <= 50);
+      total += a.load();
+    }
+    CHECK(total > 0);
+  }
+}
+
 TEST_CASE("rate_limiter gcra admits at most burst plus refill while threads race a moving clock",
           "[rate_limiter][concurrent][gcra]") {
   manual_clock clock;

@@ -2,12 +2,15 @@
 // tests/rate_limiter_test.cpp: the rate limiter's algorithms against brute-force models, its
 // idle-key eviction and its HTTP header formatting (single-threaded; see the concurrent file).
 #include <algorithm>
+#include <array>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <iostream>
 #include <random>
+#include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -209,6 +212,68 @@ TEMPLATE_TEST_CASE("rate_limiter refuses a cost larger than the limit and change
   const decision full = limiter.try_acquire(std::uint64_t{7}, 10);
   REQUIRE(full.allowed);
   REQUIRE(full.remaining == 0);
+}
+
+TEMPLATE_TEST_CASE("rate_limiter try_acquire_many decides exactly as the same calls made one by one",
+                   "[rate_limiter][batch][property]", sliding_window_log, sliding_window_counter, gcra, fixed_window) {
+  const auto seed = distkit_test::test_seed("rate_limiter try_acquire_many decides exactly as one by one");
+  std::mt19937_64 rng(seed);
+  manual_clock batch_clock;
+  manual_clock single_clock;
+  test_limiter<TestType> batched{rate_limit{7, 1s}, batch_clock};
+  test_limiter<TestType> single{rate_limit{7, 1s}, single_clock};
+  std::size_t allowed_total = 0;
+  for (int round = 0; round < 400; ++round) {
+    // Up to 100 keys from a small set, so a batch repeats keys and sees its own earlier requests,
+    // and crosses the batch path's internal groups at every length.
+    const std::size_t length = rng() % 101;
+    std::vector<std::uint64_t> keys(length);
+    for (auto& k : keys) k = rng() % 40;
+    const std::uint64_t cost = rng() % 10 == 0 ? 8 : 1 + rng() % 3;  // sometimes above the limit
+    std::vector<decision> out(length);
+    const std::size_t allowed = batched.try_acquire_many(keys, out, cost);
+    std::size_t expected_allowed = 0;
+    for (std::size_t i = 0; i < length; ++i) {
+      const decision d = single.try_acquire(keys[i], cost);
+      INFO("round " << round << ", item " << i << ", key " << keys[i] << ", cost " << cost);
+      REQUIRE(out[i].allowed == d.allowed);
+      REQUIRE(out[i].remaining == d.remaining);
+      REQUIRE(out[i].retry_after == d.retry_after);
+      REQUIRE(out[i].reset_after == d.reset_after);
+      REQUIRE(out[i].limit == d.limit);
+      REQUIRE(out[i].reason == d.reason);
+      expected_allowed += d.allowed ? 1U : 0U;
+    }
+    REQUIRE(allowed == expected_allowed);
+    allowed_total += allowed;
+    const auto step = std::chrono::milliseconds(rng() % 300);
+    batch_clock.advance(step);
+    single_clock.advance(step);
+  }
+  REQUIRE(batched.stats().keys == single.stats().keys);
+  CHECK(allowed_total > 1000);  // the traffic was not all refused
+}
+
+TEST_CASE("rate_limiter try_acquire_many takes strings, spans and caller time, and checks its output size",
+          "[rate_limiter][batch][api]") {
+  manual_clock clock;
+  test_limiter<gcra> limiter{rate_limit{2, 1s}, clock};
+  const std::vector<std::string> keys{"a", "b", "a", "a"};
+  std::vector<decision> out(keys.size());
+  REQUIRE(limiter.try_acquire_many(keys, out) == 3);
+  CHECK((out[0].allowed && out[1].allowed && out[2].allowed && !out[3].allowed));
+  const std::array<std::string_view, 2> views{"b", "c"};
+  std::array<decision, 2> two{};
+  REQUIRE(limiter.try_acquire_many(std::span<const std::string_view>(views), two, 1, clock.now()) == 2);
+  std::vector<decision> short_out(3);
+  REQUIRE_THROWS_AS(limiter.try_acquire_many(keys, short_out), std::invalid_argument);
+  REQUIRE_THROWS_WITH(limiter.try_acquire_many(keys, short_out), Catch::Matchers::Contains("out"));
+  std::vector<decision> none;
+  REQUIRE(limiter.try_acquire_many(std::vector<std::string>{}, none) == 0);
+  // A cost above the limit is refused for every key and changes nothing.
+  REQUIRE(limiter.try_acquire_many(keys, out, 3) == 0);
+  for (const decision& d : out) REQUIRE(d.reason == refusal::cost_exceeds_limit);
+  REQUIRE(limiter.try_acquire(std::string_view("c")).allowed);
 }
 
 TEMPLATE_TEST_CASE("rate_limiter treats string, string_view and integer keys by their bytes", "[rate_limiter][api]",

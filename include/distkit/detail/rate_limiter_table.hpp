@@ -55,6 +55,15 @@ class spin_lock {
   std::atomic<bool> locked_{false};
 };
 
+/// Asks for the cache line holding `p`, to be written soon (a hint: never faults).
+inline void prefetch_for_write(const void* p) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+  __builtin_prefetch(p, 1, 3);
+#else
+  (void)p;
+#endif
+}
+
 /// A 128-bit key fingerprint; `lo` always has its low bit set, so {0, 0} marks an empty slot.
 struct fingerprint {
   std::uint64_t lo = 0;
@@ -133,15 +142,27 @@ class probe_table {
 
   static constexpr std::size_t min_capacity = 16;
 
-  probe_table() : slots_(min_capacity), mask_(min_capacity - 1) {}
+  probe_table() : slots_(min_capacity), mask_(min_capacity - 1) { publish(); }
+
+  /// Prefetches the home slot of `key` and the one after it (most lookups end within two
+  /// slots) for a later locked lookup. Safe without the lock: it reads the table's address from
+  /// atomics published at each rehash, and a prefetch of a stale address only wastes a request.
+  void prefetch(const fingerprint& key) const noexcept {
+    const slot* base = published_slots_.load(std::memory_order_relaxed);
+    const std::size_t mask = published_mask_.load(std::memory_order_relaxed);
+    const std::size_t home = key.hi & mask;
+    prefetch_for_write(base + home);
+    prefetch_for_write(base + ((home + 1) & mask));
+  }
 
   [[nodiscard]] auto size() const noexcept -> std::size_t { return size_; }
   [[nodiscard]] auto capacity() const noexcept -> std::size_t { return mask_ + 1; }
 
   /// Finds the slot of `key`, inserting a fresh state if absent. Before the table grows it drops
-  /// every idle key, so the table is sized by active keys, not by every key ever seen.
-  template <class Idle>
-  auto find_or_insert(const fingerprint& key, Idle&& idle) -> State& {
+  /// every idle key (`idle`), so the table is sized by active keys, not by every key ever seen;
+  /// each insert also sweeps two slots, dropping keys that have been idle a while (`stale`).
+  template <class Idle, class Stale>
+  auto find_or_insert(const fingerprint& key, Idle&& idle, Stale&& stale) -> State& {
     std::size_t i = key.hi & mask_;
     for (;;) {
       slot& s = slots_[i];
@@ -157,7 +178,7 @@ class probe_table {
       i = key.hi & mask_;
       while (!slots_[i].key.empty()) i = (i + 1) & mask_;
     } else {
-      sweep_some(2, idle);  // incremental: every insert also retires a little idle state
+      sweep_some(2, stale);  // incremental: every insert also retires a little idle state
       i = key.hi & mask_;
       while (!slots_[i].key.empty()) i = (i + 1) & mask_;
     }
@@ -172,6 +193,10 @@ class probe_table {
   template <class Idle>
   auto sweep_some(std::size_t steps, Idle&& idle) -> std::size_t {
     std::size_t dropped = 0;
+    // The slots the next sweep will read: requested now, in cache by then.
+    for (std::size_t ahead = steps; ahead < 2 * steps; ahead += 64 / sizeof(slot) + 1) {
+      prefetch_for_write(&slots_[(cursor_ + ahead) & mask_]);
+    }
     for (std::size_t n = 0; n < steps; ++n) {
       if (cursor_ > mask_) {
         cursor_ = 0;
@@ -258,12 +283,21 @@ class probe_table {
     slots_ = std::move(fresh);
     mask_ = new_mask;
     cursor_ = 0;
+    publish();
+  }
+
+  void publish() noexcept {
+    published_slots_.store(&slots_[0], std::memory_order_relaxed);
+    published_mask_.store(mask_, std::memory_order_relaxed);
   }
 
   slot_array<slot> slots_;
   std::size_t mask_;
   std::size_t size_ = 0;
   std::size_t cursor_ = 0;
+  // The table's address for unlocked prefetches (`prefetch`); written under the lock at rehash.
+  std::atomic<const slot*> published_slots_{nullptr};
+  std::atomic<std::size_t> published_mask_{0};
 };
 
 }  // namespace distkit::inline v0::detail
