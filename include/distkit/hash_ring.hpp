@@ -889,15 +889,16 @@ class hash_ring {
   [[nodiscard]] auto nodes_for(const Key& key, std::size_t n) const -> replica_set<Node> {
     const std::size_t wanted = std::min(n, nodes_.size());
     replica_set<Node> out(wanted);
-    if (wanted <= replica_set<Node>::inline_capacity) {
-      std::array<std::uint32_t, replica_set<Node>::inline_capacity> indices;  // NOLINT: written before read
-      out.size_ = indices_for(key, std::span<std::uint32_t>(indices.data(), wanted));
-      for (std::size_t i = 0; i < out.size_; ++i) out.inline_[i] = nodes_[indices[i]];
-    } else {
-      std::vector<std::uint32_t> indices(wanted);
-      out.size_ = indices_for(key, indices);
-      for (std::size_t i = 0; i < out.size_; ++i) out.heap_[i] = nodes_[indices[i]];
+    const Node** slots = out.slots();
+    std::array<std::uint32_t, replica_set<Node>::inline_capacity> small;  // NOLINT: written before read
+    std::vector<std::uint32_t> large;
+    std::span<std::uint32_t> indices(small.data(), wanted);
+    if (wanted > small.size()) {
+      large.resize(wanted);
+      indices = large;
     }
+    out.size_ = indices_for(key, indices);
+    for (std::size_t i = 0; i < out.size_; ++i) slots[i] = nodes_[indices[i]];
     return out;
   }
 
