@@ -25,6 +25,7 @@
 #include "distkit/detail/crc32c.hpp"
 #include "distkit/detail/endian.hpp"
 #include "distkit/detail/error.hpp"
+#include "distkit/detail/prefetch.hpp"
 #include "distkit/errors.hpp"
 #include "distkit/hash.hpp"
 
@@ -118,19 +119,6 @@ static_assert(bloom_concurrency<bloom_concurrent>);
 
 namespace detail {
 
-inline void bloom_prefetch(const void* address, bool for_write) noexcept {
-#if defined(__GNUC__) || defined(__clang__)
-  if (for_write) {
-    __builtin_prefetch(address, 1, 3);
-  } else {
-    __builtin_prefetch(address, 0, 3);
-  }
-#else
-  (void)address;
-  (void)for_write;
-#endif
-}
-
 /// ORs eight per-word masks into a block of eight words.
 template <class C, class W>
 inline void bloom_block_set(W* block, const std::array<W, 8>& masks) noexcept {
@@ -210,7 +198,7 @@ struct classic_layout {
     const std::uint64_t m = num_blocks * 64;
     const std::uint64_t delta = step(hash);
     for (std::uint32_t i = 0; i < k; ++i, hash += delta) {
-      detail::bloom_prefetch(words + (detail::bloom_reduce64(hash, m) >> 6), for_write);
+      detail::prefetch(words + (detail::bloom_reduce64(hash, m) >> 6), for_write);
     }
   }
 
@@ -329,7 +317,7 @@ struct blocked_layout {
   }
   static void prefetch(const word_type* words, std::uint64_t num_blocks, std::uint64_t hash, std::uint32_t /*k*/,
                        bool for_write) noexcept {
-    detail::bloom_prefetch(words + block(hash, num_blocks), for_write);
+    detail::prefetch(words + block(hash, num_blocks), for_write);
   }
 
   [[nodiscard]] static auto model_false_positive_rate(std::uint64_t num_blocks, double items, std::uint32_t k)
@@ -434,7 +422,7 @@ struct split_block_layout {
   }
   static void prefetch(const word_type* words, std::uint64_t num_blocks, std::uint64_t hash, std::uint32_t /*k*/,
                        bool for_write) noexcept {
-    detail::bloom_prefetch(words + block(hash, num_blocks), for_write);
+    detail::prefetch(words + block(hash, num_blocks), for_write);
   }
 
   [[nodiscard]] static auto model_false_positive_rate(std::uint64_t num_blocks, double items, std::uint32_t k)

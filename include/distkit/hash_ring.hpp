@@ -296,8 +296,8 @@ class jump_placement {
     // index order, so the call always ends and always returns distinct buckets. The first
     // candidates are computed before any is compared, so their chains of dependent divisions
     // overlap in the core instead of running one after another.
-    std::array<std::uint32_t, lanes> first{};
-    const std::size_t ahead = std::min(wanted, lanes);
+    std::array<std::uint32_t, overlapped> first{};
+    const std::size_t ahead = std::min(wanted, overlapped);
     for (std::size_t k = 0; k < ahead; ++k) first[k] = jump(k == 0 ? h : candidate_key(h, k), buckets_);
     std::size_t count = 0;
     for (std::size_t k = 0; k < ahead; ++k) count = detail::push_distinct(out, count, first[k]);
@@ -312,7 +312,7 @@ class jump_placement {
   }
 
  private:
-  static constexpr std::size_t lanes = 4;  // candidates computed before any comparison
+  static constexpr std::size_t overlapped = 4;  // candidates computed before any comparison
 
   [[nodiscard]] static auto candidate_key(std::uint64_t h, std::size_t k) noexcept -> std::uint64_t {
     return detail::mix64(h + k * 0x9e3779b97f4a7c15ULL);

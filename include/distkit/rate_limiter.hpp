@@ -473,7 +473,7 @@ class local_store {
       }
       for (std::size_t j = 0; j < n; ++j) {
         shard& sh = shard_of(f[j]);
-        detail::prefetch_for_write(&sh);  // its lock: another thread may hold the line
+        detail::prefetch(&sh, true);  // its lock: another thread may hold the line
         sh.table.prefetch(f[j]);
       }
     };

@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "distkit/detail/error.hpp"
+#include "distkit/detail/prefetch.hpp"
 #include "distkit/hash.hpp"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -54,15 +55,6 @@ class spin_lock {
  private:
   std::atomic<bool> locked_{false};
 };
-
-/// Asks for the cache line holding `p`, to be written soon (a hint: never faults).
-inline void prefetch_for_write(const void* p) noexcept {
-#if defined(__GNUC__) || defined(__clang__)
-  __builtin_prefetch(p, 1, 3);
-#else
-  (void)p;
-#endif
-}
 
 /// A 128-bit key fingerprint; `lo` always has its low bit set, so {0, 0} marks an empty slot.
 struct fingerprint {
@@ -141,6 +133,7 @@ class probe_table {
   };
 
   static constexpr std::size_t min_capacity = 16;
+  static constexpr std::size_t slots_per_line = sizeof(slot) >= 64 ? 1 : 64 / sizeof(slot);
 
   probe_table() : slots_(min_capacity), mask_(min_capacity - 1) { publish(); }
 
@@ -151,8 +144,8 @@ class probe_table {
     const slot* base = published_slots_.load(std::memory_order_relaxed);
     const std::size_t mask = published_mask_.load(std::memory_order_relaxed);
     const std::size_t home = key.hi & mask;
-    prefetch_for_write(base + home);
-    prefetch_for_write(base + ((home + 1) & mask));
+    detail::prefetch(base + home, true);
+    detail::prefetch(base + ((home + 1) & mask), true);
   }
 
   [[nodiscard]] auto size() const noexcept -> std::size_t { return size_; }
@@ -194,8 +187,8 @@ class probe_table {
   auto sweep_some(std::size_t steps, Idle&& idle) -> std::size_t {
     std::size_t dropped = 0;
     // The slots the next sweep will read: requested now, in cache by then.
-    for (std::size_t ahead = steps; ahead < 2 * steps; ahead += 64 / sizeof(slot) + 1) {
-      prefetch_for_write(&slots_[(cursor_ + ahead) & mask_]);
+    for (std::size_t ahead = steps; ahead < 2 * steps; ahead += slots_per_line) {
+      detail::prefetch(&slots_[(cursor_ + ahead) & mask_], true);
     }
     for (std::size_t n = 0; n < steps; ++n) {
       if (cursor_ > mask_) {
