@@ -287,6 +287,63 @@ TEMPLATE_TEST_CASE("rate_limiter treats string, string_view and integer keys by 
   REQUIRE(limiter.stats().keys == 3);
 }
 
+TEST_CASE("rate_limiter gives every key of up to 8 bytes its own fingerprint (length included)",
+          "[rate_limiter][api]") {
+  // Short keys are mapped one-to-one (no hash collision is possible): every byte string of
+  // length 0-2, and random strings of length 3-8 that differ in one byte or only in length.
+  const auto seed = distkit_test::test_seed("rate_limiter short-key fingerprints");
+  std::mt19937_64 rng(seed);
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> seen;
+  const auto add = [&](std::string_view bytes) {
+    const auto fp = distkit::detail::make_fingerprint(bytes.data(), bytes.size());
+    REQUIRE((fp.lo & 1U) == 1U);  // never the empty-slot marker
+    seen.emplace_back(fp.lo, fp.hi);
+  };
+  add({});
+  for (int a = 0; a < 256; ++a) {
+    const char one[1] = {static_cast<char>(a)};
+    add({one, 1});
+    for (int b = 0; b < 256; ++b) {
+      const char two[2] = {static_cast<char>(a), static_cast<char>(b)};
+      add({two, 2});
+    }
+  }
+  for (int i = 0; i < 20000; ++i) {
+    std::array<char, 8> bytes{};
+    for (char& c : bytes) c = static_cast<char>(rng() % 4);  // few values: many near-equal keys
+    const std::size_t size = 3 + rng() % 6;
+    add({bytes.data(), size});
+    std::array<char, 8> other = bytes;
+    other[rng() % size] ^= static_cast<char>(1 + rng() % 255);
+    add({other.data(), size});
+    if (size < 8 && bytes[size - 1] == 0) add({bytes.data(), size + 1});  // the same value, one byte longer
+  }
+  std::sort(seen.begin(), seen.end());
+  const auto distinct = static_cast<std::size_t>(std::unique(seen.begin(), seen.end()) - seen.begin());
+  // Equal fingerprints may only come from equal byte strings drawn twice: count those directly.
+  std::vector<std::string> strings;
+  std::mt19937_64 replay(seed);
+  strings.emplace_back();
+  for (int a = 0; a < 256; ++a) {
+    strings.emplace_back(1, static_cast<char>(a));
+    for (int b = 0; b < 256; ++b) strings.push_back(std::string{static_cast<char>(a), static_cast<char>(b)});
+  }
+  for (int i = 0; i < 20000; ++i) {
+    std::array<char, 8> bytes{};
+    for (char& c : bytes) c = static_cast<char>(replay() % 4);
+    const std::size_t size = 3 + replay() % 6;
+    strings.emplace_back(bytes.data(), size);
+    std::array<char, 8> other = bytes;
+    other[replay() % size] ^= static_cast<char>(1 + replay() % 255);
+    strings.emplace_back(other.data(), size);
+    if (size < 8 && bytes[size - 1] == 0) strings.emplace_back(bytes.data(), size + 1);
+  }
+  std::sort(strings.begin(), strings.end());
+  const auto distinct_strings = static_cast<std::size_t>(std::unique(strings.begin(), strings.end()) - strings.begin());
+  REQUIRE(strings.size() == seen.size());
+  REQUIRE(distinct == distinct_strings);
+}
+
 TEMPLATE_TEST_CASE("rate_limiter answers retry_after, reset_after and remaining exactly", "[rate_limiter][property]",
                    sliding_window_log, sliding_window_counter, gcra, fixed_window) {
   const auto seed = distkit_test::test_seed("rate_limiter exact answers " + std::string(TestType::name));

@@ -236,49 +236,52 @@ struct sliding_window_counter {
   static auto acquire(state& s, const limit_params& p, std::int64_t now, std::uint64_t cost) noexcept -> decision {
     using detail::uint128;
     const std::int64_t w = p.window;
-    if (s.start != detail::never && now < s.start) now = s.start;
-    // The window start: no division while the key stays in its window or the next one.
-    std::int64_t ws = 0;
-    if (s.start != detail::never && now - s.start < w) {
-      ws = s.start;
-    } else if (s.start != detail::never && now - s.start < 2 * w) {
-      ws = s.start + w;
-    } else {
-      ws = detail::floor_to(now, w);
-    }
-    roll(s, ws, w);
-    const auto elapsed = static_cast<std::uint64_t>(now - ws);
     const auto uw = static_cast<std::uint64_t>(w);
-    // All in units of (cost * ns): used = previous * (w - elapsed) + current * w.
-    const uint128 budget = uint128{p.limit} * uw;
-    uint128 used = uint128{s.previous} * (uw - elapsed) + uint128{s.current} * uw;
+    // The window start: the key's own while `now` stays in its window (the common case: no
+    // division, no roll), the next one after it, else a fresh multiple of the window.
+    std::uint64_t elapsed = static_cast<std::uint64_t>(now) - static_cast<std::uint64_t>(s.start);
+    std::int64_t ws = s.start;
+    if (DISTKIT_UNLIKELY(s.start == detail::never || elapsed >= uw)) {
+      if (s.start != detail::never && now < s.start) now = s.start;
+      if (s.start != detail::never && now - s.start < 2 * w) {
+        ws = s.start + (now - s.start < w ? 0 : w);
+      } else {
+        ws = detail::floor_to(now, w);
+      }
+      roll(s, ws, w);
+      elapsed = static_cast<std::uint64_t>(now - ws);
+    }
     decision d;
     d.limit = p.limit;
-    if (used + uint128{cost} * uw <= budget) {
+    // In units of (cost * ns): admitted iff previous * (w - elapsed) + (current + cost) * w <=
+    // limit * w, i.e. the carried-over weight fits the room left in this window.
+    const uint128 carried = uint128{s.previous} * (uw - elapsed);
+    const bool fits = s.current + cost <= p.limit;
+    const uint128 room = fits ? uint128{p.limit - s.current - cost} * uw : 0;
+    if (DISTKIT_LIKELY(fits && carried <= room)) {
       s.current += static_cast<std::uint32_t>(cost);
-      used += uint128{cost} * uw;
       d.allowed = true;
-      // (budget - used) / uw, which is exactly limit - current when nothing carries over.
-      d.remaining = s.previous == 0 ? p.limit - s.current : detail::divide_to_u64(budget - used, uw);
+      // floor((room - carried) / w): exactly limit - current when nothing carries over.
+      d.remaining = carried == 0 ? p.limit - s.current : detail::divide_to_u64(room - carried, uw);
     } else {
       d.reason = refusal::rate_limited;
+      const uint128 budget = uint128{p.limit} * uw;
+      const uint128 used = carried + uint128{s.current} * uw;
       d.remaining = used >= budget ? 0 : detail::divide_to_u64(budget - used, uw);
-      if (s.current + cost <= p.limit) {
+      if (fits) {
         // Wait inside this window until previous's weight has decayed enough:
         // the least e with previous * (w - e) <= (limit - current - cost) * w.
-        const uint128 room = uint128{p.limit - s.current - cost} * uw;
         const auto e = static_cast<std::int64_t>(uw - static_cast<std::uint64_t>(room / s.previous));
-        d.retry_after = detail::ns(ws + e - now);
+        d.retry_after = detail::ns(e - static_cast<std::int64_t>(elapsed));
       } else {
         // Wait for the next window, where previous' = current.
-        const uint128 room = uint128{p.limit - cost} * uw;
-        const auto e = static_cast<std::int64_t>(uw - static_cast<std::uint64_t>(room / s.current));
-        d.retry_after = detail::ns(ws + w + e - now);
+        const uint128 next_room = uint128{p.limit - cost} * uw;
+        const auto e = static_cast<std::int64_t>(uw - static_cast<std::uint64_t>(next_room / s.current));
+        d.retry_after = detail::ns(w + e - static_cast<std::int64_t>(elapsed));
       }
     }
-    d.reset_after = s.current > 0    ? detail::ns(ws + 2 * w - now)
-                    : s.previous > 0 ? detail::ns(ws + w - now)
-                                     : detail::ns(0);
+    const std::int64_t left = w - static_cast<std::int64_t>(elapsed);  // until this window ends
+    d.reset_after = s.current > 0 ? detail::ns(left + w) : s.previous > 0 ? detail::ns(left) : detail::ns(0);
     return d;
   }
 
@@ -512,15 +515,19 @@ class local_store {
   }
 
  private:
+  // One cache line: the lock, the counter and the table's header are one miss, not two.
   struct alignas(64) shard {
     mutable detail::spin_lock lock;
     std::uint32_t ops = 0;
     table_type table;
   };
+  static_assert(sizeof(shard) == 64);
 
   auto shard_of(const detail::fingerprint& fp) noexcept -> shard& { return shards_[(fp.hi >> 40) & shard_mask_]; }
 
-  auto decide(const detail::fingerprint& fp, std::uint64_t cost, std::int64_t now) -> decision {
+  // Inlined into both paths: a call plus the copy of the returned decision cost a batch
+  // decision ~15% of its time.
+  DISTKIT_ALWAYS_INLINE auto decide(const detail::fingerprint& fp, std::uint64_t cost, std::int64_t now) -> decision {
     shard& sh = shard_of(fp);
     const auto idle = [&](const state_type& s) noexcept { return Algorithm::idle(s, params_, now); };
     // The incremental sweep drops keys idle for a whole window already (idle as of a window

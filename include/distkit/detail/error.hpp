@@ -14,10 +14,12 @@
 #define DISTKIT_COLD __attribute__((cold, noinline))
 #define DISTKIT_LIKELY(x) __builtin_expect(!!(x), 1)
 #define DISTKIT_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define DISTKIT_ALWAYS_INLINE __attribute__((always_inline))
 #else
 #define DISTKIT_COLD
 #define DISTKIT_LIKELY(x) (x)
 #define DISTKIT_UNLIKELY(x) (x)
+#define DISTKIT_ALWAYS_INLINE
 #endif
 
 // DISTKIT_ASSERT checks internal invariants in debug and sanitizer builds; it

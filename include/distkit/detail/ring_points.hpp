@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "distkit/detail/mix.hpp"
+
 namespace distkit::inline v0::detail {
 
 /// Writes `owner` into `out[count]` unless it is already among `out[0..count)`; returns the new
@@ -131,17 +133,6 @@ class ring_points {
   unsigned bits_ = 1;
   unsigned shift_ = std::numeric_limits<Point>::digits - 1;
 };
-
-/// A 64-bit finalizer with full avalanche (every input bit flips each output bit with
-/// probability close to 1/2); used to derive independent values from one key hash.
-[[nodiscard]] constexpr auto mix64(std::uint64_t x) noexcept -> std::uint64_t {
-  x ^= x >> 32;
-  x *= 0xd6e8feb86659fd93ULL;
-  x ^= x >> 32;
-  x *= 0xd6e8feb86659fd93ULL;
-  x ^= x >> 32;
-  return x;
-}
 
 /// Maps a 64-bit hash uniformly onto [0, range) with one multiplication (Lemire's reduction).
 [[nodiscard]] inline auto reduce_range(std::uint64_t h, std::uint64_t range) noexcept -> std::uint64_t {
