@@ -460,31 +460,29 @@ class local_store {
   }
 
   /// `out[i] = try_acquire(key_at(i), cost, now)` for i in [0, out.size()), in order, with the
-  /// table slots of the next keys prefetched while the current ones are decided: on tables
-  /// larger than the cache the misses of a group overlap instead of following one another.
+  /// table lines of the key `ahead` places later prefetched as each key is decided: on tables
+  /// larger than the cache the misses overlap instead of following one another. One key staged
+  /// per decision, not a burst per group: staging 16 keys at once (48 prefetches) measured a
+  /// third slower than bursts of 8, while this steady flow measured as fast as the best burst.
   template <class KeyAt>
   void try_acquire_many(KeyAt key_at, std::uint64_t cost, std::int64_t now, std::span<decision> out) {
-    constexpr std::size_t group = 8;
+    constexpr std::size_t ahead = 16;
     const std::size_t count = out.size();
-    if (count == 0) return;
-    std::array<std::array<detail::fingerprint, group>, 2> fps{};
-    const auto stage = [&](std::size_t first, std::array<detail::fingerprint, group>& f) {
-      const std::size_t n = std::min(group, count - first);
-      for (std::size_t j = 0; j < n; ++j) {
-        const std::string_view key = key_at(first + j);
-        f[j] = detail::make_fingerprint(key.data(), key.size());
-      }
-      for (std::size_t j = 0; j < n; ++j) {
-        shard& sh = shard_of(f[j]);
-        detail::prefetch(&sh, true);  // its lock: another thread may hold the line
-        sh.table.prefetch(f[j]);
-      }
+    std::array<detail::fingerprint, ahead> fps{};
+    const auto stage = [&](std::size_t i) {
+      const std::string_view key = key_at(i);
+      detail::fingerprint& f = fps[i % ahead];
+      f = detail::make_fingerprint(key.data(), key.size());
+      shard& sh = shard_of(f);
+      detail::prefetch(&sh, true);  // its lock: another thread may hold the line
+      sh.table.prefetch(f);
     };
-    stage(0, fps[0]);
-    for (std::size_t first = 0, g = 0; first < count; first += group, g ^= 1U) {
-      if (first + group < count) stage(first + group, fps[g ^ 1U]);
-      const std::size_t n = std::min(group, count - first);
-      for (std::size_t j = 0; j < n; ++j) out[first + j] = decide(fps[g][j], cost, now);
+    const std::size_t primed = std::min(ahead, count);
+    for (std::size_t i = 0; i < primed; ++i) stage(i);
+    for (std::size_t i = 0; i < count; ++i) {
+      const detail::fingerprint f = fps[i % ahead];
+      if (i + ahead < count) stage(i + ahead);
+      out[i] = decide(f, cost, now);
     }
   }
 

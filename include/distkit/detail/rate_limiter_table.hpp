@@ -183,30 +183,15 @@ class probe_table {
   /// every idle key (`idle`), so the table is sized by active keys, not by every key ever seen;
   /// each insert also sweeps two slots, dropping keys that have been idle a while (`stale`).
   template <class Idle, class Stale>
-  auto find_or_insert(const fingerprint& key, Idle&& idle, Stale&& stale) -> State& {
+  DISTKIT_ALWAYS_INLINE auto find_or_insert(const fingerprint& key, Idle&& idle, Stale&& stale) -> State& {
+    // The probe is inlined into every caller; the insert, rare on a busy table, is not.
     std::size_t i = key.hi & mask_;
     for (;;) {
       slot& s = slots_[i];
       if (s.key == key) return s.state;
-      if (s.key.empty()) break;
+      if (s.key.empty()) return insert(key, idle, stale);
       i = (i + 1) & mask_;
     }
-    // A new key: keep the load factor at most 3/4. A full sweep first; grow only if the live
-    // keys still fill more than half, so the next sweep is at least capacity/4 inserts away.
-    if ((size_ + 1) * 4 > capacity() * 3) {
-      sweep_all(idle);
-      if ((size_ + 1) * 2 > capacity()) rehash(capacity() * 2);
-      i = key.hi & mask_;
-      while (!slots_[i].key.empty()) i = (i + 1) & mask_;
-    } else {
-      sweep_some(2, stale);  // incremental: every insert also retires a little idle state
-      i = key.hi & mask_;
-      while (!slots_[i].key.empty()) i = (i + 1) & mask_;
-    }
-    slots_[i].key = key;
-    slots_[i].state = State{};
-    ++size_;
-    return slots_[i].state;
   }
 
   /// Examines `steps` slots at the sweep cursor, dropping idle keys; at the end of each lap,
@@ -263,6 +248,25 @@ class probe_table {
   }
 
  private:
+  // Inserts `key`, known absent, with a fresh state: keeps the load factor at most 3/4 (a full
+  // sweep first; grows only if the live keys still fill more than half, so the next sweep is
+  // at least capacity/4 inserts away), and otherwise retires a little idle state.
+  template <class Idle, class Stale>
+  [[gnu::noinline]] auto insert(const fingerprint& key, Idle&& idle, Stale&& stale) -> State& {
+    if ((size_ + 1) * 4 > capacity() * 3) {
+      sweep_all(idle);
+      if ((size_ + 1) * 2 > capacity()) rehash(capacity() * 2);
+    } else {
+      sweep_some(2, stale);  // incremental: every insert also retires a little idle state
+    }
+    std::size_t i = key.hi & mask_;
+    while (!slots_[i].key.empty()) i = (i + 1) & mask_;
+    slots_[i].key = key;
+    slots_[i].state = State{};
+    ++size_;
+    return slots_[i].state;
+  }
+
   void erase_at(std::size_t hole) {
     // Backward-shift deletion: pull later members of the probe run into the hole, so lookups
     // never need tombstones.
