@@ -344,6 +344,56 @@ TEST_CASE("rate_limiter gives every key of up to 8 bytes its own fingerprint (le
   REQUIRE(distinct == distinct_strings);
 }
 
+TEST_CASE("rate_limiter table arena hands out disjoint blocks and gives empty chunks back", "[rate_limiter][memory]") {
+  auto& arena = distkit::detail::table_arena::instance();
+  const std::size_t before = arena.chunks();
+  const auto seed = distkit_test::test_seed("rate_limiter table arena");
+  std::mt19937_64 rng(seed);
+  // Block sizes as tables use them: 2^k slots of 24 or 32 bytes, from 64 KiB to just under 2 MiB.
+  const std::array<std::size_t, 4> sizes{std::size_t{64} << 10, 24 * (std::size_t{1} << 13), std::size_t{1} << 20,
+                                         24 * (std::size_t{1} << 16)};
+  struct block {
+    unsigned char* p;
+    std::size_t size;
+    unsigned char tag;
+  };
+  std::vector<block> live;
+  for (int i = 0; i < 200; ++i) {
+    const std::size_t size = sizes[rng() % sizes.size()];
+    auto* p = static_cast<unsigned char*>(arena.allocate(size));
+    REQUIRE(reinterpret_cast<std::uintptr_t>(p) % 64 == 0);
+    const auto tag = static_cast<unsigned char>(i);
+    std::fill(p, p + size, tag);
+    live.push_back({p, size, tag});
+    if (rng() % 3 == 0) {  // free a random live block, after checking nothing overwrote it
+      const std::size_t k = rng() % live.size();
+      REQUIRE(std::all_of(live[k].p, live[k].p + live[k].size, [&](unsigned char c) { return c == live[k].tag; }));
+      arena.deallocate(live[k].p, live[k].size);
+      live.erase(live.begin() + static_cast<std::ptrdiff_t>(k));
+    }
+  }
+  REQUIRE(arena.chunks() > before);
+  for (const block& b : live) {
+    REQUIRE(std::all_of(b.p, b.p + b.size, [&](unsigned char c) { return c == b.tag; }));
+    arena.deallocate(b.p, b.size);
+  }
+  REQUIRE(arena.chunks() == before);
+}
+
+TEST_CASE("rate_limiter gives its arena chunks back when the limiter goes", "[rate_limiter][memory]") {
+  auto& arena = distkit::detail::table_arena::instance();
+  const std::size_t before = arena.chunks();
+  {
+    manual_clock clock;
+    test_limiter<gcra> limiter{rate_limit{10, 1s}, clock};
+    std::size_t allowed = 0;
+    for (std::uint64_t k = 0; k < 1'000'000; ++k) allowed += limiter.try_acquire(k).allowed ? 1 : 0;
+    REQUIRE(allowed == 1'000'000);  // 256 tables of 8192 slots (192 KiB): all from the arena
+    REQUIRE(arena.chunks() > before);
+  }
+  REQUIRE(arena.chunks() == before);
+}
+
 TEMPLATE_TEST_CASE("rate_limiter answers retry_after, reset_after and remaining exactly", "[rate_limiter][property]",
                    sliding_window_log, sliding_window_counter, gcra, fixed_window) {
   const auto seed = distkit_test::test_seed("rate_limiter exact answers " + std::string(TestType::name));
