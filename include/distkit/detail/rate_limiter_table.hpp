@@ -233,6 +233,14 @@ class slot_array {
 
 /// Open-addressing table of `{fingerprint, State}` slots. `Idle(state)` says a state is
 /// equivalent to a fresh one, so its key may be dropped. Not thread-safe: the shard locks it.
+/// Where a table's slots are, for prefetches made without its lock: written under the lock at
+/// each rehash, read by any thread. Kept on a line of its own (see `local_store::shard`): a line
+/// the lock's owner writes on every decision would miss in every other core that reads it.
+struct table_address {
+  std::atomic<const void*> slots{nullptr};
+  std::atomic<std::size_t> mask{0};
+};
+
 template <class State>
 class probe_table {
  public:
@@ -244,15 +252,18 @@ class probe_table {
   static constexpr std::size_t min_capacity = 16;
   static constexpr std::size_t slots_per_line = sizeof(slot) >= 64 ? 1 : 64 / sizeof(slot);
 
-  probe_table() : slots_(min_capacity), mask_(min_capacity - 1) { publish(); }
+  explicit probe_table(table_address& published)
+      : slots_(min_capacity), mask_(min_capacity - 1), published_(&published) {
+    publish();
+  }
 
   /// Prefetches the cache line holding the home slot of `key` and the line after it (wrapping
   /// at the end of the table) for a later locked lookup: at the table's load, ~96% of lookups
-  /// end within those two lines. Safe without the lock: it reads the table's address from
-  /// atomics published at each rehash, and a prefetch of a stale address only wastes a request.
-  void prefetch(const fingerprint& key) const noexcept {
-    const slot* base = published_slots_.load(std::memory_order_relaxed);
-    const std::size_t mask = published_mask_.load(std::memory_order_relaxed);
+  /// end within those two lines. Safe without the lock: it reads the table's `published`
+  /// address, and a prefetch of a stale address only wastes a request.
+  static void prefetch(const table_address& published, const fingerprint& key) noexcept {
+    const auto* base = static_cast<const slot*>(published.slots.load(std::memory_order_relaxed));
+    const std::size_t mask = published.mask.load(std::memory_order_relaxed);
     const auto line = reinterpret_cast<std::uintptr_t>(base + (key.hi & mask)) & ~std::uintptr_t{63};
     const auto next = line + 64 < reinterpret_cast<std::uintptr_t>(base + mask + 1)
                           ? line + 64
@@ -397,17 +408,15 @@ class probe_table {
   }
 
   void publish() noexcept {
-    published_slots_.store(&slots_[0], std::memory_order_relaxed);
-    published_mask_.store(mask_, std::memory_order_relaxed);
+    published_->slots.store(&slots_[0], std::memory_order_relaxed);
+    published_->mask.store(mask_, std::memory_order_relaxed);
   }
 
   slot_array<slot> slots_;
   std::size_t mask_;
   std::size_t size_ = 0;
   std::size_t cursor_ = 0;
-  // The table's address for unlocked prefetches (`prefetch`); written under the lock at rehash.
-  std::atomic<const slot*> published_slots_{nullptr};
-  std::atomic<std::size_t> published_mask_{0};
+  table_address* published_;  // the address for unlocked prefetches, rewritten at each rehash
 };
 
 }  // namespace distkit::inline v0::detail
