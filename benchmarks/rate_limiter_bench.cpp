@@ -2,21 +2,28 @@
 // benchmarks/rate_limiter_bench.cpp: ns per try_acquire for each algorithm (1 hot key, 1M keys;
 // 1 and 2 threads; clock read per call vs caller-supplied time), next to the seed's design (one
 // global mutex, a timestamp list per key rebuilt on every call), and the round trip of a
-// decision through a real redis-server child process (started here, on a free loopback port).
+// decision through a real redis-server child process (started here, on a free loopback port),
+// and the machine's floor for the batch rows: random cache-line updates, 1 and 2 threads.
 #include <benchmark/benchmark.h>
 
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <iostream>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "distkit/rate_limiter.hpp"
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #ifdef DISTKIT_BENCH_REDIS
 #include "distkit/redis/rate_limiter_store.hpp"
@@ -192,6 +199,45 @@ void bm_dependent_miss(benchmark::State& state) {
   }
 }
 
+// The memory floor of the batch rows: independent read-modify-writes of random cache lines of
+// 64 MiB (huge pages), each prefetched 16 updates ahead, 64 per iteration like a batch. What a
+// decision that updates one cold table line costs at best here, and how the memory system
+// itself scales from one thread to two (each thread updates its own half).
+void bm_random_update_floor(benchmark::State& state) {
+  constexpr std::size_t bytes = std::size_t{64} << 20;
+  constexpr std::size_t words_per_line = 8;
+  static std::uint64_t* const mem = [] {
+    void* p = ::operator new (bytes, std::align_val_t{std::size_t{2} << 20});
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    ::madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+    std::memset(p, 0, bytes);
+    return static_cast<std::uint64_t*>(p);
+  }();
+  const std::size_t half = bytes / 64 / 2;
+  const std::size_t first = static_cast<std::size_t>(state.thread_index()) * half;
+  std::uint64_t x = 0x9E3779B97F4A7C15ULL + static_cast<std::uint64_t>(state.thread_index());
+  const auto next_line = [&] {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return (first + x % half) * words_per_line;
+  };
+  std::array<std::size_t, 64> ring{};
+  for (auto& i : ring) i = next_line();
+  std::size_t at = 0;
+  for (auto _ : state) {
+    for (int k = 0; k < 64; ++k, ++at) {
+      __builtin_prefetch(&mem[ring[(at + 16) % 64]], 1, 3);
+      ++mem[ring[at % 64]];
+      ring[at % 64] = next_line();
+    }
+  }
+  const auto updates = static_cast<double>(state.iterations() * 64);
+  state.counters["ns_per_update"] =
+      benchmark::Counter(updates * 1e-9, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+
 void bm_steady_clock_now(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(std::chrono::steady_clock::now());
 }
@@ -217,6 +263,7 @@ BENCHMARK(bm_seed_hot_key)->Name("hot_key/seed_mutex_list/clock")->Threads(1)->T
 BENCHMARK(bm_seed_many_keys)->Name("1M_keys/seed_mutex_list/clock")->Threads(1)->Threads(2);
 BENCHMARK(bm_steady_clock_now)->Name("steady_clock_now");
 BENCHMARK(bm_dependent_miss)->Name("dependent_cache_miss_48MiB");
+BENCHMARK(bm_random_update_floor)->Name("memory_floor/64MiB/random_update")->UseRealTime()->Threads(1)->Threads(2);
 
 #ifdef DISTKIT_BENCH_REDIS
 namespace {
