@@ -566,7 +566,8 @@ static_assert(limiter_store<local_store<gcra>>);
 ///                    `redis_store<Algorithm>` shares the limit across processes).
 ///
 /// Keys are any `byte_hashable` value (strings, string_views, integers, byte spans); the
-/// in-process store identifies a key by the 128-bit XXH3 of its bytes.
+/// in-process store identifies a key of up to 8 bytes exactly (a one-to-one fingerprint) and a
+/// longer key by the 128-bit XXH3 of its bytes.
 ///
 /// @throws std::invalid_argument (constructor) naming `limit`, `window` or `shards`.
 /// **Thread safety:** all members may be called concurrently.
