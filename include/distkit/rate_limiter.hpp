@@ -532,8 +532,8 @@ class local_store {
 
   auto shard_of(const detail::fingerprint& fp) noexcept -> shard& { return shards_[(fp.hi >> 40) & shard_mask_]; }
 
-  // Inlined into both paths: a call plus the copy of the returned decision cost a batch
-  // decision ~15% of its time.
+  // Inlined into both paths: a call plus the copy of the returned decision cost ~15% of a
+  // batched decision when the table is in cache.
   DISTKIT_ALWAYS_INLINE auto decide(const detail::fingerprint& fp, std::uint64_t cost, std::int64_t now) -> decision {
     shard& sh = shard_of(fp);
     const auto idle = [&](const state_type& s) noexcept { return Algorithm::idle(s, params_, now); };
