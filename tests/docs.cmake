@@ -14,3 +14,13 @@ if(NOT DISTKIT_CONCURRENT_ONLY)
     set_tests_properties("docs example: ${name}" PROPERTIES LABELS "docs" TIMEOUT 60)
   endforeach()
 endif()
+
+# The README's first program is docs/examples/quick_start.cpp; the output the README shows is its
+# checked output.
+if(NOT DISTKIT_CONCURRENT_ONLY)
+  add_test(NAME "docs example: the README shows quick_start's output"
+           COMMAND ${CMAKE_COMMAND} "-DREADME=${PROJECT_SOURCE_DIR}/README.md"
+                   "-DEXPECTED=${PROJECT_SOURCE_DIR}/docs/examples/quick_start.expected"
+                   -P "${CMAKE_CURRENT_SOURCE_DIR}/support/check_readme_example.cmake")
+  set_tests_properties("docs example: the README shows quick_start's output" PROPERTIES LABELS "docs" TIMEOUT 60)
+endif()
