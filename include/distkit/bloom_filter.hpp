@@ -26,15 +26,9 @@
 #include "distkit/detail/endian.hpp"
 #include "distkit/detail/error.hpp"
 #include "distkit/detail/prefetch.hpp"
+#include "distkit/detail/simd_dispatch.hpp"
 #include "distkit/errors.hpp"
 #include "distkit/hash.hpp"
-
-#if defined(__AVX2__)
-#include <immintrin.h>
-#define DISTKIT_BLOOM_AVX2 1
-#else
-#define DISTKIT_BLOOM_AVX2 0
-#endif
 
 namespace distkit::inline v0 {
 
@@ -268,11 +262,12 @@ struct blocked_layout {
     return detail::bloom_reduce32(static_cast<std::uint32_t>(hash >> 32), num_blocks) * block_words;
   }
 
-#if DISTKIT_BLOOM_AVX2
+#if DISTKIT_X86_DISPATCH
   // The masks as two 256-bit vectors (words 0-3, 4-7). Probe bit b lands in lane j as
   // `1 << (b - 64 j)`: a variable shift by 64 or more (b outside the lane, or "negative" as
   // unsigned) yields 0, so each probe costs one broadcast, two subtracts, two shifts, two ORs.
-  static void masks_avx2(std::uint64_t hash, std::uint32_t k, __m256i& low, __m256i& high) noexcept {
+  DISTKIT_TARGET_AVX2 static void masks_avx2(std::uint64_t hash, std::uint32_t k, __m256i& low,
+                                             __m256i& high) noexcept {
     const __m256i ones = _mm256_set1_epi64x(1);
     const __m256i low_base = _mm256_setr_epi64x(0, 64, 128, 192);
     const __m256i high_base = _mm256_setr_epi64x(256, 320, 384, 448);
@@ -286,18 +281,32 @@ struct blocked_layout {
       high = _mm256_or_si256(high, _mm256_sllv_epi64(ones, _mm256_sub_epi64(bit, high_base)));
     }
   }
+  DISTKIT_TARGET_AVX2 static void insert_avx2(word_type* block_words_at, std::uint64_t hash, std::uint32_t k) noexcept {
+    auto* b = reinterpret_cast<__m256i*>(block_words_at);  // 64-byte aligned
+    __m256i low;
+    __m256i high;
+    masks_avx2(hash, k, low, high);
+    _mm256_store_si256(b, _mm256_or_si256(_mm256_load_si256(b), low));
+    _mm256_store_si256(b + 1, _mm256_or_si256(_mm256_load_si256(b + 1), high));
+  }
+  [[nodiscard]] DISTKIT_TARGET_AVX2 static auto contains_avx2(const word_type* block_words_at, std::uint64_t hash,
+                                                              std::uint32_t k) noexcept -> bool {
+    const auto* b = reinterpret_cast<const __m256i*>(block_words_at);
+    __m256i low;
+    __m256i high;
+    masks_avx2(hash, k, low, high);
+    return (_mm256_testc_si256(_mm256_load_si256(b), low) & _mm256_testc_si256(_mm256_load_si256(b + 1), high)) != 0;
+  }
 #endif
 
   template <class C>
   static void insert(word_type* words, std::uint64_t num_blocks, std::uint64_t hash, std::uint32_t k) noexcept {
-#if DISTKIT_BLOOM_AVX2
+#if DISTKIT_X86_DISPATCH
     if constexpr (!C::is_concurrent) {
-      auto* b = reinterpret_cast<__m256i*>(words + block(hash, num_blocks));  // 64-byte aligned
-      __m256i low, high;
-      masks_avx2(hash, k, low, high);
-      _mm256_store_si256(b, _mm256_or_si256(_mm256_load_si256(b), low));
-      _mm256_store_si256(b + 1, _mm256_or_si256(_mm256_load_si256(b + 1), high));
-      return;
+      if (detail::bloom_uses_avx2()) {
+        insert_avx2(words + block(hash, num_blocks), hash, k);
+        return;
+      }
     }
 #endif
     detail::bloom_block_set<C>(words + block(hash, num_blocks), masks(hash, k));
@@ -305,12 +314,9 @@ struct blocked_layout {
   template <class C>
   [[nodiscard]] static auto contains(const word_type* words, std::uint64_t num_blocks, std::uint64_t hash,
                                      std::uint32_t k) noexcept -> bool {
-#if DISTKIT_BLOOM_AVX2
+#if DISTKIT_X86_DISPATCH
     if constexpr (!C::is_concurrent) {
-      const auto* b = reinterpret_cast<const __m256i*>(words + block(hash, num_blocks));
-      __m256i low, high;
-      masks_avx2(hash, k, low, high);
-      return (_mm256_testc_si256(_mm256_load_si256(b), low) & _mm256_testc_si256(_mm256_load_si256(b + 1), high)) != 0;
+      if (detail::bloom_uses_avx2()) return contains_avx2(words + block(hash, num_blocks), hash, k);
     }
 #endif
     return detail::bloom_block_test<C>(words + block(hash, num_blocks), masks(hash, k));
@@ -387,23 +393,86 @@ struct split_block_layout {
     return detail::bloom_reduce32(static_cast<std::uint32_t>(hash >> 32), num_blocks) * block_words;
   }
 
-#if DISTKIT_BLOOM_AVX2
-  // The eight lanes in one 256-bit register: multiply, shift, variable shift, test.
-  [[nodiscard]] static auto masks_avx2(std::uint64_t hash) noexcept -> __m256i {
+#if DISTKIT_X86_DISPATCH
+  // AVX2: the eight lanes in one 256-bit register: multiply, shift, variable shift, test.
+  [[nodiscard]] DISTKIT_TARGET_AVX2 static auto masks_avx2(std::uint64_t hash) noexcept -> __m256i {
     const __m256i salts =
         _mm256_setr_epi32(0x47b6137b, 0x44974d91, static_cast<int>(0x8824ad5bU), static_cast<int>(0xa2b7289dU),
                           0x705495c7, 0x2df1424b, static_cast<int>(0x9efc4947U), 0x5c6bfb31);
     const __m256i x = _mm256_mullo_epi32(_mm256_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(hash))), salts);
     return _mm256_sllv_epi32(_mm256_set1_epi32(1), _mm256_srli_epi32(x, 27));
   }
+  DISTKIT_TARGET_AVX2 static void insert_avx2(word_type* b, std::uint64_t hash) noexcept {
+    auto* v = reinterpret_cast<__m256i*>(b);  // 32-byte aligned
+    _mm256_store_si256(v, _mm256_or_si256(_mm256_load_si256(v), masks_avx2(hash)));
+  }
+  [[nodiscard]] DISTKIT_TARGET_AVX2 static auto contains_avx2(const word_type* b, std::uint64_t hash) noexcept -> bool {
+    return _mm256_testc_si256(_mm256_load_si256(reinterpret_cast<const __m256i*>(b)), masks_avx2(hash)) != 0;
+  }
+  DISTKIT_TARGET_AVX2 static void insert_group_avx2(word_type* words, std::uint64_t num_blocks,
+                                                    const std::uint64_t* hashes, std::size_t n) noexcept {
+    for (std::size_t j = 0; j < n; ++j) insert_avx2(words + block(hashes[j], num_blocks), hashes[j]);
+  }
+  [[nodiscard]] DISTKIT_TARGET_AVX2 static auto contains_group_avx2(const word_type* words, std::uint64_t num_blocks,
+                                                                    const std::uint64_t* hashes, std::size_t n) noexcept
+      -> std::uint32_t {
+    std::uint32_t hits = 0;
+    for (std::size_t j = 0; j < n; ++j) {
+      hits |= static_cast<std::uint32_t>(contains_avx2(words + block(hashes[j], num_blocks), hashes[j])) << j;
+    }
+    return hits;
+  }
+
+  // SSE2 (every x86-64 CPU): four lanes per register, two registers. SSE2 has no 32-bit
+  // multiply-low and no per-lane shift, so the products come from two 32x32->64 multiplies per
+  // register, and `1 << s` from the float whose exponent is s: converting 2^s back to an integer
+  // gives 1 << s for s < 31, and for s = 31 the out-of-range answer 0x80000000, which is 1 << 31.
+  [[nodiscard]] static auto mullo_sse2(__m128i x, __m128i even_salts, __m128i odd_salts) noexcept -> __m128i {
+    const __m128i even = _mm_shuffle_epi32(_mm_mul_epu32(x, even_salts), _MM_SHUFFLE(3, 1, 2, 0));
+    const __m128i odd = _mm_shuffle_epi32(_mm_mul_epu32(x, odd_salts), _MM_SHUFFLE(3, 1, 2, 0));
+    return _mm_unpacklo_epi32(even, odd);
+  }
+  [[nodiscard]] static auto pow2_sse2(__m128i shift) noexcept -> __m128i {
+    const __m128i exponent = _mm_slli_epi32(_mm_add_epi32(shift, _mm_set1_epi32(127)), 23);
+    return _mm_cvttps_epi32(_mm_castsi128_ps(exponent));
+  }
+  static void masks_sse2(std::uint64_t hash, __m128i& low, __m128i& high) noexcept {
+    const __m128i x = _mm_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(hash)));
+    const auto s = [](std::size_t i) { return static_cast<int>(salt[i]); };
+    low = pow2_sse2(
+        _mm_srli_epi32(mullo_sse2(x, _mm_setr_epi32(s(0), 0, s(2), 0), _mm_setr_epi32(s(1), 0, s(3), 0)), 27));
+    high = pow2_sse2(
+        _mm_srli_epi32(mullo_sse2(x, _mm_setr_epi32(s(4), 0, s(6), 0), _mm_setr_epi32(s(5), 0, s(7), 0)), 27));
+  }
+  static void insert_sse2(word_type* b, std::uint64_t hash) noexcept {
+    __m128i low;
+    __m128i high;
+    masks_sse2(hash, low, high);
+    auto* v = reinterpret_cast<__m128i*>(b);
+    _mm_store_si128(v, _mm_or_si128(_mm_load_si128(v), low));
+    _mm_store_si128(v + 1, _mm_or_si128(_mm_load_si128(v + 1), high));
+  }
+  [[nodiscard]] static auto contains_sse2(const word_type* b, std::uint64_t hash) noexcept -> bool {
+    __m128i low;
+    __m128i high;
+    masks_sse2(hash, low, high);
+    const auto* v = reinterpret_cast<const __m128i*>(b);
+    const __m128i missing =
+        _mm_or_si128(_mm_andnot_si128(_mm_load_si128(v), low), _mm_andnot_si128(_mm_load_si128(v + 1), high));
+    return _mm_movemask_epi8(_mm_cmpeq_epi32(missing, _mm_setzero_si128())) == 0xffff;
+  }
 #endif
 
   template <class C>
   static void insert(word_type* words, std::uint64_t num_blocks, std::uint64_t hash, std::uint32_t /*k*/) noexcept {
-#if DISTKIT_BLOOM_AVX2
+#if DISTKIT_X86_DISPATCH
     if constexpr (!C::is_concurrent) {
-      auto* b = reinterpret_cast<__m256i*>(words + block(hash, num_blocks));  // 32-byte aligned
-      _mm256_store_si256(b, _mm256_or_si256(_mm256_load_si256(b), masks_avx2(hash)));
+      word_type* b = words + block(hash, num_blocks);
+      if (detail::bloom_uses_avx2()) {
+        insert_avx2(b, hash);
+      } else {
+        insert_sse2(b, hash);
+      }
       return;
     }
 #endif
@@ -412,13 +481,43 @@ struct split_block_layout {
   template <class C>
   [[nodiscard]] static auto contains(const word_type* words, std::uint64_t num_blocks, std::uint64_t hash,
                                      std::uint32_t /*k*/) noexcept -> bool {
-#if DISTKIT_BLOOM_AVX2
+#if DISTKIT_X86_DISPATCH
     if constexpr (!C::is_concurrent) {
-      const auto* b = reinterpret_cast<const __m256i*>(words + block(hash, num_blocks));
-      return _mm256_testc_si256(_mm256_load_si256(b), masks_avx2(hash)) != 0;  // (~block & masks) == 0
+      const word_type* b = words + block(hash, num_blocks);
+      return detail::bloom_uses_avx2() ? contains_avx2(b, hash) : contains_sse2(b, hash);
     }
 #endif
     return detail::bloom_block_test<C>(words + block(hash, num_blocks), masks(hash));
+  }
+  /// Inserts `n` (at most 32) hashes: the batch path's unit, one kernel choice per group.
+  template <class C>
+  static void insert_group(word_type* words, std::uint64_t num_blocks, const std::uint64_t* hashes, std::size_t n,
+                           std::uint32_t k) noexcept {
+#if DISTKIT_X86_DISPATCH
+    if constexpr (!C::is_concurrent) {
+      if (detail::bloom_uses_avx2()) {
+        insert_group_avx2(words, num_blocks, hashes, n);
+        return;
+      }
+    }
+#endif
+    for (std::size_t j = 0; j < n; ++j) insert<C>(words, num_blocks, hashes[j], k);
+  }
+  /// Bit j of the answer is `contains(hashes[j])`, for `n` (at most 32) hashes.
+  template <class C>
+  [[nodiscard]] static auto contains_group(const word_type* words, std::uint64_t num_blocks,
+                                           const std::uint64_t* hashes, std::size_t n, std::uint32_t k) noexcept
+      -> std::uint32_t {
+#if DISTKIT_X86_DISPATCH
+    if constexpr (!C::is_concurrent) {
+      if (detail::bloom_uses_avx2()) return contains_group_avx2(words, num_blocks, hashes, n);
+    }
+#endif
+    std::uint32_t hits = 0;
+    for (std::size_t j = 0; j < n; ++j) {
+      hits |= static_cast<std::uint32_t>(contains<C>(words, num_blocks, hashes[j], k)) << j;
+    }
+    return hits;
   }
   static void prefetch(const word_type* words, std::uint64_t num_blocks, std::uint64_t hash, std::uint32_t /*k*/,
                        bool for_write) noexcept {
@@ -640,48 +739,33 @@ class bloom_filter {
   void insert_many(std::span<const Key> keys) noexcept {
     pipeline(
         keys.size(), [&](std::size_t i) { return hash_(keys[i]); }, true,
-        [&](std::size_t, std::uint64_t h) { insert_hash(h); });
+        [&](std::size_t, const std::uint64_t* hashes, std::size_t n) { insert_group(hashes, n); });
   }
   /// Adds every hash of `hashes`.
   void insert_hashes(std::span<const std::uint64_t> hashes) noexcept {
     pipeline(
         hashes.size(), [&](std::size_t i) { return hashes[i]; }, true,
-        [&](std::size_t, std::uint64_t h) { insert_hash(h); });
+        [&](std::size_t, const std::uint64_t* group, std::size_t n) { insert_group(group, n); });
   }
   /// `results[i] = contains(keys[i])`; returns how many are true.
   /// @throws std::invalid_argument naming `results` when the spans' sizes differ.
   auto contains_many(std::span<const Key> keys, std::span<bool> results) const -> std::size_t {
     check_results(keys.size(), results.size());
-    std::size_t found = 0;
-    pipeline(
-        keys.size(), [&](std::size_t i) { return hash_(keys[i]); }, false,
-        [&](std::size_t i, std::uint64_t h) {
-          const bool hit = contains_hash(h);
-          results[i] = hit;
-          found += hit ? 1U : 0U;
-        });
-    return found;
+    return query(
+        keys.size(), [&](std::size_t i) { return hash_(keys[i]); }, [&](std::size_t i, bool hit) { results[i] = hit; });
   }
   /// `contains_many` into a new vector: element i is `contains(keys[i])`.
   [[nodiscard]] auto contains_many(std::span<const Key> keys) const -> std::vector<bool> {
     std::vector<bool> results(keys.size());
-    pipeline(
-        keys.size(), [&](std::size_t i) { return hash_(keys[i]); }, false,
-        [&](std::size_t i, std::uint64_t h) { results[i] = contains_hash(h); });
+    query(
+        keys.size(), [&](std::size_t i) { return hash_(keys[i]); }, [&](std::size_t i, bool hit) { results[i] = hit; });
     return results;
   }
   /// `results[i] = contains_hash(hashes[i])`; returns how many are true.
   auto contains_hashes(std::span<const std::uint64_t> hashes, std::span<bool> results) const -> std::size_t {
     check_results(hashes.size(), results.size());
-    std::size_t found = 0;
-    pipeline(
-        hashes.size(), [&](std::size_t i) { return hashes[i]; }, false,
-        [&](std::size_t i, std::uint64_t h) {
-          const bool hit = contains_hash(h);
-          results[i] = hit;
-          found += hit ? 1U : 0U;
-        });
-    return found;
+    return query(
+        hashes.size(), [&](std::size_t i) { return hashes[i]; }, [&](std::size_t i, bool hit) { results[i] = hit; });
   }
 
   // --- whole filter ----------------------------------------------------------------------------
@@ -887,24 +971,82 @@ class bloom_filter {
     }
   }
 
-  /// Runs `apply(i, hash(i))` for i in [0, count), in groups: the hashes of the next group are
-  /// computed and their cache lines prefetched before the current group is applied, so about
-  /// two groups of misses are in flight at once.
+  /// Keys per batch group: 16 (4 for `classic`, which touches k lines per key).
+  static constexpr std::size_t batch_group = Layout::block_words == 1 ? 4 : 16;
+
+  /// Runs `apply(first, hashes, n)` over groups of the hashes of [0, count): the hashes of the
+  /// next group are computed and their cache lines prefetched before the current group is
+  /// applied, so about two groups of misses are in flight at once.
   template <class HashAt, class Apply>
   void pipeline(std::size_t count, HashAt hash_at, bool for_write, Apply apply) const noexcept {
-    constexpr std::size_t group = Layout::block_words == 1 ? 4 : 16;
-    std::array<std::array<std::uint64_t, group>, 2> hashes{};
-    const auto stage = [&](std::size_t first, std::array<std::uint64_t, group>& out) {
-      const std::size_t n = std::min(group, count - first);
-      for (std::size_t j = 0; j < n; ++j) out[j] = hash_at(first + j);
-      for (std::size_t j = 0; j < n; ++j) Layout::prefetch(words_.data(), num_blocks_, out[j], k_, for_write);
-    };
+#if DISTKIT_X86_DISPATCH
+    // With the AVX2 kernels, the whole batch loop (hashing included) is compiled for AVX2 too.
+    if constexpr (!Concurrency::is_concurrent &&
+                  requires { Layout::template contains_group<Concurrency>(nullptr, 0, nullptr, 0, 0); }) {
+      if (detail::bloom_uses_avx2()) {
+        pipeline_avx2(count, hash_at, for_write, apply);
+        return;
+      }
+    }
+#endif
+    pipeline_loop(count, hash_at, for_write, apply);
+  }
+#if DISTKIT_X86_DISPATCH
+  template <class HashAt, class Apply>
+  DISTKIT_TARGET_AVX2 void pipeline_avx2(std::size_t count, HashAt& hash_at, bool for_write,
+                                         Apply& apply) const noexcept {
+    pipeline_loop(count, hash_at, for_write, apply);
+  }
+#endif
+  template <class HashAt, class Apply>
+  [[gnu::always_inline]] inline void pipeline_loop(std::size_t count, HashAt& hash_at, bool for_write,
+                                                   Apply& apply) const noexcept {
+    std::array<std::array<std::uint64_t, batch_group>, 2> hashes{};
     if (count == 0) return;
-    stage(0, hashes[0]);
-    for (std::size_t first = 0, g = 0; first < count; first += group, g ^= 1U) {
-      if (first + group < count) stage(first + group, hashes[g ^ 1U]);
-      const std::size_t n = std::min(group, count - first);
-      for (std::size_t j = 0; j < n; ++j) apply(first + j, hashes[g][j]);
+    stage(0, count, hash_at, for_write, hashes[0]);
+    for (std::size_t first = 0, g = 0; first < count; first += batch_group, g ^= 1U) {
+      if (first + batch_group < count) stage(first + batch_group, count, hash_at, for_write, hashes[g ^ 1U]);
+      apply(first, hashes[g].data(), std::min(batch_group, count - first));
+    }
+  }
+  template <class HashAt>
+  [[gnu::always_inline]] inline void stage(std::size_t first, std::size_t count, HashAt& hash_at, bool for_write,
+                                           std::array<std::uint64_t, batch_group>& out) const noexcept {
+    const std::size_t n = std::min(batch_group, count - first);
+    for (std::size_t j = 0; j < n; ++j) out[j] = hash_at(first + j);
+    for (std::size_t j = 0; j < n; ++j) Layout::prefetch(words_.data(), num_blocks_, out[j], k_, for_write);
+  }
+
+  /// The batch queries: `put(i, contains(i))` for i in [0, count); returns how many are true.
+  template <class HashAt, class Put>
+  auto query(std::size_t count, HashAt hash_at, Put put) const noexcept -> std::size_t {
+    std::size_t found = 0;
+    pipeline(count, hash_at, false, [&](std::size_t first, const std::uint64_t* hashes, std::size_t n) {
+      const std::uint32_t hits = contains_group(hashes, n);
+      for (std::size_t j = 0; j < n; ++j) {
+        const std::uint32_t hit = (hits >> j) & 1U;  // counted here: std::popcount is a libgcc call at baseline
+        put(first + j, hit != 0);
+        found += hit;
+      }
+    });
+    return found;
+  }
+
+  /// A layout with group kernels chooses its kernel once per group; others go key by key.
+  void insert_group(const std::uint64_t* hashes, std::size_t n) noexcept {
+    if constexpr (requires { Layout::template insert_group<Concurrency>(nullptr, 0, hashes, n, 0); }) {
+      Layout::template insert_group<Concurrency>(words_.data(), num_blocks_, hashes, n, k_);
+    } else {
+      for (std::size_t j = 0; j < n; ++j) insert_hash(hashes[j]);
+    }
+  }
+  [[nodiscard]] auto contains_group(const std::uint64_t* hashes, std::size_t n) const noexcept -> std::uint32_t {
+    if constexpr (requires { Layout::template contains_group<Concurrency>(nullptr, 0, hashes, n, 0); }) {
+      return Layout::template contains_group<Concurrency>(words_.data(), num_blocks_, hashes, n, k_);
+    } else {
+      std::uint32_t hits = 0;
+      for (std::size_t j = 0; j < n; ++j) hits |= static_cast<std::uint32_t>(contains_hash(hashes[j])) << j;
+      return hits;
     }
   }
 
