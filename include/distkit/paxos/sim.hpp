@@ -395,7 +395,10 @@ class simulation {
 
   void send(message m) {
     ++result_.stats.messages;
-    if (std::holds_alternative<snapshot_msg>(m)) ++result_.stats.snapshots_sent;
+    const auto* chunk = std::get_if<snapshot_chunk_msg>(&m);
+    if (std::holds_alternative<snapshot_msg>(m) || (chunk && chunk->offset == 0 && chunk->bytes.empty())) {
+      ++result_.stats.snapshots_sent;  // a whole snapshot, or the announcement of a chunked one
+    }
     auto from = message_from(m) - 1;
     auto to = message_to(m) - 1;
     bool faulty = in_fault_phase();
