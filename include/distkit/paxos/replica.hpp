@@ -526,7 +526,7 @@ class replica {
 
   void retransmit() {
     for (auto& [s, f] : inflight_) {
-      if (f.sent + opts_.heartbeat_ticks > now_) continue;
+      if (f.sent + retransmit_ticks(f.bytes) > now_) continue;
       f.sent = now_;
       auto l = log_.find(s);
       if (l == log_.end()) continue;
@@ -739,6 +739,21 @@ class replica {
     return true;
   }
 
+  /// Ticks between two sends of an unacknowledged slot: a heartbeat for small batches, longer
+  /// for large ones (one more heartbeat per 256 KiB, at most half an election timeout), so a
+  /// follower still writing megabytes is not sent them again and again.
+  [[nodiscard]] auto retransmit_ticks(std::size_t bytes) const noexcept -> std::uint64_t {
+    const std::uint64_t scaled = std::uint64_t{opts_.heartbeat_ticks} * (1 + (bytes >> 18));
+    return std::max<std::uint64_t>(opts_.heartbeat_ticks, std::min<std::uint64_t>(scaled, opts_.election_ticks / 2));
+  }
+
+  /// True when `slot` already holds the value accepted at `b`: a resent accept (one value per
+  /// slot and ballot) is acknowledged without being written again.
+  [[nodiscard]] auto holds_accepted(slot_t slot, const ballot& b) const -> bool {
+    auto it = log_.find(slot);
+    return it != log_.end() && it->second.bal == b;
+  }
+
   /// Adds `v` to a catch-up reply holding `bytes` so far, unless it would pass
   /// `max_catchup_bytes` (the first value always goes).
   auto catchup_fits(std::size_t& bytes, bool first, const batch& v) -> bool {
@@ -842,7 +857,7 @@ class replica {
       if (m.slot <= chosen_index_) out_.promise = promised_;
     }
     follow(m.from, m.bal);
-    if (m.slot > chosen_index_) {
+    if (m.slot > chosen_index_ && !holds_accepted(m.slot, m.bal)) {
       out_.entries.push_back(log_entry{m.slot, m.bal, m.value});
       log_[m.slot] = slot_state{m.bal, std::move(m.value), false};
     }
