@@ -57,11 +57,7 @@ struct cluster {
     auto& r = nodes[i];
     while (r && r->has_ready()) {
       auto rd = r->ready();
-      if (rd.promise) disks[i].save_promise(*rd.promise);
-      disks[i].append(rd.entries);
-      if (rd.snap) disks[i].save_snapshot(*rd.snap);
-      if (rd.commit_index) disks[i].save_commit(*rd.commit_index);
-      if (rd.needs_sync()) disks[i].sync();
+      persist(disks[i], rd);
       for (auto& m : rd.messages) {
         largest_message = std::max(largest_message, encode(m).size());
         if (!std::holds_alternative<heartbeat_msg>(m) && !std::holds_alternative<heartbeat_ack_msg>(m)) {

@@ -168,6 +168,7 @@ class writer {
     u64(e.slot);
     bal(e.accepted);
     cmds(e.value);
+    boolean(e.chosen);
   }
   void snap(const snapshot& s) {
     u64(s.index);
@@ -232,6 +233,7 @@ class reader {
     e.slot = u64();
     e.accepted = bal();
     e.value = cmds();
+    e.chosen = boolean();
     return e;
   }
   auto snap() -> snapshot {
@@ -274,9 +276,9 @@ class reader {
   for (const auto& c : b) n += encoded_size(c);
   return n;
 }
-/// Encoded bytes of a log entry (slot, ballot, batch).
+/// Encoded bytes of a log entry (slot, ballot, batch, chosen marker).
 [[nodiscard]] inline auto encoded_size(const log_entry& e) noexcept -> std::size_t {
-  return 20 + encoded_size(e.value);
+  return 21 + encoded_size(e.value);
 }
 
 /// An upper bound on the bytes of any message besides its batches, entries or chunk bytes:
