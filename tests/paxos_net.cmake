@@ -21,3 +21,17 @@ if(TARGET distkit::tcp AND DISTKIT_BUILD_EXAMPLES AND NOT DISTKIT_SANITIZE AND N
   set_tests_properties("paxos_kv: a cluster of 3 processes stays linearizable under kill -9, restart and partition, and keeps its data"
                        PROPERTIES LABELS "paxos_kv;cluster" TIMEOUT 180)
 endif()
+
+# Byte-bounded flow control on 3 real servers: a follower catches up over 100 MiB, an oversized
+# request is refused. Unsanitised leg only, like the fault test above.
+if(TARGET distkit::tcp AND DISTKIT_BUILD_EXAMPLES AND NOT DISTKIT_SANITIZE AND NOT DISTKIT_CONCURRENT_ONLY)
+  add_executable(paxos_kv_flow_test paxos_net/flow_cluster_test.cpp $<TARGET_OBJECTS:distkit_catch_main>)
+  target_include_directories(paxos_kv_flow_test PRIVATE ${CMAKE_CURRENT_SOURCE_DIR} ${PROJECT_SOURCE_DIR}/examples)
+  target_link_libraries(paxos_kv_flow_test PRIVATE distkit::tcp Catch2::Catch2 distkit_warnings distkit_sanitize)
+  target_compile_definitions(paxos_kv_flow_test PRIVATE PAXOS_KV_SERVER="$<TARGET_FILE:paxos_kv_server>")
+  add_dependencies(paxos_kv_flow_test paxos_kv_server)
+  add_test(NAME "paxos_kv: a follower that missed over 100 MiB catches up; an oversized request is refused"
+           COMMAND paxos_kv_flow_test)
+  set_tests_properties("paxos_kv: a follower that missed over 100 MiB catches up; an oversized request is refused"
+                       PROPERTIES LABELS "paxos_kv;cluster" TIMEOUT 240)
+endif()

@@ -164,6 +164,10 @@ auto main(int argc, char** argv) -> int {
       throw std::invalid_argument("bad command or argument count: " + cmd);
     }
     auto r = c.call(command, deadline);
+    if (!r && !c.last_error().empty()) {
+      std::cerr << "paxos_kv_client: refused: " << c.last_error() << "\n";
+      return 1;
+    }
     if (!r) {
       std::cerr << "paxos_kv_client: no answer within " << timeout_ms << " ms (outcome unknown)\n";
       return 1;

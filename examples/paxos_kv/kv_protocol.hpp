@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // examples/paxos_kv/kv_protocol.hpp: the paxos_kv client protocol, address parsing and a blocking client.
 //
-// Client <-> server messages are length-prefixed (u32 little-endian, at most 1 MiB):
+// Client <-> server messages are length-prefixed (u32 little-endian, at most 32 MiB; the
+// replica refuses a command over its max_batch_bytes with an error reply):
 //   request:  u8 kind (1 command, 2 status, 3 wait) | u64 client id | u64 request id | command bytes
 // A wait request carries a u64 slot: the server answers with its status once it has chosen
 // (and applied) that slot, or after 5 s.
@@ -39,7 +40,7 @@
 
 namespace paxos_kv {
 
-inline constexpr std::size_t max_message = std::size_t{1} << 20;
+inline constexpr std::size_t max_message = std::size_t{32} << 20;
 
 enum class request_kind : std::uint8_t { command = 1, status = 2, wait_chosen = 3 };
 enum class reply_status : std::uint8_t { ok = 0, redirect = 1, retry = 2, error = 3 };
@@ -184,8 +185,10 @@ class client {
 
   /// Runs one command (a kv_state_machine encoding) to completion. Returns the result, or
   /// nullopt when the deadline passed without an answer (the command may or may not have been
-  /// applied: an "unknown" outcome).
+  /// applied: an "unknown" outcome) or the server refused it with an error (never applied;
+  /// `last_error()` says why, for example a command too large for the cluster's batches).
   auto call(std::string_view command, std::chrono::steady_clock::time_point deadline) -> std::optional<std::string> {
+    last_error_.clear();
     const std::uint64_t rid = ++request_id_;
     auto req = encode_request(request_kind::command, client_id_, rid, command);
     int backoff_ms = 5;
@@ -193,6 +196,10 @@ class client {
     while (std::chrono::steady_clock::now() < deadline) {
       auto r = exchange(req, rid, deadline);
       if (r && r->status == reply_status::ok) return std::move(r->payload);
+      if (r && r->status == reply_status::error) {
+        last_error_ = r->payload.empty() ? std::string("refused") : std::move(r->payload);
+        return std::nullopt;
+      }
       if (r && r->status == reply_status::redirect && !r->payload.empty()) {
         try {
           auto a = parse_address(r->payload, "redirect");
@@ -250,6 +257,8 @@ class client {
 
   [[nodiscard]] auto servers() const -> const std::vector<address>& { return servers_; }
   [[nodiscard]] auto client_id() const noexcept -> std::uint64_t { return client_id_; }
+  /// Why the last `call` was refused by the server; empty if it was not.
+  [[nodiscard]] auto last_error() const -> const std::string& { return last_error_; }
 
  private:
   auto index_of(const address& a) -> std::size_t {
@@ -336,6 +345,7 @@ class client {
   std::uint64_t request_id_ = 0;
   std::size_t target_ = 0;
   int fd_ = -1;
+  std::string last_error_;
 };
 
 }  // namespace paxos_kv

@@ -56,12 +56,25 @@ struct options {
   std::uint64_t cluster_id = 1;
   std::chrono::milliseconds tick{10};
   bool quiet = false;
+  // Byte bounds (0: the library's default); see replica_options and tcp_transport_config.
+  std::size_t max_frame_bytes = 0;
+  std::size_t max_message_bytes = 0;
+  std::size_t max_batch_bytes = 0;
+  std::size_t max_catchup_bytes = 0;
+  std::size_t snapshot_chunk_bytes = 0;
+  std::uint64_t snapshot_interval = 0;
+  std::uint64_t log_retention = 0;
 };
 
 void usage() {
   std::cout << "usage: paxos_kv_server --id N --peers ID=HOST:PEER_PORT:CLIENT_PORT,... --data-dir DIR\n"
                "                       [--client-port P] [--cluster-key-file FILE] [--cluster-id N] [--quiet]\n"
-               "  --peers lists every member, this one included; --client-port overrides this member's.\n";
+               "                       [--max-frame-bytes N] [--max-message-bytes N] [--max-batch-bytes N]\n"
+               "                       [--max-catchup-bytes N] [--snapshot-chunk-bytes N]\n"
+               "                       [--snapshot-interval SLOTS] [--log-retention SLOTS]\n"
+               "  --peers lists every member, this one included; --client-port overrides this member's.\n"
+               "  Byte bounds default to the library's (frame 16 MiB, message 8 MiB, batch 4 MiB,\n"
+               "  catch-up 4 MiB, snapshot chunk 1 MiB); every member must use the same ones.\n";
 }
 
 auto parse_options(int argc, char** argv) -> std::optional<options> {
@@ -90,6 +103,20 @@ auto parse_options(int argc, char** argv) -> std::optional<options> {
       o.cluster_id = std::stoull(value());
     } else if (a == "--quiet") {
       o.quiet = true;
+    } else if (a == "--max-frame-bytes") {
+      o.max_frame_bytes = std::stoull(value());
+    } else if (a == "--max-message-bytes") {
+      o.max_message_bytes = std::stoull(value());
+    } else if (a == "--max-batch-bytes") {
+      o.max_batch_bytes = std::stoull(value());
+    } else if (a == "--max-catchup-bytes") {
+      o.max_catchup_bytes = std::stoull(value());
+    } else if (a == "--snapshot-chunk-bytes") {
+      o.snapshot_chunk_bytes = std::stoull(value());
+    } else if (a == "--snapshot-interval") {
+      o.snapshot_interval = std::stoull(value());
+    } else if (a == "--log-retention") {
+      o.log_retention = std::stoull(value());
     } else {
       throw std::invalid_argument("unknown argument " + a);
     }
@@ -109,7 +136,7 @@ class server {
       : opts_(std::move(opts)),
         storage_(opts_.data_dir),
         net_(transport_config()),
-        msgs_(net_),
+        msgs_(net_, replica_options().max_message_bytes),
         replica_(replica_options(), px::kv_state_machine{}, storage_.load()),
         acceptor_(io_),
         tick_timer_(io_),
@@ -157,6 +184,7 @@ class server {
       if (id != opts_.id) c.peers[id] = {m.peer.host, m.peer.port};
     }
     if (!opts_.key_file.empty()) c.key = px::frame_key::from_file(opts_.key_file);
+    if (opts_.max_frame_bytes != 0) c.max_body = opts_.max_frame_bytes;
     c.reconnect_min = 5ms;
     c.reconnect_max = 200ms;
     c.on_receive = [this] {
@@ -179,6 +207,12 @@ class server {
     r.max_batch = 1024;
     r.window = 64;
     r.seed = std::random_device{}();
+    if (opts_.max_message_bytes != 0) r.max_message_bytes = opts_.max_message_bytes;
+    if (opts_.max_batch_bytes != 0) r.max_batch_bytes = opts_.max_batch_bytes;
+    if (opts_.max_catchup_bytes != 0) r.max_catchup_bytes = opts_.max_catchup_bytes;
+    if (opts_.snapshot_chunk_bytes != 0) r.snapshot_chunk_bytes = opts_.snapshot_chunk_bytes;
+    if (opts_.snapshot_interval != 0) r.snapshot_interval = opts_.snapshot_interval;
+    if (opts_.log_retention != 0) r.log_retention = opts_.log_retention;
     return r;
   }
 
@@ -312,7 +346,38 @@ class server {
            " connects=" + std::to_string(nc.connects) + " connect_failures=" + std::to_string(nc.connect_failures) +
            " disconnects=" + std::to_string(nc.disconnects) + " inbound=" + std::to_string(nc.inbound_accepted) +
            " inbound_over_limit=" + std::to_string(nc.inbound_over_limit) +
-           " dropped=" + std::to_string(nc.dropped_oldest + nc.lost_on_disconnect);
+           " dropped=" + std::to_string(nc.dropped_oldest + nc.lost_on_disconnect) + drop_reasons();
+  }
+
+  // Every dropped or refused message, by reason: the peer transport (send queue, disconnects,
+  // inbox, frames refused per kind), the message layer (oversized, undecodable) and the
+  // replica (refused proposals, snapshot chunks), then the byte-bounded traffic.
+  auto drop_reasons() -> std::string {
+    const auto nc = net_.counters();
+    const auto& ns = net_.frame_stats();
+    const auto& rs = replica_.stats();
+    std::string out =
+        " drop_queue_full=" + std::to_string(nc.dropped_oldest) +
+        " refused_queue_full=" + std::to_string(nc.refused + msgs_.refused()) +
+        " lost_on_disconnect=" + std::to_string(nc.lost_on_disconnect) +
+        " inbox_dropped=" + std::to_string(nc.inbox_dropped) + " msg_oversized=" + std::to_string(msgs_.oversized()) +
+        " msg_malformed=" + std::to_string(msgs_.malformed()) + " msg_unroutable=" + std::to_string(msgs_.unroutable());
+    for (std::size_t k = 1; k < px::frame_error_kind_count; ++k) {
+      const auto kind = static_cast<px::frame_error_kind>(k);
+      out += " frame_refused_" + std::string(px::to_string(kind)) + "=" + std::to_string(ns.refused(kind));
+    }
+    out += " propose_too_large=" + std::to_string(rs.refused_too_large) +
+           " propose_busy=" + std::to_string(rs.refused_busy) +
+           " propose_not_leader=" + std::to_string(rs.refused_not_leader) +
+           " msg_misaddressed=" + std::to_string(rs.ignored_misaddressed) +
+           " snapshot_chunk_corrupt=" + std::to_string(rs.snapshot_chunks_corrupt) +
+           " snapshot_chunk_out_of_order=" + std::to_string(rs.snapshot_chunks_out_of_order) +
+           " snapshot_corrupt=" + std::to_string(rs.snapshots_corrupt) +
+           " snapshot_chunks_sent=" + std::to_string(rs.snapshot_chunks_sent) +
+           " snapshots_assembled=" + std::to_string(rs.snapshots_assembled) +
+           " promise_parts_cut=" + std::to_string(rs.promise_parts_cut) +
+           " catchup_replies_cut=" + std::to_string(rs.catchup_replies_cut);
+    return out;
   }
 
   void release_waiters(bool all) {
@@ -341,6 +406,7 @@ class server {
       send_reply(c, paxos_kv::reply_status::error, req.request_id, "client id 0 is reserved");
       return;
     }
+    const std::size_t command_bytes = req.command.size();
     switch (replica_.propose(req.client_id, req.request_id, std::move(req.command))) {
       case px::propose_status::accepted:
         pending_[{req.client_id, req.request_id}] = c;
@@ -351,6 +417,11 @@ class server {
         break;
       case px::propose_status::busy:
         send_reply(c, paxos_kv::reply_status::retry, req.request_id, "busy");
+        break;
+      case px::propose_status::too_large:
+        send_reply(c, paxos_kv::reply_status::error, req.request_id,
+                   "command too large: " + std::to_string(command_bytes) + " bytes, more than max_batch_bytes (" +
+                       std::to_string(replica_.options().max_batch_bytes) + ") allows");
         break;
     }
   }

@@ -33,6 +33,9 @@ struct promise_msg {
   ballot promised;  ///< the acceptor's promised ballot
   slot_t chosen_index = 0;
   std::vector<log_entry> accepted;  ///< entries with slot >= first_slot (when ok)
+  /// 0: `accepted` is the whole tail. Otherwise the tail was cut to bound the message's bytes:
+  /// the candidate asks again (a prepare at the same ballot) from this slot on.
+  slot_t resume_from = 0;
   friend auto operator==(const promise_msg&, const promise_msg&) -> bool = default;
 };
 
@@ -97,9 +100,34 @@ struct snapshot_msg {
   friend auto operator==(const snapshot_msg&, const snapshot_msg&) -> bool = default;
 };
 
+/// @brief One chunk of a snapshot in transfer. The snapshot travels as its codec bytes
+/// (`index`, `checksum`, `data`), `total` bytes with CRC-32C `total_crc`; this chunk holds
+/// `bytes` from `offset` on, with CRC-32C `chunk_crc`. An empty chunk at offset 0 announces a
+/// snapshot: the receiver answers with the offset it wants (a resumed transfer starts there).
+struct snapshot_chunk_msg {
+  node_id from = 0, to = 0;
+  slot_t index = 0;             ///< last slot the snapshot covers
+  std::uint64_t total = 0;      ///< size of the whole encoded snapshot
+  std::uint32_t total_crc = 0;  ///< CRC-32C of the whole encoded snapshot
+  std::uint64_t offset = 0;     ///< where `bytes` start
+  std::uint32_t chunk_crc = 0;  ///< CRC-32C of `bytes`
+  std::string bytes;
+  friend auto operator==(const snapshot_chunk_msg&, const snapshot_chunk_msg&) -> bool = default;
+};
+
+/// Receiver -> sender of a snapshot: "I hold the snapshot at `index` up to `next_offset`; send
+/// from there" (`next_offset == total`: installed, stop).
+struct snapshot_ack_msg {
+  node_id from = 0, to = 0;
+  slot_t index = 0;
+  std::uint64_t next_offset = 0;
+  friend auto operator==(const snapshot_ack_msg&, const snapshot_ack_msg&) -> bool = default;
+};
+
 /// Every message of the protocol. Each alternative has `from` and `to`.
-using message = std::variant<prepare_msg, promise_msg, accept_msg, accepted_msg, heartbeat_msg, heartbeat_ack_msg,
-                             catchup_request_msg, catchup_reply_msg, snapshot_msg>;
+using message =
+    std::variant<prepare_msg, promise_msg, accept_msg, accepted_msg, heartbeat_msg, heartbeat_ack_msg,
+                 catchup_request_msg, catchup_reply_msg, snapshot_msg, snapshot_chunk_msg, snapshot_ack_msg>;
 
 /// The destination of a message.
 [[nodiscard]] inline auto message_to(const message& m) noexcept -> node_id {
@@ -240,6 +268,23 @@ class reader {
 
 }  // namespace detail
 
+/// Encoded bytes of one command inside a batch (client id, request id, length, payload).
+[[nodiscard]] inline auto encoded_size(const command& c) noexcept -> std::size_t { return 20 + c.payload.size(); }
+/// Encoded bytes of a batch (its count, then each command).
+[[nodiscard]] inline auto encoded_size(const batch& b) noexcept -> std::size_t {
+  std::size_t n = 4;
+  for (const auto& c : b) n += encoded_size(c);
+  return n;
+}
+/// Encoded bytes of a log entry (slot, ballot, batch, chosen marker).
+[[nodiscard]] inline auto encoded_size(const log_entry& e) noexcept -> std::size_t {
+  return 21 + encoded_size(e.value);
+}
+
+/// An upper bound on the bytes of any message besides its batches, entries or chunk bytes:
+/// a message carrying at most `k` bytes of those encodes to at most `k + message_overhead`.
+inline constexpr std::size_t message_overhead = 128;
+
 /// The first byte of an encoded message: the message type. Values are part of the wire format.
 enum class message_type : std::uint8_t {
   prepare = 1,
@@ -251,6 +296,8 @@ enum class message_type : std::uint8_t {
   catchup_request = 7,
   catchup_reply = 8,
   snapshot = 9,
+  snapshot_chunk = 10,
+  snapshot_ack = 11,
 };
 
 /// @brief Appends the binary encoding of `m` to `out`: one type byte, then the fields in
@@ -276,6 +323,7 @@ inline void encode_to(const message& m, std::string& out) {
           w.u64(x.chosen_index);
           w.u32(static_cast<std::uint32_t>(x.accepted.size()));
           for (const auto& e : x.accepted) w.entry(e);
+          w.u64(x.resume_from);
         } else if constexpr (std::is_same_v<T, accept_msg>) {
           w.bal(x.bal);
           w.u64(x.slot);
@@ -303,6 +351,16 @@ inline void encode_to(const message& m, std::string& out) {
           w.u64(x.chosen_index);
         } else if constexpr (std::is_same_v<T, snapshot_msg>) {
           w.snap(x.snap);
+        } else if constexpr (std::is_same_v<T, snapshot_chunk_msg>) {
+          w.u64(x.index);
+          w.u64(x.total);
+          w.u32(x.total_crc);
+          w.u64(x.offset);
+          w.u32(x.chunk_crc);
+          w.bytes(x.bytes);
+        } else if constexpr (std::is_same_v<T, snapshot_ack_msg>) {
+          w.u64(x.index);
+          w.u64(x.next_offset);
         }
       },
       m);
@@ -341,6 +399,7 @@ inline void encode_to(const message& m, std::string& out) {
       x.chosen_index = r.u64();
       x.accepted.resize(r.count(24));
       for (auto& e : x.accepted) e = r.entry();
+      x.resume_from = r.u64();
       m = std::move(x);
       break;
     }
@@ -400,6 +459,28 @@ inline void encode_to(const message& m, std::string& out) {
     }
     case message_type::snapshot: {
       m = snapshot_msg{from, to, r.snap()};
+      break;
+    }
+    case message_type::snapshot_chunk: {
+      snapshot_chunk_msg x;
+      x.from = from;
+      x.to = to;
+      x.index = r.u64();
+      x.total = r.u64();
+      x.total_crc = r.u32();
+      x.offset = r.u64();
+      x.chunk_crc = r.u32();
+      x.bytes = r.bytes();
+      m = std::move(x);
+      break;
+    }
+    case message_type::snapshot_ack: {
+      snapshot_ack_msg x;
+      x.from = from;
+      x.to = to;
+      x.index = r.u64();
+      x.next_offset = r.u64();
+      m = x;
       break;
     }
     default:

@@ -91,14 +91,17 @@ void persist(Storage& storage, const ready& rd, commit_sync mode = commit_sync::
 /// @brief True when `m`, a message of a ready cycle that has no promise, may be sent before
 /// the cycle's state is durable: a leader's Phase 2a proposals and heartbeats (its own vote is
 /// counted only after the sync, as in Raft's parallel leader write) and learner traffic about
-/// values already chosen. Promises and acceptances (Phase 1b/2b) always wait for the sync; a
-/// cycle that changes the promise sends nothing early, so a ballot is never used before it is
-/// durable.
+/// values already chosen (catch-up, snapshots and their chunks), and a follower's heartbeat
+/// acknowledgements (they vote for nothing; sent early, a sync of large entries does not make
+/// the leader think its followers are gone). Promises and acceptances (Phase 1b/2b) always
+/// wait for the sync; a cycle that changes the promise sends nothing early, so a ballot is
+/// never used before it is durable.
 [[nodiscard]] inline auto may_send_before_sync(const ready& rd, const message& m) noexcept -> bool {
   if (rd.promise) return false;
   return std::holds_alternative<accept_msg>(m) || std::holds_alternative<heartbeat_msg>(m) ||
          std::holds_alternative<catchup_request_msg>(m) || std::holds_alternative<catchup_reply_msg>(m) ||
-         std::holds_alternative<snapshot_msg>(m);
+         std::holds_alternative<snapshot_msg>(m) || std::holds_alternative<snapshot_chunk_msg>(m) ||
+         std::holds_alternative<snapshot_ack_msg>(m) || std::holds_alternative<heartbeat_ack_msg>(m);
 }
 
 namespace testing {

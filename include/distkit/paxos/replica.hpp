@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "distkit/detail/crc32c.hpp"
 #include "distkit/detail/error.hpp"
 #include "distkit/hash.hpp"
 #include "distkit/paxos/concepts.hpp"
@@ -36,7 +37,22 @@ struct replica_options {
   slot_t snapshot_interval = 10'000;  ///< take a snapshot after this many applied slots (0: never)
   slot_t log_retention = 1'000;       ///< chosen slots kept in memory behind a snapshot for catch-up
   std::size_t max_catchup = 256;      ///< values per catch-up reply
-  std::uint64_t seed = 1;             ///< seeds the election back-off (with the id)
+  // Byte bounds, in the manner of etcd/raft's MaxSizePerMsg and MaxUncommittedEntriesSize. Every
+  // message a replica sends encodes to at most `max_message_bytes`, which must not exceed the
+  // transport's frame limit; every replica of a cluster must use the same bounds.
+  std::size_t max_message_bytes = std::size_t{8} << 20;  ///< any one message, encoded
+  /// A slot's batch, encoded (20 bytes + payload per command); `propose` refuses a command
+  /// that alone exceeds it (`propose_status::too_large`).
+  std::size_t max_batch_bytes = std::size_t{4} << 20;
+  /// Values in a catch-up reply, entries in one promise (at least one always goes; a longer
+  /// promise tail continues in further messages).
+  std::size_t max_catchup_bytes = std::size_t{4} << 20;
+  std::size_t snapshot_chunk_bytes = std::size_t{1} << 20;  ///< snapshot bytes per chunk
+  std::size_t max_pending_bytes = std::size_t{64} << 20;    ///< queued command bytes before `busy`
+  /// Batch bytes in flight (proposed, not chosen) before the leader waits, with `window`: what
+  /// the followers' links must carry at once (MaxInflightMsgs x MaxSizePerMsg in etcd/raft).
+  std::size_t max_inflight_bytes = std::size_t{16} << 20;
+  std::uint64_t seed = 1;  ///< seeds the election back-off (with the id)
 };
 
 /// One applied command, reported so the driver can answer the client that sent it.
@@ -72,7 +88,25 @@ struct ready {
 enum class propose_status : std::uint8_t {
   accepted,    ///< queued; the result arrives in `ready::applied` once chosen
   not_leader,  ///< ask `leader_hint()` instead
-  busy,        ///< too many queued commands; retry later
+  busy,        ///< too many queued commands (or bytes); retry later
+  too_large,   ///< the command alone exceeds `max_batch_bytes`: it can never be proposed
+};
+
+/// @brief Counters of one replica: refused proposals and ignored messages by reason, and the
+/// traffic of the byte-bounded paths. All are monotonic.
+struct replica_stats {
+  std::uint64_t refused_not_leader = 0;    ///< `propose` on a non-leader
+  std::uint64_t refused_busy = 0;          ///< `propose` over `max_pending` or `max_pending_bytes`
+  std::uint64_t refused_too_large = 0;     ///< `propose` of a command over `max_batch_bytes`
+  std::uint64_t ignored_misaddressed = 0;  ///< stepped messages for another node or from a non-member
+  std::uint64_t promise_parts_cut = 0;     ///< promises whose tail was cut (continued on request)
+  std::uint64_t catchup_replies_cut = 0;   ///< catch-up replies cut short by `max_catchup_bytes`
+  std::uint64_t snapshot_chunks_sent = 0;  ///< chunks (and announcements) sent
+  std::uint64_t snapshot_chunks_received = 0;
+  std::uint64_t snapshot_chunks_corrupt = 0;       ///< bad chunk CRC or bounds: dropped, offset re-requested
+  std::uint64_t snapshot_chunks_out_of_order = 0;  ///< a gap or a repeat: dropped (a gap re-requested)
+  std::uint64_t snapshots_corrupt = 0;             ///< assembled bytes failed the whole CRC or the decode: restarted
+  std::uint64_t snapshots_assembled = 0;           ///< received complete and verified, then installed
 };
 
 /// Roles of a replica.
@@ -151,24 +185,35 @@ class replica {
 
   /// Handles one message addressed to this replica (others are ignored).
   void step(const message& m) {
-    if (message_to(m) != opts_.id) return;
-    auto from = message_from(m);
-    if (index_of(from) == npos || from == opts_.id) return;
+    if (misaddressed(m)) return;
     std::visit([this](const auto& x) { this->on(x); }, m);
   }
   void step(message&& m) {
-    if (message_to(m) != opts_.id) return;
-    auto from = message_from(m);
-    if (index_of(from) == npos || from == opts_.id) return;
+    if (misaddressed(m)) return;
     std::visit([this](auto&& x) { this->on(std::forward<decltype(x)>(x)); }, std::move(m));
   }
 
   /// Queues a client command on the leader. Batches form from the commands queued between
   /// two `ready()` calls. A client must use increasing `request_id`s with one request
   /// outstanding at a time (retries reuse the id); `client_id` 0 turns dedupe off.
+  /// A command whose encoding alone exceeds `max_batch_bytes` is refused (`too_large`) on
+  /// every replica; one over the queue bounds is refused with `busy`.
   [[nodiscard]] auto propose(std::uint64_t client_id, std::uint64_t request_id, std::string command) -> propose_status {
-    if (role_ != role::leader) return propose_status::not_leader;
-    if (pending_.size() >= opts_.max_pending) return propose_status::busy;
+    const std::size_t bytes = encoded_size(paxos::command{0, 0, {}}) + command.size();
+    if (bytes + 4 > opts_.max_batch_bytes) {
+      ++stats_.refused_too_large;
+      return propose_status::too_large;
+    }
+    if (role_ != role::leader) {
+      ++stats_.refused_not_leader;
+      return propose_status::not_leader;
+    }
+    if (pending_.empty()) pending_bytes_ = 0;  // the queue is cleared on a change of role
+    if (pending_.size() >= opts_.max_pending || pending_bytes_ + bytes > opts_.max_pending_bytes) {
+      ++stats_.refused_busy;
+      return propose_status::busy;
+    }
+    pending_bytes_ += bytes;
     pending_.push_back(paxos::command{client_id, request_id, std::move(command)});
     return propose_status::accepted;
   }
@@ -239,6 +284,8 @@ class replica {
   [[nodiscard]] auto next_slot() const noexcept -> slot_t { return next_slot_; }
   /// Number of commands queued and not yet in a slot.
   [[nodiscard]] auto pending_commands() const noexcept -> std::size_t { return pending_.size(); }
+  /// Refusals, ignored messages and byte-bounded traffic so far.
+  [[nodiscard]] auto stats() const noexcept -> const replica_stats& { return stats_; }
 
  private:
   static constexpr std::size_t npos = static_cast<std::size_t>(-1);
@@ -258,6 +305,7 @@ class replica {
   struct inflight {
     std::uint64_t acks = 0;
     std::uint64_t sent = 0;
+    std::size_t bytes = 0;  ///< encoded size of the slot's batch
   };
   struct client_entry {
     std::uint64_t request_id = 0;
@@ -292,6 +340,47 @@ class replica {
     if (opts_.window == 0) distkit::detail::throw_invalid_argument("paxos::replica", "window", "must be positive", 0);
     if (opts_.max_catchup == 0)
       distkit::detail::throw_invalid_argument("paxos::replica", "max_catchup", "must be positive", 0);
+    validate_byte_bounds();
+  }
+
+  // Each bound leaves room for the fixed fields of its message, so that a batch, a catch-up
+  // value, a promise entry or a snapshot chunk always fits in one message.
+  void validate_byte_bounds() const {
+    constexpr std::size_t min_message = 4 * message_overhead;
+    if (opts_.max_message_bytes < min_message) {
+      distkit::detail::throw_invalid_argument("paxos::replica", "max_message_bytes", "must be at least 512",
+                                              opts_.max_message_bytes);
+    }
+    const std::size_t room = opts_.max_message_bytes - message_overhead;
+    auto check = [&](const char* name, std::size_t v, std::size_t min) {
+      if (v < min || v > room) {
+        distkit::detail::throw_invalid_argument("paxos::replica", name,
+                                                "must be in [" + std::to_string(min) + ", max_message_bytes - " +
+                                                    std::to_string(message_overhead) + " = " + std::to_string(room) +
+                                                    "]",
+                                                v);
+      }
+    };
+    check("max_batch_bytes", opts_.max_batch_bytes, 64);
+    check("max_catchup_bytes", opts_.max_catchup_bytes, 1);
+    check("snapshot_chunk_bytes", opts_.snapshot_chunk_bytes, 1);
+    if (opts_.max_inflight_bytes < opts_.max_batch_bytes) {
+      distkit::detail::throw_invalid_argument("paxos::replica", "max_inflight_bytes",
+                                              "must be at least max_batch_bytes", opts_.max_inflight_bytes);
+    }
+    if (opts_.max_pending_bytes < opts_.max_batch_bytes) {
+      distkit::detail::throw_invalid_argument("paxos::replica", "max_pending_bytes", "must be at least max_batch_bytes",
+                                              opts_.max_pending_bytes);
+    }
+  }
+
+  /// True (and counted) for a message this replica must not step: addressed to another node,
+  /// or from itself or a non-member.
+  [[nodiscard]] auto misaddressed(const message& m) noexcept -> bool {
+    const auto from = message_from(m);
+    if (message_to(m) == opts_.id && from != opts_.id && index_of(from) != npos) return false;
+    ++stats_.ignored_misaddressed;
+    return true;
   }
 
   [[nodiscard]] auto index_of(node_id n) const noexcept -> std::size_t {
@@ -413,14 +502,23 @@ class replica {
 
   void flush_proposals() {
     if (role_ != role::leader) return;
-    while (!pending_.empty() && inflight_.size() < opts_.window) {
-      std::size_t n = std::min(opts_.max_batch, pending_.size());
+    std::size_t inflight_bytes = 0;
+    for (const auto& [s, f] : inflight_) inflight_bytes += f.bytes;
+    while (!pending_.empty() && inflight_.size() < opts_.window &&
+           (inflight_.empty() || inflight_bytes < opts_.max_inflight_bytes)) {
+      // Up to max_batch commands and max_batch_bytes; `propose` made sure one always fits.
       batch v;
-      v.reserve(n);
-      for (std::size_t i = 0; i < n; ++i) {
+      v.reserve(std::min(opts_.max_batch, pending_.size()));
+      std::size_t bytes = encoded_size(batch{});
+      while (!pending_.empty() && v.size() < opts_.max_batch) {
+        const std::size_t n = encoded_size(pending_.front());
+        if (!v.empty() && bytes + n > opts_.max_batch_bytes) break;
+        bytes += n;
+        pending_bytes_ -= std::min(n, pending_bytes_);
         v.push_back(std::move(pending_.front()));
         pending_.pop_front();
       }
+      inflight_bytes += bytes;
       propose_slot(next_slot_++, std::move(v));
     }
   }
@@ -429,7 +527,7 @@ class replica {
     // The leader never proposes into a slot it knows is chosen (`commit_and_apply` keeps
     // `next_slot_` above `chosen_index_`); only a test mutation breaks this.
     DISTKIT_ASSERT(s > chosen_index_ || mutations_ != testing::mutation::none);
-    inflight_[s] = inflight{0, now_};
+    inflight_[s] = inflight{0, now_, encoded_size(v)};
     for (std::size_t i = 0; i < opts_.nodes.size(); ++i) {
       if (i != self_) send(accept_msg{opts_.id, opts_.nodes[i], my_ballot_, s, v, chosen_index_});
     }
@@ -453,7 +551,7 @@ class replica {
 
   void retransmit() {
     for (auto& [s, f] : inflight_) {
-      if (f.sent + opts_.heartbeat_ticks > now_) continue;
+      if (f.sent + retransmit_ticks(f.bytes) > now_) continue;
       f.sent = now_;
       auto l = log_.find(s);
       if (l == log_.end()) continue;
@@ -620,8 +718,108 @@ class replica {
   void send_snapshot(std::size_t peer) {
     if (!last_snapshot_) return;
     if (peer_snapshot_tick_[peer] != 0 && now_ < peer_snapshot_tick_[peer] + opts_.election_ticks) return;
+    send_snapshot_chunk(peer, 0, /*announce=*/true);
+  }
+
+  // ---- byte-bounded transfers: promise tails, catch-up values, snapshot chunks ------------
+
+  /// Promises `b` to `to` with the accepted entries from `first` on, as many as
+  /// `max_catchup_bytes` allows (at least one); a cut tail names the slot to ask again from.
+  void send_promise(node_id to, const ballot& b, slot_t first) {
+    promise_msg p{opts_.id, to, b, true, promised_, chosen_index_, {}};
+    std::size_t bytes = 0;
+    const bool report_chosen = !testing::has(mutations_, testing::mutation::learned_at_zero_ballot);
+    for (auto it = log_.lower_bound(first); it != log_.end(); ++it) {
+      log_entry e{it->first, it->second.bal, it->second.value, report_chosen && it->second.chosen};
+      const std::size_t n = encoded_size(e);
+      if (!p.accepted.empty() && bytes + n > opts_.max_catchup_bytes) {
+        p.resume_from = it->first;
+        ++stats_.promise_parts_cut;
+        break;
+      }
+      bytes += n;
+      p.accepted.push_back(std::move(e));
+    }
+    send(std::move(p));
+  }
+
+  /// A promise whose tail continues in further messages is gathered here. Returns true when `m`
+  /// completes the voter's promise (its `accepted` then holds the whole tail); false when the
+  /// rest was asked for, or `m` is a repeat of a part already taken.
+  auto gather_promise(promise_msg& m) -> bool {
+    if (promise_parts_ballot_ != my_ballot_) {
+      promise_parts_.assign(opts_.nodes.size(), promise_part{});
+      promise_parts_ballot_ = my_ballot_;
+    }
+    auto& part = promise_parts_[index_of(m.from)];
+    if (part.asked_from != 0 && !m.accepted.empty() && m.accepted.front().slot < part.asked_from) return false;
+    if (m.resume_from != 0 && m.resume_from <= part.asked_from) return false;
+    for (auto& e : m.accepted) part.entries.push_back(std::move(e));
+    if (m.resume_from != 0) {
+      part.asked_from = m.resume_from;
+      send(prepare_msg{opts_.id, m.from, my_ballot_, m.resume_from});
+      return false;
+    }
+    m.accepted = std::move(part.entries);
+    part = promise_part{};
+    return true;
+  }
+
+  /// Ticks between two sends of an unacknowledged slot: a heartbeat for small batches, longer
+  /// for large ones (one more heartbeat per 256 KiB, at most half an election timeout), so a
+  /// follower still writing megabytes is not sent them again and again.
+  [[nodiscard]] auto retransmit_ticks(std::size_t bytes) const noexcept -> std::uint64_t {
+    const std::uint64_t scaled = std::uint64_t{opts_.heartbeat_ticks} * (1 + (bytes >> 18));
+    return std::max<std::uint64_t>(opts_.heartbeat_ticks, std::min<std::uint64_t>(scaled, opts_.election_ticks / 2));
+  }
+
+  /// Adds `v` to a catch-up reply holding `bytes` so far, unless it would pass
+  /// `max_catchup_bytes` (the first value always goes).
+  auto catchup_fits(std::size_t& bytes, bool first, const batch& v) -> bool {
+    const std::size_t n = encoded_size(v);
+    if (!first && bytes + n > opts_.max_catchup_bytes) {
+      ++stats_.catchup_replies_cut;
+      return false;
+    }
+    bytes += n;
+    return true;
+  }
+
+  /// The codec bytes of `last_snapshot_` and their CRC-32C, built once per snapshot.
+  void build_snapshot_wire() {
+    if (snapshot_wire_index_ == last_snapshot_->index && !snapshot_wire_.empty()) return;
+    snapshot_wire_.clear();
+    detail::writer w(snapshot_wire_);
+    w.snap(*last_snapshot_);
+    snapshot_wire_crc_ = distkit::detail::crc32c(snapshot_wire_);
+    snapshot_wire_index_ = last_snapshot_->index;
+  }
+
+  /// Sends the chunk at `offset` of the snapshot in `snapshot_wire_` to `peer`, or
+  /// (`announce`) an empty one at 0 of `last_snapshot_` that asks the peer where to start. A
+  /// transfer under way keeps its snapshot even after a newer one is taken.
+  void send_snapshot_chunk(std::size_t peer, std::uint64_t offset, bool announce) {
+    if (announce) build_snapshot_wire();
     peer_snapshot_tick_[peer] = now_ == 0 ? 1 : now_;
-    send(snapshot_msg{opts_.id, opts_.nodes[peer], *last_snapshot_});
+    snapshot_chunk_msg c{opts_.id,
+                         opts_.nodes[peer],
+                         snapshot_wire_index_,
+                         snapshot_wire_.size(),
+                         snapshot_wire_crc_,
+                         announce ? std::uint64_t{0} : offset,
+                         0,
+                         {}};
+    if (!announce) {
+      const auto n = std::min<std::uint64_t>(opts_.snapshot_chunk_bytes, snapshot_wire_.size() - offset);
+      c.bytes.assign(snapshot_wire_, static_cast<std::size_t>(offset), static_cast<std::size_t>(n));
+    }
+    c.chunk_crc = distkit::detail::crc32c(c.bytes);
+    ++stats_.snapshot_chunks_sent;
+    send(std::move(c));
+  }
+
+  void send_snapshot_ack(node_id to, slot_t index, std::uint64_t next_offset) {
+    send(snapshot_ack_msg{opts_.id, to, index, next_offset});
   }
 
   // ---- message handlers -----------------------------------------------------------------
@@ -642,7 +840,9 @@ class replica {
       if (role_ != role::follower) become_follower(std::nullopt);
       leader_.reset();
       reset_election_timer();
-      send(promise_msg{opts_.id, m.from, m.bal, true, promised_, chosen_index_, own_entries_from(m.first_slot)});
+      send_promise(m.from, m.bal, m.first_slot);
+    } else if (m.bal == promised_ && m.bal.node == m.from && role_ != role::leader) {
+      send_promise(m.from, m.bal, m.first_slot);  // the rest of a cut tail, promised already
     } else {
       send(promise_msg{opts_.id, m.from, m.bal, false, promised_, chosen_index_, {}});
     }
@@ -661,6 +861,7 @@ class replica {
       request_catchup(m.from);
       return;
     }
+    if (!gather_promise(m)) return;
     count_promise(index_of(m.from), std::move(m.accepted));
   }
 
@@ -677,8 +878,9 @@ class replica {
     follow(m.from, m.bal);
     if (m.slot > chosen_index_) {
       auto& st = log_[m.slot];
-      // A value known chosen stays (with its marker); the leader's value for it is the same.
-      if (!st.chosen) {
+      // A value known chosen stays (with its marker); the leader's value for it is the same. A
+      // resent accept (one value per slot and ballot) is acknowledged without a second write.
+      if (!st.chosen && st.bal != m.bal) {
         out_.entries.push_back(log_entry{m.slot, m.bal, m.value});
         st = slot_state{m.bal, std::move(m.value), false};
       }
@@ -745,9 +947,10 @@ class replica {
       return;
     }
     catchup_reply_msg r{opts_.id, m.from, m.first_slot, {}, chosen_index_};
+    std::size_t bytes = 0;
     for (slot_t s = m.first_slot; s <= chosen_index_ && r.values.size() < opts_.max_catchup; ++s) {
       auto it = log_.find(s);
-      if (it == log_.end()) break;
+      if (it == log_.end() || !catchup_fits(bytes, r.values.empty(), it->second.value)) break;
       r.values.push_back(it->second.value);
     }
     if (!r.values.empty()) send(std::move(r));
@@ -785,6 +988,83 @@ class replica {
     on_chosen_moved(before, chosen_source::snapshot);
     commit_and_apply(chosen_source::snapshot);  // entries above it may be marked chosen
   }
+
+  /// A received snapshot chunk: appended when it continues the assembly, otherwise dropped
+  /// and the offset reached re-requested; the assembled bytes are verified, decoded and then
+  /// installed through the same path as a whole snapshot.
+  void on(snapshot_chunk_msg m) {
+    ++stats_.snapshot_chunks_received;
+    if (m.index <= chosen_index_) {
+      send_snapshot_ack(m.from, m.index, m.total);  // nothing needed: the sender stops
+      return;
+    }
+    const bool same =
+        assembly_ && assembly_->index == m.index && assembly_->total == m.total && assembly_->total_crc == m.total_crc;
+    const std::uint64_t reached = same ? assembly_->bytes.size() : 0;
+    if (m.offset > m.total || m.bytes.size() > m.total - m.offset || distkit::detail::crc32c(m.bytes) != m.chunk_crc) {
+      ++stats_.snapshot_chunks_corrupt;
+      send_snapshot_ack(m.from, m.index, reached);
+      return;
+    }
+    if (!same && m.offset == 0) {
+      assembly_ = snapshot_assembly{m.index, m.total, m.total_crc, {}};
+    } else if (m.offset != reached || !same) {
+      // A gap (a lost chunk) or an announcement: ask from the offset reached. A repeat of a
+      // chunk already taken is dropped without an answer, so duplicate transfers die out.
+      const bool announcement = m.offset == 0 && m.bytes.empty();
+      if (!announcement) ++stats_.snapshot_chunks_out_of_order;
+      if (announcement || m.offset > reached) send_snapshot_ack(m.from, m.index, reached);
+      return;
+    }
+    auto& a = *assembly_;
+    a.bytes.append(m.bytes);
+    if (a.bytes.size() < a.total) {
+      if (!m.bytes.empty())
+        send_snapshot_ack(m.from, m.index, a.bytes.size());
+      else if (m.offset == 0)
+        send_snapshot_ack(m.from, m.index, 0);
+      return;
+    }
+    std::string whole = std::move(a.bytes);
+    const auto crc = a.total_crc;
+    assembly_.reset();
+    std::optional<snapshot> s;
+    if (distkit::detail::crc32c(whole) == crc) {
+      try {
+        detail::reader r(whole);
+        s = r.snap();
+        r.expect_end();
+      } catch (const paxos_corrupt_error&) {
+        s.reset();
+      }
+    }
+    if (!s || s->index != m.index) {
+      ++stats_.snapshots_corrupt;
+      send_snapshot_ack(m.from, m.index, 0);  // start again
+      return;
+    }
+    ++stats_.snapshots_assembled;
+    send_snapshot_ack(m.from, m.index, m.total);
+    on(snapshot_msg{m.from, opts_.id, std::move(*s)});
+  }
+
+  /// The peer asks for the chunk of our snapshot at an offset (or says it is done).
+  void on(snapshot_ack_msg m) {
+    if (snapshot_wire_.empty() || m.index != snapshot_wire_index_) return;  // one we no longer hold
+    if (m.next_offset >= snapshot_wire_.size()) return;
+    send_snapshot_chunk(index_of(m.from), m.next_offset, /*announce=*/false);
+  }
+
+  struct promise_part {
+    slot_t asked_from = 0;           ///< the slot the last continuation asked from (0: none yet)
+    std::vector<log_entry> entries;  ///< the parts received so far
+  };
+  struct snapshot_assembly {
+    slot_t index = 0;
+    std::uint64_t total = 0;
+    std::uint32_t total_crc = 0;
+    std::string bytes;  ///< the prefix received so far
+  };
 
   replica_options opts_;
   StateMachine sm_;
@@ -829,6 +1109,15 @@ class replica {
   bool inflight_snapshot_ = false;
   std::vector<slot_t> self_acks_pending_;
   std::vector<slot_t> inflight_self_acks_;
+
+  replica_stats stats_;                                    ///< counters by reason
+  std::size_t pending_bytes_ = 0;                          ///< encoded bytes of `pending_`
+  ballot promise_parts_ballot_;                            ///< the ballot `promise_parts_` belong to
+  std::vector<promise_part> promise_parts_;                ///< per voter: a promise tail arriving in parts
+  std::string snapshot_wire_;                              ///< `last_snapshot_` encoded, for chunked sends
+  std::uint32_t snapshot_wire_crc_ = 0;                    ///< CRC-32C of `snapshot_wire_`
+  slot_t snapshot_wire_index_ = 0;                         ///< the snapshot `snapshot_wire_` holds
+  std::optional<snapshot_assembly> assembly_;              ///< a snapshot being received in chunks
   testing::mutation mutations_ = testing::mutation::none;  // test-only bugs (see testing/mutations.hpp)
 };
 

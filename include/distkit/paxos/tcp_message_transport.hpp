@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "distkit/detail/error.hpp"
 #include "distkit/paxos/concepts.hpp"
 #include "distkit/paxos/message.hpp"
 #include "distkit/paxos/tcp_transport.hpp"
@@ -22,7 +23,9 @@ namespace distkit::inline v0::paxos {
 ///
 /// A frame's verified sender must match the sender written inside the message; a message that
 /// does not decode, or claims another sender or receiver, is dropped and counted
-/// (`malformed()`), never stepped into a replica.
+/// (`malformed()`), never stepped into a replica. A message larger than the transport's frame
+/// limit is dropped and counted (`oversized()`); construct with the replica's
+/// `max_message_bytes` to have that refused up front instead.
 ///
 /// **Thread safety:** `send` as `tcp_transport::send`; `decode` and `malformed` from one thread.
 /// @code
@@ -36,6 +39,19 @@ class tcp_message_transport {
  public:
   explicit tcp_message_transport(tcp_transport& net) noexcept : net_(net) {}
 
+  /// As above, for a replica whose messages encode to at most `max_message_bytes`
+  /// (`replica_options::max_message_bytes`).
+  /// @throws std::invalid_argument naming both bounds if such a message could exceed the
+  ///         transport's frame limit (`tcp_transport_config::max_body`).
+  tcp_message_transport(tcp_transport& net, std::size_t max_message_bytes) : net_(net) {
+    if (max_message_bytes > net.max_body()) {
+      distkit::detail::throw_invalid_argument(
+          "paxos::tcp_message_transport", "replica_options::max_message_bytes",
+          "must be at most the frame limit tcp_transport_config::max_body (" + std::to_string(net.max_body()) + ")",
+          max_message_bytes);
+    }
+  }
+
   /// Encodes and queues `m` for `message_to(m)`; messages to unknown nodes or to this node are
   /// dropped (the replica only addresses cluster members). Best effort, like the protocol wants.
   void send(const message& m) {
@@ -43,8 +59,12 @@ class tcp_message_transport {
     if (to == net_.node_id()) return;
     buffer_.clear();
     encode_to(m, buffer_);
+    if (buffer_.size() > net_.max_body()) {
+      ++oversized_;
+      return;
+    }
     try {
-      (void)net_.send(to, std::as_bytes(std::span(buffer_.data(), buffer_.size())));
+      if (!net_.send(to, std::as_bytes(std::span(buffer_.data(), buffer_.size())))) ++refused_;
     } catch (const std::invalid_argument&) {
       ++unroutable_;
     }
@@ -67,6 +87,10 @@ class tcp_message_transport {
 
   [[nodiscard]] auto malformed() const noexcept -> std::uint64_t { return malformed_; }
   [[nodiscard]] auto unroutable() const noexcept -> std::uint64_t { return unroutable_; }
+  /// Messages dropped because they encode to more than the transport's frame limit.
+  [[nodiscard]] auto oversized() const noexcept -> std::uint64_t { return oversized_; }
+  /// Messages the transport refused (a full queue with `overflow_policy::refuse`, or stopped).
+  [[nodiscard]] auto refused() const noexcept -> std::uint64_t { return refused_; }
   [[nodiscard]] auto network() noexcept -> tcp_transport& { return net_; }
 
  private:
@@ -74,6 +98,8 @@ class tcp_message_transport {
   std::string buffer_;
   std::uint64_t malformed_ = 0;
   std::uint64_t unroutable_ = 0;
+  std::uint64_t oversized_ = 0;
+  std::uint64_t refused_ = 0;
 };
 
 static_assert(paxos_transport<tcp_message_transport>);

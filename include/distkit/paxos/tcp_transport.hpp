@@ -164,6 +164,8 @@ class tcp_transport {
   /// The port the transport listens on (the bound one when configured with port 0).
   [[nodiscard]] auto local_port() const noexcept -> std::uint16_t { return local_port_; }
   [[nodiscard]] auto node_id() const noexcept -> frame_node_id { return config_.node_id; }
+  /// The largest frame body this transport sends or accepts (`tcp_transport_config::max_body`).
+  [[nodiscard]] auto max_body() const noexcept -> std::size_t { return config_.max_body; }
 
   /// Sets or changes where a configured peer listens (for example once its port is known).
   /// @throws std::invalid_argument if `id` is not a configured peer or the host does not resolve.

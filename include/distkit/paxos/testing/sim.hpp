@@ -502,8 +502,12 @@ class simulation {
 
   void send(message m) {
     ++result_.stats.messages;
-    const bool learner = std::holds_alternative<snapshot_msg>(m) || std::holds_alternative<catchup_reply_msg>(m);
-    if (std::holds_alternative<snapshot_msg>(m)) ++result_.stats.snapshots_sent;
+    const auto* chunk = std::get_if<snapshot_chunk_msg>(&m);
+    const bool learner =
+        std::holds_alternative<snapshot_msg>(m) || std::holds_alternative<catchup_reply_msg>(m) || chunk != nullptr;
+    if (std::holds_alternative<snapshot_msg>(m) || (chunk && chunk->offset == 0 && chunk->bytes.empty())) {
+      ++result_.stats.snapshots_sent;  // a whole snapshot, or the announcement of a chunked one
+    }
     auto from = message_from(m) - 1;
     auto to = message_to(m) - 1;
     bool faulty = in_fault_phase();
