@@ -58,7 +58,7 @@ class bench_cluster {
       inbox_[i].clear();
       while (nodes_[i].has_ready()) {
         auto rd = nodes_[i].ready();
-        node<kv_state_machine, memory_storage, bench_cluster>::persist(disks_[i], rd);
+        persist(disks_[i], rd);
         for (auto& m : rd.messages) inbox_[message_to(m) - 1].push_back(std::move(m));
         if (i == 0) applied_ += rd.applied.size();
         nodes_[i].advance();
@@ -66,10 +66,6 @@ class bench_cluster {
     }
   }
 
- public:
-  void send(const message&) {}  // lets the class name a transport type for node::persist
-
- private:
   std::vector<memory_storage> disks_;
   std::vector<replica<kv_state_machine>> nodes_;
   std::vector<std::vector<message>> inbox_;

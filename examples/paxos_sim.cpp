@@ -7,10 +7,11 @@
 #include <iostream>
 #include <string>
 
-#include "distkit/paxos/sim.hpp"
+#include "distkit/paxos/testing/sim.hpp"
 
 auto main(int argc, char** argv) -> int {
   using namespace distkit::paxos;
+  using namespace distkit::paxos::testing;
   std::uint64_t seed = argc > 1 ? std::strtoull(argv[1], nullptr, 0) : 2026;
 
   sim_options o;

@@ -205,17 +205,6 @@ class server {
     });
   }
 
-  // Messages a replica may send before its own state of the same cycle is durable: the
-  // leader's Phase 2a proposals and heartbeats (its own vote is counted only after the sync,
-  // as in Raft's parallel leader write) and learner traffic about values already chosen.
-  // Promises and acceptances (Phase 1b/2b) always wait for the sync. Nothing goes early in a
-  // cycle that changes the promise, so a ballot is never used before it is durable.
-  static auto may_send_before_sync(const px::message& m) -> bool {
-    return std::holds_alternative<px::accept_msg>(m) || std::holds_alternative<px::heartbeat_msg>(m) ||
-           std::holds_alternative<px::catchup_request_msg>(m) || std::holds_alternative<px::catchup_reply_msg>(m) ||
-           std::holds_alternative<px::snapshot_msg>(m);
-  }
-
   void cycle() {
     if (stopping_) return;
     px::tcp_message in;
@@ -224,26 +213,20 @@ class server {
     }
     while (replica_.has_ready()) {
       auto rd = replica_.ready();
-      const bool early = !rd.promise.has_value() && rd.needs_sync();
+      // Send-before-sync: the messages `may_send_before_sync` allows (a leader's proposals
+      // and heartbeats, learner traffic about chosen values; never in a cycle that changes
+      // the promise) leave before the fdatasync so the disk write overlaps the network round
+      // trip; everything else waits until `persist` returns. A cycle that only raises the
+      // commit index rides on the next sync (`commit_sync::defer`).
+      const bool early = rd.needs_sync();
       if (early) {
         for (const auto& m : rd.messages) {
-          if (may_send_before_sync(m)) msgs_.send(m);
+          if (px::may_send_before_sync(rd, m)) msgs_.send(m);
         }
       }
-      if (rd.needs_sync()) {
-        if (rd.promise) storage_.save_promise(*rd.promise);
-        if (!rd.entries.empty()) storage_.append(rd.entries);
-        if (rd.snap) storage_.save_snapshot(*rd.snap);
-        if (rd.commit_index) storage_.save_commit(*rd.commit_index);
-        // A cycle that only advances the commit index is not flushed on its own: the record
-        // rides on the next sync. Losing it in a crash only makes the replica re-learn slots
-        // that a quorum already holds durably; every promise and acceptance is still synced
-        // before anything that depends on it is sent.
-        const bool commit_only = !rd.promise && rd.entries.empty() && !rd.snap;
-        if (!commit_only) storage_.sync();  // throws on failure: fatal, the process exits
-      }
+      px::persist(storage_, rd, px::commit_sync::defer);  // throws on failure: fatal, the process exits
       for (const auto& m : rd.messages) {
-        if (!early || !may_send_before_sync(m)) msgs_.send(m);
+        if (!early || !px::may_send_before_sync(rd, m)) msgs_.send(m);
       }
       for (auto& a : rd.applied) answer(a);
       replica_.advance();

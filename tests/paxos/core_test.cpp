@@ -46,11 +46,7 @@ struct cluster {
     auto& r = nodes[i];
     while (r && r->has_ready()) {
       auto rd = r->ready();
-      if (rd.promise) disks[i].save_promise(*rd.promise);
-      disks[i].append(rd.entries);
-      if (rd.snap) disks[i].save_snapshot(*rd.snap);
-      if (rd.commit_index) disks[i].save_commit(*rd.commit_index);
-      if (rd.needs_sync()) disks[i].sync();
+      persist(disks[i], rd);
       for (auto& m : rd.messages) net.push_back(std::move(m));
       for (auto& a : rd.applied) applied[i].push_back(std::move(a));
       r->advance();

@@ -8,11 +8,12 @@
 #include <iostream>
 #include <string>
 
-#include "distkit/paxos/sim.hpp"
+#include "distkit/paxos/testing/sim.hpp"
 
 namespace {
 
 using namespace distkit::paxos;
+using namespace distkit::paxos::testing;
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define DISTKIT_PAXOS_SANITIZED 1
@@ -132,7 +133,7 @@ TEST_CASE("paxos simulation catches a quorum shrunk by one within a few seeds", 
       sim_options o;
       o.replicas = replicas;
       o.seed = seed;
-      o.replica.unsafe.quorum_delta = -1;
+      o.mutations = mutation::quorum_minus_one;
       if (!simulation<>{o}.run().ok) caught_at = seed;
     }
     std::cout << "[paxos mutation] quorum - 1 with " << replicas << " replicas caught at seed " << caught_at << "\n";
@@ -147,7 +148,7 @@ TEST_CASE("paxos simulation catches a promise that is not made durable within a 
     sim_options o;
     o.replicas = 3;
     o.seed = seed;
-    o.replica.unsafe.skip_promise_persistence = true;
+    o.mutations = mutation::skip_promise_persistence;
     auto r = simulation<>{o}.run();
     if (!r.ok) {
       caught_at = seed;

@@ -140,6 +140,7 @@ class writer {
     u64(e.slot);
     bal(e.accepted);
     cmds(e.value);
+    boolean(e.chosen);
   }
   void snap(const snapshot& s) {
     u64(s.index);
@@ -204,6 +205,7 @@ class reader {
     e.slot = u64();
     e.accepted = bal();
     e.value = cmds();
+    e.chosen = boolean();
     return e;
   }
   auto snap() -> snapshot {

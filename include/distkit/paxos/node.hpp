@@ -8,13 +8,15 @@
 #include <vector>
 
 #include "distkit/paxos/concepts.hpp"
+#include "distkit/paxos/persist.hpp"
 #include "distkit/paxos/replica.hpp"
 
 namespace distkit::inline v0::paxos {
 
 /// @brief Runs one `replica` against a `paxos_storage` and a `paxos_transport`: after every
-/// input, `process()` persists what the replica asks, syncs once, then sends, then returns
-/// the applied commands, then advances the replica. Nothing is sent before it is durable.
+/// input, `process()` persists what the replica asks with `paxos::persist` (which keeps the
+/// durable order), then sends, then returns the applied commands, then advances the replica.
+/// Nothing is sent before it is durable.
 ///
 /// @tparam StateMachine models `state_machine`.
 /// @tparam Storage      models `paxos_storage` (`memory_storage`, `file_storage`).
@@ -48,22 +50,12 @@ class node {
     std::vector<applied_command> applied;
     while (replica_.has_ready()) {
       auto rd = replica_.ready();
-      persist(storage_, rd);
+      paxos::persist(storage_, rd);
       for (const auto& m : rd.messages) transport_.send(m);
       for (auto& a : rd.applied) applied.push_back(std::move(a));
       replica_.advance();
     }
     return applied;
-  }
-
-  /// Writes a ready's state to `storage` and syncs once if anything was written.
-  static void persist(Storage& storage, const paxos::ready& rd) {
-    if (!rd.needs_sync()) return;
-    if (rd.promise) storage.save_promise(*rd.promise);
-    if (!rd.entries.empty()) storage.append(rd.entries);
-    if (rd.snap) storage.save_snapshot(*rd.snap);
-    if (rd.commit_index) storage.save_commit(*rd.commit_index);
-    storage.sync();
   }
 
   [[nodiscard]] auto core() noexcept -> replica<StateMachine>& { return replica_; }

@@ -19,6 +19,7 @@
 #include "distkit/hash.hpp"
 #include "distkit/paxos/concepts.hpp"
 #include "distkit/paxos/message.hpp"
+#include "distkit/paxos/testing/mutations.hpp"
 #include "distkit/paxos/types.hpp"
 
 namespace distkit::inline v0::paxos {
@@ -36,12 +37,6 @@ struct replica_options {
   slot_t log_retention = 1'000;       ///< chosen slots kept in memory behind a snapshot for catch-up
   std::size_t max_catchup = 256;      ///< values per catch-up reply
   std::uint64_t seed = 1;             ///< seeds the election back-off (with the id)
-
-  /// Testing only: mutations that break safety, so a harness can prove it notices.
-  struct unsafe_mutations {
-    bool skip_promise_persistence = false;  ///< do not make promises durable
-    int quorum_delta = 0;                   ///< count a quorum as majority + delta
-  } unsafe{};
 };
 
 /// One applied command, reported so the driver can answer the client that sent it.
@@ -53,14 +48,16 @@ struct applied_command {
   bool duplicate = false;  ///< a retry of an already applied request: `result` is the cached one
 };
 
-/// @brief What the replica needs done, in this order: persist (`promise`, `entries`,
-/// `commit_index`, `snap`) and sync; then send `messages`; then answer `applied`; then call
-/// `replica::advance()`. Messages are only valid once the state they follow is durable.
+/// @brief What the replica needs done, in this order: persist its state with
+/// `paxos::persist(storage, ready)` (the one function that knows the durable order of
+/// `snap`, `promise`, `entries` and `commit_index`); then send `messages`; then answer
+/// `applied`; then call `replica::advance()`. Messages are only valid once the state they
+/// follow is durable (see `may_send_before_sync` for the few that are not bound by it).
 struct ready {
-  std::optional<ballot> promise;         ///< persist with `save_promise`
-  std::vector<log_entry> entries;        ///< persist with `append`
-  std::optional<slot_t> commit_index;    ///< persist with `save_commit`
-  std::optional<snapshot> snap;          ///< persist with `save_snapshot`
+  std::optional<ballot> promise;         ///< persisted with `save_promise`
+  std::vector<log_entry> entries;        ///< persisted with `append`
+  std::optional<slot_t> commit_index;    ///< persisted with `save_commit`, after `snap`
+  std::optional<snapshot> snap;          ///< persisted with `save_snapshot`, durable first
   std::vector<message> messages;         ///< send after the sync
   std::vector<applied_command> applied;  ///< chosen commands applied to the state machine
 
@@ -119,8 +116,7 @@ class replica {
     for (std::size_t i = 0; i < opts_.nodes.size(); ++i) {
       if (opts_.nodes[i] == opts_.id) self_ = i;
     }
-    int q = static_cast<int>(opts_.nodes.size() / 2 + 1) + opts_.unsafe.quorum_delta;
-    quorum_ = static_cast<std::size_t>(std::max(1, q));
+    quorum_ = opts_.nodes.size() / 2 + 1;
     rng_.seed(opts_.seed * 0x9E3779B97F4A7C15ULL + opts_.id + 1);
     peer_heard_.assign(opts_.nodes.size(), 0);
     peer_snapshot_tick_.assign(opts_.nodes.size(), 0);
@@ -191,7 +187,9 @@ class replica {
     maybe_snapshot();
     paxos::ready r = std::move(out_);
     out_ = paxos::ready{};
-    if (opts_.unsafe.skip_promise_persistence) r.promise.reset();
+    if (mutations_ != testing::mutation::none) [[unlikely]] {
+      if (testing::has(mutations_, testing::mutation::skip_promise_persistence)) r.promise.reset();
+    }
     inflight_self_acks_ = std::move(self_acks_pending_);
     self_acks_pending_.clear();
     inflight_self_promise_ = self_promise_pending_;
@@ -234,18 +232,28 @@ class replica {
   [[nodiscard]] auto entry_at(slot_t slot) const -> std::optional<log_entry> {
     auto it = log_.find(slot);
     if (it == log_.end()) return std::nullopt;
-    return log_entry{slot, it->second.bal, it->second.value};
+    return log_entry{slot, it->second.bal, it->second.value, it->second.chosen};
   }
+  /// The next slot the leader proposes into (meaningful while leading; always above
+  /// `chosen_index()` then).
+  [[nodiscard]] auto next_slot() const noexcept -> slot_t { return next_slot_; }
   /// Number of commands queued and not yet in a slot.
   [[nodiscard]] auto pending_commands() const noexcept -> std::size_t { return pending_.size(); }
 
  private:
   static constexpr std::size_t npos = static_cast<std::size_t>(-1);
 
+  template <state_machine S>
+  friend void testing::set_mutations(replica<S>&, testing::mutation) noexcept;
+
+  /// Where a slot was learned chosen; `commit_and_apply` treats every source alike except
+  /// for the one test-only mutation that re-introduces a source-specific bug.
+  enum class chosen_source : std::uint8_t { quorum, leader_commit, catchup, snapshot, recovery };
+
   struct slot_state {
-    ballot bal;
-    batch value;
-    bool chosen = false;
+    ballot bal;           ///< the ballot this replica accepted the value at
+    batch value;          ///< the value
+    bool chosen = false;  ///< known chosen (marker, durable in the WAL record when learned)
   };
   struct inflight {
     std::uint64_t acks = 0;
@@ -309,15 +317,22 @@ class replica {
 
   // ---- recovery -------------------------------------------------------------------------
 
+  // Recovery marks a slot chosen only when it is known chosen: it is at or below the durable
+  // commit index (a commit record is only written after the values and any received snapshot
+  // it covers are durable: see `persist`), or its entry carries the chosen marker. Every other
+  // entry is an acceptance, however it was written.
   void recover(recovered_state rs) {
     promised_ = rs.promised;
     if (rs.snap) install_snapshot_state(*rs.snap);
     for (auto& e : rs.entries) {
-      promised_ = std::max(promised_, e.accepted);
+      if (!e.chosen) promised_ = std::max(promised_, e.accepted);
       if (e.slot <= snap_index_) continue;
-      log_[e.slot] = slot_state{e.accepted, std::move(e.value), false};
+      log_[e.slot] = slot_state{e.accepted, std::move(e.value), e.chosen};
     }
-    advance_chosen_to(rs.commit_index, /*persist=*/false);
+    for (auto it = log_.upper_bound(chosen_index_); it != log_.end() && it->first <= rs.commit_index; ++it) {
+      it->second.chosen = true;
+    }
+    commit_and_apply(chosen_source::recovery);
     out_ = paxos::ready{};  // recovery replays what is already durable; nothing to send
   }
 
@@ -349,19 +364,26 @@ class replica {
 
   [[nodiscard]] auto own_entries_from(slot_t first) const -> std::vector<log_entry> {
     std::vector<log_entry> out;
+    const bool report_chosen = !testing::has(mutations_, testing::mutation::learned_at_zero_ballot);
     for (auto it = log_.lower_bound(first); it != log_.end(); ++it) {
-      out.push_back(log_entry{it->first, it->second.bal, it->second.value});
+      out.push_back(log_entry{it->first, it->second.bal, it->second.value, report_chosen && it->second.chosen});
     }
     return out;
   }
 
+  // Phase 1 ranking: a value a voter knows is chosen outranks every acceptance; otherwise the
+  // highest accepted ballot wins.
   void count_promise(std::size_t voter, std::vector<log_entry> entries) {
     if (promise_votes_ & bit(voter)) return;
     promise_votes_ |= bit(voter);
     for (auto& e : entries) {
       if (e.slot <= chosen_index_) continue;
       auto it = promise_entries_.find(e.slot);
-      if (it == promise_entries_.end() || it->second.accepted < e.accepted) promise_entries_[e.slot] = std::move(e);
+      if (it == promise_entries_.end()) {
+        promise_entries_.emplace(e.slot, std::move(e));
+      } else if (!it->second.chosen && (e.chosen || it->second.accepted < e.accepted)) {
+        it->second = std::move(e);
+      }
     }
     if (popcount(promise_votes_) >= quorum_) become_leader();
   }
@@ -404,6 +426,9 @@ class replica {
   }
 
   void propose_slot(slot_t s, batch v) {
+    // The leader never proposes into a slot it knows is chosen (`commit_and_apply` keeps
+    // `next_slot_` above `chosen_index_`); only a test mutation breaks this.
+    DISTKIT_ASSERT(s > chosen_index_ || mutations_ != testing::mutation::none);
     inflight_[s] = inflight{0, now_};
     for (std::size_t i = 0; i < opts_.nodes.size(); ++i) {
       if (i != self_) send(accept_msg{opts_.id, opts_.nodes[i], my_ballot_, s, v, chosen_index_});
@@ -422,7 +447,7 @@ class replica {
       inflight_.erase(it);
       auto l = log_.find(s);
       if (l != log_.end()) l->second.chosen = true;
-      advance_chosen();
+      commit_and_apply(chosen_source::quorum);
     }
   }
 
@@ -448,43 +473,43 @@ class replica {
 
   // ---- learning and applying ------------------------------------------------------------
 
-  /// Marks contiguous chosen slots, applies them, and records the new commit index.
-  void advance_chosen() {
-    slot_t before = chosen_index_;
+  /// The one path that moves `chosen_index_` over log slots: applies every contiguous slot
+  /// marked chosen, then `on_chosen_moved` restores the invariants that depend on it.
+  void commit_and_apply(chosen_source src) {
+    const slot_t before = chosen_index_;
     for (;;) {
       auto it = log_.find(chosen_index_ + 1);
       if (it == log_.end() || !it->second.chosen) break;
       ++chosen_index_;
       apply(chosen_index_, it->second.value);
     }
-    if (chosen_index_ != before) out_.commit_index = chosen_index_;
+    on_chosen_moved(before, src);
   }
 
-  /// Marks every slot up to `target` chosen (their values are known to be the chosen ones).
-  void advance_chosen_to(slot_t target, bool persist) {
-    slot_t before = chosen_index_;
-    while (chosen_index_ < target) {
-      auto it = log_.find(chosen_index_ + 1);
-      if (it == log_.end()) break;
-      it->second.chosen = true;
-      ++chosen_index_;
-      apply(chosen_index_, it->second.value);
+  /// Called after `chosen_index_` moved from `before` (slots applied, or a snapshot installed):
+  /// records the durable commit index and keeps a leader from proposing into a chosen slot.
+  void on_chosen_moved(slot_t before, chosen_source src) {
+    if (chosen_index_ == before) return;
+    if (src != chosen_source::recovery) out_.commit_index = chosen_index_;
+    if (role_ != role::leader) return;
+    if (mutations_ != testing::mutation::none) [[unlikely]] {
+      if (src == chosen_source::catchup && testing::has(mutations_, testing::mutation::late_catchup_past_leader)) {
+        return;
+      }
     }
-    if (persist && chosen_index_ != before) out_.commit_index = chosen_index_;
+    inflight_.erase(inflight_.begin(), inflight_.upper_bound(chosen_index_));
+    next_slot_ = std::max(next_slot_, chosen_index_ + 1);
   }
 
   /// A leader at `b` says slots up to `commit` are chosen. A slot we accepted at `b` holds the
   /// leader's value, so it is learned; anything else needs catch-up.
   void learn_commit(const ballot& b, node_id from, slot_t commit) {
-    slot_t before = chosen_index_;
-    while (chosen_index_ < commit) {
-      auto it = log_.find(chosen_index_ + 1);
-      if (it == log_.end() || it->second.bal != b) break;
+    for (slot_t s = chosen_index_ + 1; s <= commit; ++s) {
+      auto it = log_.find(s);
+      if (it == log_.end() || (!it->second.chosen && it->second.bal != b)) break;
       it->second.chosen = true;
-      ++chosen_index_;
-      apply(chosen_index_, it->second.value);
     }
-    if (chosen_index_ != before) out_.commit_index = chosen_index_;
+    commit_and_apply(chosen_source::leader_commit);
     if (chosen_index_ < commit) request_catchup(from);
   }
 
@@ -651,8 +676,12 @@ class replica {
     }
     follow(m.from, m.bal);
     if (m.slot > chosen_index_) {
-      out_.entries.push_back(log_entry{m.slot, m.bal, m.value});
-      log_[m.slot] = slot_state{m.bal, std::move(m.value), false};
+      auto& st = log_[m.slot];
+      // A value known chosen stays (with its marker); the leader's value for it is the same.
+      if (!st.chosen) {
+        out_.entries.push_back(log_entry{m.slot, m.bal, m.value});
+        st = slot_state{m.bal, std::move(m.value), false};
+      }
     }
     send(accepted_msg{opts_.id, m.from, m.bal, m.slot, true, promised_});
     learn_commit(m.bal, m.from, m.commit_index);
@@ -724,36 +753,37 @@ class replica {
     if (!r.values.empty()) send(std::move(r));
   }
 
+  // Every value of a catch-up reply is chosen. Each is written with the chosen marker, so a
+  // torn save that keeps the entry and loses the commit record still recovers it as chosen.
   void on(catchup_reply_msg m) {
-    slot_t before = chosen_index_;
+    const slot_t before = chosen_index_;
+    if (m.first_slot > chosen_index_ + 1) return;  // not contiguous with what we know
+    const bool marker = !testing::has(mutations_, testing::mutation::learned_at_zero_ballot);
     for (std::size_t k = 0; k < m.values.size(); ++k) {
-      slot_t s = m.first_slot + k;
+      const slot_t s = m.first_slot + k;
       if (s <= chosen_index_) continue;
-      if (s != chosen_index_ + 1) break;
-      // A learned value is chosen: stored with ballot {0,0} so it never raises the promise.
-      out_.entries.push_back(log_entry{s, ballot{}, m.values[k]});
-      log_[s] = slot_state{ballot{}, std::move(m.values[k]), true};
-      ++chosen_index_;
-      apply(s, log_[s].value);
+      auto& st = log_[s];
+      if (st.chosen) continue;  // already durable with the marker
+      // Keep our own acceptance ballot when it holds this very value (no rank: the marker is).
+      ballot b = marker && st.value == m.values[k] ? st.bal : ballot{};
+      out_.entries.push_back(log_entry{s, b, m.values[k], marker});
+      st = slot_state{b, std::move(m.values[k]), true};
     }
-    if (chosen_index_ != before) {
-      out_.commit_index = chosen_index_;
-      catchup_asked_ = 0;
-    }
+    commit_and_apply(chosen_source::catchup);
+    if (chosen_index_ != before) catchup_asked_ = 0;
     if (chosen_index_ < m.chosen_index && chosen_index_ != before) request_catchup(m.from);
   }
 
   void on(snapshot_msg m) {
     if (m.snap.index <= chosen_index_) return;
+    const slot_t before = chosen_index_;
     install_snapshot_state(m.snap);
     // Accepted entries above the snapshot stay; a leader re-proposal covers the rest.
+    // `persist` makes this snapshot durable before the commit record that points at it.
     out_.snap = std::move(m.snap);
-    out_.commit_index = chosen_index_;
     catchup_asked_ = 0;
-    if (role_ == role::leader) {
-      inflight_.erase(inflight_.begin(), inflight_.upper_bound(chosen_index_));
-      next_slot_ = std::max(next_slot_, chosen_index_ + 1);
-    }
+    on_chosen_moved(before, chosen_source::snapshot);
+    commit_and_apply(chosen_source::snapshot);  // entries above it may be marked chosen
   }
 
   replica_options opts_;
@@ -799,6 +829,14 @@ class replica {
   bool inflight_snapshot_ = false;
   std::vector<slot_t> self_acks_pending_;
   std::vector<slot_t> inflight_self_acks_;
+  testing::mutation mutations_ = testing::mutation::none;  // test-only bugs (see testing/mutations.hpp)
 };
+
+template <state_machine StateMachine>
+void testing::set_mutations(replica<StateMachine>& r, testing::mutation m) noexcept {
+  r.mutations_ = m;
+  const std::size_t majority = r.opts_.nodes.size() / 2 + 1;
+  r.quorum_ = testing::has(m, testing::mutation::quorum_minus_one) ? std::max<std::size_t>(1, majority - 1) : majority;
+}
 
 }  // namespace distkit::inline v0::paxos

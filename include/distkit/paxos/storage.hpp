@@ -158,7 +158,9 @@ static_assert(paxos_storage<memory_storage>);
 namespace detail {
 
 // WAL record: u32 length of payload | u32 crc32c(length) | u32 crc32c(payload) | payload.
-// Payload: u8 type (1 promise, 2 entry, 3 commit) then the fields (message codec encoding).
+// Payload: u8 type then the fields (message codec encoding): 1 promise (ballot), 2 accepted
+// entry (slot, ballot, batch), 3 commit index (slot), 4 chosen entry (slot, ballot, batch;
+// carries the chosen marker). Files written before type 4 existed read unchanged.
 inline constexpr std::size_t wal_header = 12;
 inline constexpr std::uint32_t wal_max_record = 1U << 30;
 
@@ -169,8 +171,10 @@ inline void wal_append_record(std::string& out, const storage_record& r) {
     w.u8(1);
     w.bal(*b);
   } else if (const auto* e = std::get_if<log_entry>(&r)) {
-    w.u8(2);
-    w.entry(*e);
+    w.u8(e->chosen ? 4 : 2);
+    w.u64(e->slot);
+    w.bal(e->accepted);
+    w.cmds(e->value);
   } else if (const auto* c = std::get_if<slot_t>(&r)) {
     w.u8(3);
     w.u64(*c);
@@ -191,8 +195,35 @@ struct wal_scan {
   std::size_t valid_bytes = 0;  ///< bytes of whole, checked records (the rest is a torn tail)
 };
 
-/// Parses a WAL image. A record cut short by the end of the file is a torn tail; any checksum
-/// or type failure in a complete record throws `wal_corrupt_error` (with its byte offset).
+/// True when every byte of `s` is zero (a tail the file system extended but never wrote).
+inline auto all_zero(std::string_view s) noexcept -> bool {
+  return std::all_of(s.begin(), s.end(), [](char c) { return c == '\0'; });
+}
+
+/// A disk writes a sector (512 bytes) atomically; a write torn by a crash leaves whole sectors
+/// unwritten, which read back as zeros.
+inline constexpr std::size_t wal_sector = 512;
+
+/// True when the failing record at `[pos, end)` of `img` is a torn last write rather than
+/// corruption: nothing but zeros follows it, and at least one whole sector-aligned piece of it
+/// is zeros (the test etcd's WAL applies before it repairs a tail).
+inline auto wal_torn_at(std::string_view img, std::size_t pos, std::size_t end) noexcept -> bool {
+  if (!all_zero(img.substr(end))) return false;
+  for (std::size_t c = pos; c < end;) {
+    std::size_t next = std::min(end, (c / wal_sector + 1) * wal_sector);
+    if (all_zero(img.substr(c, next - c))) return true;
+    c = next;
+  }
+  return false;
+}
+
+/// Parses a WAL image. The end of the file may hold a torn last write, which is cut away (as
+/// etcd's WAL repair does): a header or payload cut short by the end of the file, or a last
+/// record (header or payload) that fails its checksum where a whole sector of it never landed
+/// (reads as zeros) and only zeros follow: a zero-filled tail, a header whose payload never
+/// landed. Anything else that fails a check (a bad record followed by more data, a bit flip,
+/// an unknown type) is corruption of synced state and throws `wal_corrupt_error` with its
+/// byte offset.
 inline auto wal_parse(std::string_view img) -> wal_scan {
   wal_scan out;
   std::size_t pos = 0;
@@ -204,11 +235,17 @@ inline auto wal_parse(std::string_view img) -> wal_scan {
     if (img.size() - pos < wal_header) break;  // torn header
     const char* h = img.data() + pos;
     auto len = distkit::detail::load_le<std::uint32_t>(h);
-    if (distkit::detail::load_le<std::uint32_t>(h + 4) != distkit::detail::crc32c(h, 4)) corrupt("header checksum");
+    if (distkit::detail::load_le<std::uint32_t>(h + 4) != distkit::detail::crc32c(h, 4)) {
+      // Torn when the header (or its part in a second sector) never landed and nothing after.
+      const std::size_t boundary = (pos / wal_sector + 1) * wal_sector;
+      if (all_zero(img.substr(pos)) || (boundary < pos + wal_header && all_zero(img.substr(boundary)))) break;
+      corrupt("header checksum");
+    }
     if (len == 0 || len > wal_max_record) corrupt("length");
     if (img.size() - pos - wal_header < len) break;  // torn payload
     std::string_view payload = img.substr(pos + wal_header, len);
     if (distkit::detail::load_le<std::uint32_t>(h + 8) != distkit::detail::crc32c(payload.data(), payload.size())) {
+      if (wal_torn_at(img, pos, pos + wal_header + len)) break;
       corrupt("payload checksum");
     }
     try {
@@ -216,8 +253,13 @@ inline auto wal_parse(std::string_view img) -> wal_scan {
       auto type = r.u8();
       if (type == 1) {
         out.records.emplace_back(r.bal());
-      } else if (type == 2) {
-        out.records.emplace_back(r.entry());
+      } else if (type == 2 || type == 4) {
+        log_entry e;
+        e.slot = r.u64();
+        e.accepted = r.bal();
+        e.value = r.cmds();
+        e.chosen = type == 4;
+        out.records.emplace_back(std::move(e));
       } else if (type == 3) {
         out.records.emplace_back(slot_t{r.u64()});
       } else {
@@ -237,6 +279,41 @@ inline auto wal_parse(std::string_view img) -> wal_scan {
 
 }  // namespace detail
 
+/// @brief The file operations `basic_file_storage` performs, as a policy, so a test can put a
+/// fault-injecting file system under the real storage code.
+///
+/// Requires the POSIX calls by the same names and contracts (return -1 and set `errno` on
+/// failure): `f.open(path, flags, mode) -> int`, `f.close(fd)`, `f.read(fd, buf, n)`,
+/// `f.write(fd, buf, n)`, `f.fsync(fd)`, `f.fdatasync(fd)`, `f.ftruncate(fd, size)`,
+/// `f.rename(from, to)`, and `f.make_directories(path)` (creates a directory and its parents;
+/// throws on failure).
+template <class F>
+concept file_layer = requires(F& f, const char* path, int fd, void* out, const void* in, std::size_t n, off_t size) {
+  { f.open(path, int{}, mode_t{}) } -> std::same_as<int>;
+  { f.close(fd) } -> std::same_as<int>;
+  { f.read(fd, out, n) } -> std::same_as<ssize_t>;
+  { f.write(fd, in, n) } -> std::same_as<ssize_t>;
+  { f.fsync(fd) } -> std::same_as<int>;
+  { f.fdatasync(fd) } -> std::same_as<int>;
+  { f.ftruncate(fd, size) } -> std::same_as<int>;
+  { f.rename(path, path) } -> std::same_as<int>;
+  f.make_directories(std::filesystem::path{});
+};
+
+/// The default file layer: the POSIX calls themselves.
+struct posix_file_layer {
+  auto open(const char* path, int flags, mode_t mode) -> int { return ::open(path, flags, mode); }
+  auto close(int fd) -> int { return ::close(fd); }
+  auto read(int fd, void* buf, std::size_t n) -> ssize_t { return ::read(fd, buf, n); }
+  auto write(int fd, const void* buf, std::size_t n) -> ssize_t { return ::write(fd, buf, n); }
+  auto fsync(int fd) -> int { return ::fsync(fd); }
+  auto fdatasync(int fd) -> int { return ::fdatasync(fd); }
+  auto ftruncate(int fd, off_t size) -> int { return ::ftruncate(fd, size); }
+  auto rename(const char* from, const char* to) -> int { return ::rename(from, to); }
+  void make_directories(const std::filesystem::path& p) { std::filesystem::create_directories(p); }
+};
+static_assert(file_layer<posix_file_layer>);
+
 /// @brief Durable acceptor state in a directory: an append-only WAL (`wal`) of length +
 /// CRC-32C records and a snapshot file (`snapshot`).
 ///
@@ -244,23 +321,31 @@ inline auto wal_parse(std::string_view img) -> wal_scan {
 /// commit: one sync covers every record of a ready cycle). On open, a record cut short at the
 /// end of the WAL (a torn last write) is truncated away; a complete record with a bad checksum
 /// anywhere is refused with `wal_corrupt_error` (never skipped: it may hold synced state).
-/// After a snapshot is synced, the WAL is rewritten without the entries it covers (written to
-/// a temporary file, synced, renamed, directory synced). A failed write or fdatasync throws
-/// `storage_failure` and the storage refuses every later call.
+/// A pending snapshot is made durable before the WAL records of the same `sync()` (snapshot
+/// file written to a temporary file, synced, renamed, directory synced; then the WAL rewritten
+/// without the entries it covers, the same way; then the new records appended and synced), so
+/// a crash at any step leaves either the old or the new snapshot and never a commit record
+/// past a snapshot that is not durable. A failed write or fdatasync throws `storage_failure`
+/// and the storage refuses every later call.
+///
+/// @tparam FileLayer models `file_layer` (default `posix_file_layer`; tests put
+///         `testing::memory_file_layer` under it to crash and fail it at every step).
 ///
 /// @throws std::invalid_argument if `dir` is empty; `wal_corrupt_error`,
 ///         `storage_failure` from `load()`/`sync()` as above.
 /// **Thread safety:** none. **Complexity:** `sync` is O(bytes written); `load` O(WAL size).
-class file_storage {
+template <file_layer FileLayer = posix_file_layer>
+class basic_file_storage {
  public:
-  explicit file_storage(std::filesystem::path dir) : dir_(std::move(dir)) {
+  explicit basic_file_storage(std::filesystem::path dir, FileLayer files = FileLayer{})
+      : dir_(std::move(dir)), files_(std::move(files)) {
     if (dir_.empty()) distkit::detail::throw_invalid_argument("paxos::file_storage", "dir", "must not be empty");
-    std::filesystem::create_directories(dir_);
+    files_.make_directories(dir_);
   }
-  file_storage(const file_storage&) = delete;
-  auto operator=(const file_storage&) -> file_storage& = delete;
-  ~file_storage() {
-    if (fd_ >= 0) ::close(fd_);
+  basic_file_storage(const basic_file_storage&) = delete;
+  auto operator=(const basic_file_storage&) -> basic_file_storage& = delete;
+  ~basic_file_storage() {
+    if (fd_ >= 0) files_.close(fd_);
   }
 
   /// Reads the snapshot and the WAL, truncating a torn tail. Call once, before writing.
@@ -272,7 +357,9 @@ class file_storage {
     auto scan = detail::wal_parse(img);
     open_wal();
     if (scan.valid_bytes != img.size()) {
-      if (::ftruncate(fd_, static_cast<off_t>(scan.valid_bytes)) != 0 || ::fdatasync(fd_) != 0) fail("truncate");
+      if (files_.ftruncate(fd_, static_cast<off_t>(scan.valid_bytes)) != 0 || files_.fdatasync(fd_) != 0) {
+        fail("truncate");
+      }
       truncated_bytes_ = img.size() - scan.valid_bytes;
     }
     if (snap) compacted_ = snap->index;
@@ -287,20 +374,23 @@ class file_storage {
     if (!pending_snap_ || s.index > pending_snap_->index) pending_snap_ = s;
   }
 
-  /// Makes every write since the last sync durable (one write + one fdatasync).
+  /// Makes every write since the last sync durable (one write + one fdatasync). A pending
+  /// snapshot is made durable first (snapshot file, then the compacted WAL), then the WAL
+  /// records in the order they were saved: a snapshot only holds chosen state, so making it
+  /// durable early is always safe, while a commit record past it must never outlive it.
   void sync() {
     check_usable();
     if (fd_ < 0) open_wal();
-    if (!buf_.empty()) {
-      write_all(fd_, buf_);
-      buf_.clear();
-      if (::fdatasync(fd_) != 0) fail("fdatasync");
-      ++syncs_;
-    }
     if (pending_snap_) {
       auto s = std::move(*pending_snap_);
       pending_snap_.reset();
       if (s.index > compacted_) install_snapshot(s);
+    }
+    if (!buf_.empty()) {
+      write_all(fd_, buf_);
+      buf_.clear();
+      if (files_.fdatasync(fd_) != 0) fail("fdatasync");
+      ++syncs_;
     }
   }
 
@@ -321,8 +411,14 @@ class file_storage {
   }
   void open_wal() {
     if (fd_ >= 0) return;
-    fd_ = ::open((dir_ / "wal").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    fd_ = files_.open((dir_ / "wal").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd_ < 0) fail("open wal");
+    if (!wal_entry_synced_) {
+      // A WAL this call may have created exists after a crash only once its directory entry
+      // is durable: without this, an fdatasync'd promise could vanish with the file.
+      sync_dir();
+      wal_entry_synced_ = true;
+    }
   }
   void write_all(int fd, std::string_view data) {
     if (inject_failure_) {
@@ -331,14 +427,14 @@ class file_storage {
       fail("fdatasync");
     }
     while (!data.empty()) {
-      auto n = ::write(fd, data.data(), data.size());
+      auto n = files_.write(fd, data.data(), data.size());
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) fail("write");
       data.remove_prefix(static_cast<std::size_t>(n));
     }
   }
-  static auto read_file(const std::filesystem::path& p) -> std::optional<std::string> {
-    int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  auto read_file(const std::filesystem::path& p) -> std::optional<std::string> {
+    int fd = files_.open(p.c_str(), O_RDONLY | O_CLOEXEC, 0);
     if (fd < 0) {
       if (errno == ENOENT) return std::nullopt;
       throw storage_failure("distkit::paxos::file_storage: cannot open " + p.string() + ": " + std::strerror(errno));
@@ -346,16 +442,16 @@ class file_storage {
     std::string out;
     char buf[1 << 16];
     for (;;) {
-      auto n = ::read(fd, buf, sizeof buf);
+      auto n = files_.read(fd, buf, sizeof buf);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) {
-        ::close(fd);
+        files_.close(fd);
         throw storage_failure("distkit::paxos::file_storage: cannot read " + p.string());
       }
       if (n == 0) break;
       out.append(buf, static_cast<std::size_t>(n));
     }
-    ::close(fd);
+    files_.close(fd);
     return out;
   }
   static auto parse_snapshot(std::string_view img) -> snapshot {
@@ -379,30 +475,30 @@ class file_storage {
   void write_durably(const std::filesystem::path& path, std::string_view data) {
     auto tmp = path;
     tmp += ".tmp";
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = files_.open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) fail("open temporary file");
     try {
       write_all(fd, data);
     } catch (...) {
-      ::close(fd);
+      files_.close(fd);
       throw;
     }
-    if (::fsync(fd) != 0) {
-      ::close(fd);
+    if (files_.fsync(fd) != 0) {
+      files_.close(fd);
       fail("fsync");
     }
-    ::close(fd);
-    if (::rename(tmp.c_str(), path.c_str()) != 0) fail("rename");
+    files_.close(fd);
+    if (files_.rename(tmp.c_str(), path.c_str()) != 0) fail("rename");
     sync_dir();
   }
   void sync_dir() {
-    int d = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int d = files_.open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
     if (d < 0) fail("open directory");
-    if (::fsync(d) != 0) {
-      ::close(d);
+    if (files_.fsync(d) != 0) {
+      files_.close(d);
       fail("fsync directory");
     }
-    ::close(d);
+    files_.close(d);
   }
   void install_snapshot(const snapshot& s) {
     std::string body;
@@ -419,7 +515,7 @@ class file_storage {
     auto kept = detail::compact_records(std::move(scan.records), s.index);
     std::string out;
     for (const auto& r : kept) detail::wal_append_record(out, r);
-    ::close(fd_);
+    files_.close(fd_);
     fd_ = -1;
     write_durably(dir_ / "wal", out);
     open_wal();
@@ -427,6 +523,7 @@ class file_storage {
   }
 
   std::filesystem::path dir_;
+  [[no_unique_address]] FileLayer files_;
   int fd_ = -1;
   std::string buf_;
   std::optional<snapshot> pending_snap_;
@@ -435,7 +532,11 @@ class file_storage {
   std::size_t truncated_bytes_ = 0;
   bool failed_ = false;
   bool inject_failure_ = false;
+  bool wal_entry_synced_ = false;
 };
+
+/// The file storage over the POSIX file layer.
+using file_storage = basic_file_storage<>;
 static_assert(paxos_storage<file_storage>);
 
 }  // namespace distkit::inline v0::paxos

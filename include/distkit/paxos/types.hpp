@@ -52,11 +52,17 @@ struct command {
 /// The value of one slot: a batch of commands. An empty batch is a no-op (fills a gap).
 using batch = std::vector<command>;
 
-/// An accepted (or learned) value for a slot, as the acceptor stores and reports it.
+/// An accepted or chosen value for a slot, as the acceptor stores and reports it.
+///
+/// `chosen` marks a value the replica knows is chosen (learned from a leader's commit index,
+/// a catch-up reply or a quorum of acceptances). The marker outranks every acceptance, in a
+/// promise and on recovery, whatever `accepted` holds; `accepted` of a chosen entry is the
+/// replica's own acceptance ballot of the same value when it had one, and carries no rank.
 struct log_entry {
   slot_t slot = 0;
-  ballot accepted;  ///< the ballot the value was accepted at ({0,0} when learned as chosen)
+  ballot accepted;  ///< the ballot the value was accepted at (no rank when `chosen`)
   batch value;
+  bool chosen = false;  ///< the value is known to be chosen
 
   friend auto operator==(const log_entry&, const log_entry&) -> bool = default;
 };

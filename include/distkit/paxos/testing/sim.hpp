@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
-// distkit/paxos/sim.hpp: a seeded, single-threaded simulation of a Paxos cluster under faults,
-// with safety invariants checked at every step and a linearizability check of the clients.
+// distkit/paxos/testing/sim.hpp: a seeded, single-threaded simulation of a Paxos cluster under
+// faults, with safety invariants checked at every step and a linearizability check of the
+// clients. The replicas run the real core, the real `persist` and (optionally) the real
+// `file_storage` over a crashing in-memory file system.
 #pragma once
 
 #include <algorithm>
@@ -19,10 +21,13 @@
 #include "distkit/paxos/concepts.hpp"
 #include "distkit/paxos/kv_state_machine.hpp"
 #include "distkit/paxos/linearizability.hpp"
+#include "distkit/paxos/persist.hpp"
 #include "distkit/paxos/replica.hpp"
 #include "distkit/paxos/storage.hpp"
+#include "distkit/paxos/testing/memory_file_layer.hpp"
+#include "distkit/paxos/testing/mutations.hpp"
 
-namespace distkit::inline v0::paxos {
+namespace distkit::inline v0::paxos::testing {
 
 /// @brief The client side of a simulation: makes commands and turns (command, result) into
 /// operations of a linearizability model.
@@ -102,6 +107,13 @@ struct kv_workload {
 };
 static_assert(sim_workload<kv_workload>);
 
+/// The storage each simulated replica runs on.
+enum class sim_storage : std::uint8_t {
+  memory,  ///< `memory_storage`; a mid-write crash keeps a random prefix of the unsynced records
+  file,    ///< the real `file_storage` over `memory_file_system`; a mid-write crash fires at a
+           ///< random file operation and tears, zero-fills or loses every unsynced byte
+};
+
 /// Knobs of a simulation run. Time is in abstract units; a tick is `tick` units (skewed per
 /// replica by up to ±`clock_skew`).
 struct sim_options {
@@ -117,12 +129,21 @@ struct sim_options {
   std::uint64_t long_delay_max = 6'000;
   double drop = 0.05;
   double duplicate = 0.03;
-  bool faults = true;                           ///< crashes, partitions and clogging
-  std::uint64_t fault_interval = 1'500;         ///< mean time between two fault events
-  std::uint64_t fault_time = 25'000;            ///< faults happen in [0, fault_time); then all heal
-  std::uint64_t max_time = 400'000;             ///< a run that has not finished by then fails
-  double torn_crash = 0.5;                      ///< share of crashes that tear the write in progress
-  std::uint64_t client_timeout = 3'000;         ///< a client retries elsewhere after this long
+  bool faults = true;                         ///< crashes, partitions and clogging
+  std::uint64_t fault_interval = 1'500;       ///< mean time between two fault events
+  std::uint64_t fault_time = 25'000;          ///< faults happen in [0, fault_time); then all heal
+  std::uint64_t max_time = 400'000;           ///< a run that has not finished by then fails
+  double torn_crash = 0.5;                    ///< share of crashes that tear the write in progress
+  std::uint64_t client_timeout = 3'000;       ///< a client retries elsewhere after this long
+  sim_storage storage = sim_storage::memory;  ///< what each replica persists to
+  /// Send what `may_send_before_sync` allows before the cycle's sync and defer commit-only
+  /// syncs, as `paxos_kv`'s server does.
+  bool send_before_sync = false;
+  double catchup_late = 0.05;  ///< share of catch-up replies and snapshots also delivered late
+  /// Share of catch-up replies and snapshots of which a copy is held back until the addressee
+  /// has become leader, then delivered to it.
+  double catchup_to_leader = 0.05;
+  mutation mutations = mutation::none;          ///< test-only bugs to re-introduce
   replica_options replica = default_replica();  ///< id/nodes/seed are set per replica
 
   static auto default_replica() -> replica_options {
@@ -145,6 +166,7 @@ struct sim_stats {
   std::uint64_t partitions = 0, clogs = 0, one_way_cuts = 0;
   std::uint64_t completed_ops = 0, pending_ops = 0, duplicates_answered = 0;
   std::uint64_t chosen_slots = 0, syncs = 0, snapshots_sent = 0;
+  std::uint64_t snapshots_installed = 0, held_replies_to_leader = 0;
   std::uint64_t end_time = 0;
 };
 
@@ -215,7 +237,7 @@ class simulation {
     if (result_.ok && !finished_) fail("the run stopped before clients finished (liveness)");
     if (result_.ok) final_checks();
     result_.stats.end_time = now_;
-    for (auto& n : nodes_) result_.stats.syncs += n.disk.sync_count();
+    for (auto& n : nodes_) result_.stats.syncs += n.disk->sync_count();
     return result_;
   }
 
@@ -253,13 +275,89 @@ class simulation {
   static auto later(const event& x, const event& y) -> bool {
     return x.time != y.time ? x.time > y.time : x.seq > y.seq;
   }
+  // The durable side of one replica: a `memory_storage`, or the real file storage over an
+  // in-memory file system. A mid-write crash is armed here and fires inside `persist`.
+  class sim_disk {
+   public:
+    sim_disk(sim_storage kind, std::mt19937_64* rng) : kind_(kind), rng_(rng) {}
+    [[nodiscard]] auto load() -> recovered_state {
+      if (kind_ == sim_storage::memory) return mem_.load();
+      file_.emplace("/replica", memory_file_layer{&fs_});
+      return file_->load();
+    }
+    void save_promise(const ballot& b) { kind_ == sim_storage::memory ? mem_.save_promise(b) : file_->save_promise(b); }
+    void append(std::span<const log_entry> es) { kind_ == sim_storage::memory ? mem_.append(es) : file_->append(es); }
+    void save_commit(slot_t c) { kind_ == sim_storage::memory ? mem_.save_commit(c) : file_->save_commit(c); }
+    void save_snapshot(const snapshot& s) {
+      kind_ == sim_storage::memory ? mem_.save_snapshot(s) : file_->save_snapshot(s);
+    }
+    void sync() {
+      if (kind_ == sim_storage::file) {
+        file_->sync();
+        return;
+      }
+      if (armed_) {
+        armed_ = false;
+        (void)mem_.crash_torn(*rng_);  // a random prefix of the unsynced records survives
+        throw simulated_crash{};
+      }
+      mem_.sync();
+    }
+    /// Crash during a later write-back (at a random file operation for the file storage).
+    void arm() {
+      armed_ = true;
+      if (kind_ == sim_storage::file) fs_.crash_at_step(std::uniform_int_distribution<std::uint64_t>(1, 12)(*rng_));
+    }
+    void disarm() {
+      armed_ = false;
+      fs_.disarm();
+    }
+    /// The process died: unsynced writes are lost (clean) or torn at random (mid-write).
+    void crash(bool clean) {
+      retire();
+      if (kind_ == sim_storage::memory) {
+        if (clean) mem_.crash();
+        return;
+      }
+      file_.reset();
+      if (clean) {
+        fs_.crash(crash_shape{});
+      } else {
+        fs_.crash(*rng_);
+      }
+    }
+    /// What a restart would recover (without keeping a storage open).
+    [[nodiscard]] auto durable() -> recovered_state {
+      if (kind_ == sim_storage::memory) return mem_.load();
+      memory_file_storage probe{"/replica", memory_file_layer{&fs_}};
+      return probe.load();
+    }
+    [[nodiscard]] auto sync_count() const noexcept -> std::uint64_t {
+      return kind_ == sim_storage::memory ? mem_.sync_count() : syncs_before_ + (file_ ? file_->sync_count() : 0);
+    }
+
+   private:
+    void retire() {
+      if (file_) syncs_before_ += file_->sync_count();
+    }
+
+    sim_storage kind_;
+    std::mt19937_64* rng_;
+    memory_storage mem_;
+    memory_file_system fs_;
+    std::optional<memory_file_storage> file_;
+    bool armed_ = false;
+    std::uint64_t syncs_before_ = 0;
+  };
+
   struct sim_node {
     std::optional<replica<StateMachine>> r;
-    memory_storage disk;
+    std::unique_ptr<sim_disk> disk;
     std::uint64_t period = 100;
-    bool torn_next = false;
     std::uint64_t incarnation = 0;
     slot_t checked = 0;
+    bool was_leader = false;
+    std::vector<message> held;  // catch-up replies delivered once this replica leads
   };
   struct client {
     std::uint64_t id = 0;
@@ -316,7 +414,8 @@ class simulation {
       double skew = std::uniform_real_distribution<double>(-opts_.clock_skew, opts_.clock_skew)(rng_);
       nodes_[i].period =
           std::max<std::uint64_t>(1, static_cast<std::uint64_t>(static_cast<double>(opts_.tick) * (1 + skew)));
-      nodes_[i].r.emplace(make_options(i), StateMachine{}, nodes_[i].disk.load());
+      nodes_[i].disk = std::make_unique<sim_disk>(opts_.storage, &rng_);
+      start_replica(i);
       schedule(uniform(1, nodes_[i].period), kind::tick, i);
     }
     clients_.resize(opts_.clients);
@@ -395,10 +494,20 @@ class simulation {
 
   void send(message m) {
     ++result_.stats.messages;
+    const bool learner = std::holds_alternative<snapshot_msg>(m) || std::holds_alternative<catchup_reply_msg>(m);
     if (std::holds_alternative<snapshot_msg>(m)) ++result_.stats.snapshots_sent;
     auto from = message_from(m) - 1;
     auto to = message_to(m) - 1;
     bool faulty = in_fault_phase();
+    if (learner && faulty) {
+      // Learner traffic about chosen values, the kind that once moved a leader's chosen index
+      // past its next slot: delivered late, or held until the addressee leads.
+      if (chance(opts_.catchup_late)) {
+        schedule(now_ + uniform(opts_.max_delay, std::max(opts_.max_delay, opts_.long_delay_max)), kind::deliver, 0, 0,
+                 m);
+      }
+      if (chance(opts_.catchup_to_leader)) nodes_[to].held.push_back(m);
+    }
     if (cut_[from * opts_.replicas + to] > 0 || (faulty && chance(opts_.drop))) {
       ++result_.stats.dropped;
       return;
@@ -416,45 +525,90 @@ class simulation {
     return uniform(opts_.min_delay, opts_.max_delay);
   }
 
-  /// Runs the replica's ready cycles, checking invariants after each.
+  /// Runs the replica's ready cycles through the real `persist`, checking invariants after
+  /// each; with `send_before_sync`, as the server does, some messages leave before the sync.
   void drive(std::size_t i) {
     auto& n = nodes_[i];
     while (n.r && n.r->has_ready()) {
       auto rd = n.r->ready();
-      if (rd.needs_sync()) {
-        if (rd.promise) n.disk.save_promise(*rd.promise);
-        if (!rd.entries.empty()) n.disk.append(rd.entries);
-        if (rd.snap) n.disk.save_snapshot(*rd.snap);
-        if (rd.commit_index) n.disk.save_commit(*rd.commit_index);
-        if (n.torn_next) {
-          // Crash in the middle of the write-back: a random prefix of this cycle survives.
-          n.torn_next = false;
-          auto kept = n.disk.crash_torn(rng_);
-          // Acceptances that reached the disk count as votes even though none was acknowledged.
-          std::size_t first_entry = rd.promise ? 1 : 0;
-          for (std::size_t k = first_entry; k < kept && k - first_entry < rd.entries.size(); ++k) {
-            const auto& e = rd.entries[k - first_entry];
-            if (e.accepted.valid()) record_vote(i, e);
+      std::vector<bool> sent_early;
+      if (opts_.send_before_sync && rd.needs_sync()) {
+        sent_early.assign(rd.messages.size(), false);
+        for (std::size_t k = 0; k < rd.messages.size(); ++k) {
+          if (may_send_before_sync(rd, rd.messages[k])) {
+            sent_early[k] = true;
+            send(rd.messages[k]);
           }
-          ++result_.stats.torn_crashes;
-          crash(i, false);
-          return;
-        }
-        n.disk.sync();
-        for (const auto& e : rd.entries) {
-          if (e.accepted.valid()) record_vote(i, e);
         }
       }
-      for (auto& m : rd.messages) {
+      try {
+        testing::persist(*n.disk, rd, opts_.mutations,
+                         opts_.send_before_sync ? commit_sync::defer : commit_sync::always);
+      } catch (const simulated_crash&) {
+        // Crash in the middle of the write-back: what reached the disk is torn at random.
+        // Acceptances that survived count as votes even though none was acknowledged.
+        n.disk->crash(false);
+        n.r.reset();
+        record_durable_votes(i);
+        ++result_.stats.torn_crashes;
+        crash(i, false);
+        return;
+      }
+      if (rd.snap) ++result_.stats.snapshots_installed;
+      for (const auto& e : rd.entries) {
+        if (e.accepted.valid() && !e.chosen) record_vote(i, e);
+      }
+      for (std::size_t k = 0; k < rd.messages.size(); ++k) {
+        auto& m = rd.messages[k];
         if (const auto* p = std::get_if<promise_msg>(&m); p && p->ok) {
           promise_seen_[i] = std::max(promise_seen_[i], p->bal);
         }
-        send(std::move(m));
+        if (sent_early.empty() || !sent_early[k]) send(std::move(m));
       }
       for (auto& a : rd.applied) deliver_result(i, a);
       n.r->advance();
       check_learned(i);
     }
+    if (n.r) {
+      const bool leads = n.r->is_leader();
+      if (leads && !n.was_leader && !n.held.empty()) {
+        for (auto& m : n.held) {
+          ++result_.stats.held_replies_to_leader;
+          schedule(now_ + uniform(opts_.min_delay, opts_.max_delay), kind::deliver, 0, 0, std::move(m));
+        }
+        n.held.clear();
+      }
+      n.was_leader = leads;
+    }
+  }
+
+  /// After a mid-write crash: every acceptance the disk kept is a vote, acknowledged or not.
+  void record_durable_votes(std::size_t i) {
+    recovered_state rs;
+    try {
+      rs = nodes_[i].disk->durable();
+    } catch (const std::exception& e) {
+      fail("replica " + std::to_string(i + 1) + " cannot recover its storage after a crash: " + e.what());
+      return;
+    }
+    for (const auto& e : rs.entries) {
+      if (!e.accepted.valid() || e.chosen) continue;
+      auto it = votes_.find({e.slot, e.accepted});
+      if (it != votes_.end() && (it->second.mask & (std::uint64_t{1} << i)) != 0) continue;
+      record_vote(i, e);
+    }
+  }
+
+  void start_replica(std::size_t i) {
+    auto& n = nodes_[i];
+    try {
+      n.r.emplace(make_options(i), StateMachine{}, n.disk->load());
+    } catch (const std::exception& e) {
+      fail("replica " + std::to_string(i + 1) + " cannot recover its storage: " + e.what());
+      return;
+    }
+    if (opts_.mutations != mutation::none) set_mutations(*n.r, opts_.mutations);
+    n.was_leader = false;
   }
 
   // ---- invariants -----------------------------------------------------------------------
@@ -595,8 +749,10 @@ class simulation {
 
   void crash(std::size_t i, bool clean) {
     auto& n = nodes_[i];
-    if (!n.r) return;
-    if (clean) n.disk.crash();
+    if (clean) {
+      if (!n.r) return;
+      n.disk->crash(true);
+    }
     n.r.reset();
     ++n.incarnation;
     ++result_.stats.crashes;
@@ -607,7 +763,8 @@ class simulation {
   void restart(std::size_t i) {
     auto& n = nodes_[i];
     if (n.r) return;
-    n.r.emplace(make_options(i), StateMachine{}, n.disk.load());
+    start_replica(i);
+    if (!n.r) return;
     n.checked = 0;
     ++result_.stats.restarts;
     log_fault("restart " + std::to_string(i + 1));
@@ -638,7 +795,7 @@ class simulation {
       auto i = uniform(0, opts_.replicas - 1);
       if (!nodes_[i].r) return;
       if (chance(opts_.torn_crash)) {
-        nodes_[i].torn_next = true;  // crash during its next write-back
+        nodes_[i].disk->arm();  // crash during its next write-back
         log_fault("arm mid-write crash of " + std::to_string(i + 1));
       } else {
         crash(i, true);
@@ -709,7 +866,7 @@ class simulation {
   void end_faults() {
     std::fill(cut_.begin(), cut_.end(), 0);
     for (std::size_t i = 0; i < nodes_.size(); ++i) {
-      nodes_[i].torn_next = false;
+      nodes_[i].disk->disarm();
       if (!nodes_[i].r) schedule(now_, kind::restart, i);
     }
     log_fault("heal all");
@@ -756,4 +913,4 @@ class simulation {
   sim_result result_;
 };
 
-}  // namespace distkit::inline v0::paxos
+}  // namespace distkit::inline v0::paxos::testing
