@@ -23,8 +23,10 @@
 #include "distkit/hash.hpp"
 #include "distkit/paxos/kv_state_machine.hpp"
 #include "distkit/paxos/message.hpp"
+#include "distkit/paxos/persist.hpp"
 #include "distkit/paxos/replica.hpp"
 #include "distkit/paxos/storage.hpp"
+#include "distkit/paxos/testing/mutations.hpp"
 
 namespace distkit::inline v0::paxos::testing {
 
@@ -39,6 +41,9 @@ struct explorer_prefix_step {
   std::uint32_t node = 0;      ///< replica index (0-based)
   std::uint32_t cmd = 0;       ///< command index (0-based)
   std::uint64_t isolated = 0;  ///< settle: messages to or from these replicas (bit i) are dropped
+  std::uint64_t held = 0;      ///< settle: messages to these replicas (bit i) stay in flight
+  /// settle: messages of these kinds (bit k: the k-th alternative of `message`) stay in flight
+  std::uint64_t held_kinds = 0;
 };
 
 /// Bounds of an exploration. Every budget is part of the explored state, so the space is
@@ -53,9 +58,9 @@ struct explorer_options {
   std::uint32_t duplicates = 1;          ///< deliveries that leave the message in flight
   std::uint32_t drops = 1;               ///< messages removed without delivery
   std::uint32_t retries = 0;             ///< extra proposals of a command not yet acknowledged
-  /// Writes a snapshot's commit record before the snapshot (the order `memory_storage`'s
-  /// torn writes cannot otherwise produce), to show the explorer finds the bug it causes.
-  bool commit_before_snapshot = false;
+  /// Test-only bugs switched on in every replica and in `testing::persist` (see
+  /// `testing::mutation`), to show that the explorer reports the violations they cause.
+  mutation mutations = mutation::none;
   replica_options replica = default_replica();  ///< id, nodes and seed are set per replica
   /// Steps taken, without branching, before the exhaustive search starts from the state they
   /// reach (for instance: elect replica 1, choose a command, settle). Empty: start from the
@@ -178,10 +183,15 @@ class explorer {
                                                 "names a replica or command out of range", p.node);
       }
       if (p.kind == explorer_prefix_step::op::settle) {
-        for (std::size_t k = 0; k < 1000 && !w.inflight.empty() && w.violation.empty(); ++k) {
-          const auto& m = w.inflight.front().msg;
-          const auto ends = (std::uint64_t{1} << (message_from(m) - 1)) | (std::uint64_t{1} << (message_to(m) - 1));
-          path_.push_back(action{(ends & p.isolated) ? act::drop : act::deliver, 0, 0, w.inflight.front().hash, 0});
+        for (std::size_t k = 0; k < 1000 && w.violation.empty(); ++k) {
+          auto held = [&](const flight& f) {
+            return ((p.held >> (message_to(f.msg) - 1)) & 1U) != 0 || ((p.held_kinds >> f.msg.index()) & 1U) != 0;
+          };
+          auto it = std::find_if_not(w.inflight.begin(), w.inflight.end(), held);
+          if (it == w.inflight.end()) break;
+          const auto ends =
+              (std::uint64_t{1} << (message_from(it->msg) - 1)) | (std::uint64_t{1} << (message_to(it->msg) - 1));
+          path_.push_back(action{(ends & p.isolated) ? act::drop : act::deliver, 0, 0, it->hash, 0});
           apply(w, path_.back(), nullptr);
         }
         w.drops = 0;
@@ -240,7 +250,8 @@ class explorer {
   // ---- persistence ----------------------------------------------------------------------
 
   /// Forwards the first `limit` records to `s` and drops the rest: a save torn after `limit`
-  /// records. Remembers the log entries it let through (they are durable votes).
+  /// records (storages keep call order, so a crash keeps a prefix of a persist's writes,
+  /// across the syncs it makes). Remembers the log entries it let through (they are durable votes).
   class torn_writes {
    public:
     torn_writes(memory_storage& s, std::size_t limit) : s_(s), left_(limit) {}
@@ -249,6 +260,7 @@ class explorer {
       if (take()) s_.save_promise(b);
     }
     void append(std::span<const log_entry> entries) {
+      offered_ += entries.size();
       const std::size_t n = std::min(left_, entries.size());
       left_ -= n;
       s_.append(entries.first(n));
@@ -262,32 +274,21 @@ class explorer {
     }
     void sync() { s_.sync(); }
     [[nodiscard]] auto kept_entries() const -> const std::vector<log_entry>& { return kept_; }
+    /// Records the persist wrote (kept or not).
+    [[nodiscard]] auto offered() const noexcept -> std::size_t { return offered_; }
 
    private:
     auto take() -> bool {
+      ++offered_;
       if (left_ == 0) return false;
       --left_;
       return true;
     }
     memory_storage& s_;
     std::size_t left_;
+    std::size_t offered_ = 0;
     std::vector<log_entry> kept_;
   };
-
-  static auto record_count(const ready& rd) -> std::size_t {
-    return (rd.promise ? 1U : 0U) + rd.entries.size() + (rd.snap ? 1U : 0U) + (rd.commit_index ? 1U : 0U);
-  }
-
-  /// Writes a ready's state in the library's persist order (or with the commit record first
-  /// when `commit_before_snapshot` is set), then syncs.
-  void persist(torn_writes& s, const ready& rd) const {
-    if (rd.promise) s.save_promise(*rd.promise);
-    if (!rd.entries.empty()) s.append(rd.entries);
-    if (opts_.commit_before_snapshot && rd.commit_index) s.save_commit(*rd.commit_index);
-    if (rd.snap) s.save_snapshot(*rd.snap);
-    if (!opts_.commit_before_snapshot && rd.commit_index) s.save_commit(*rd.commit_index);
-    s.sync();
-  }
 
   // ---- setup ----------------------------------------------------------------------------
 
@@ -305,6 +306,7 @@ class explorer {
     w.nodes.resize(opts_.replicas);
     for (std::size_t i = 0; i < opts_.replicas; ++i) {
       w.nodes[i].r.emplace(make_options(i, 0), StateMachine{}, w.nodes[i].disk.load());
+      set_mutations(*w.nodes[i].r, opts_.mutations);
     }
     w.proposals.assign(opts_.commands, 0);
     w.proposed_at.assign(opts_.commands, 0);
@@ -403,6 +405,7 @@ class explorer {
     n.now = 0;
     n.r.reset();
     n.r.emplace(make_options(i, n.incarnation), StateMachine{}, n.disk.load());
+    set_mutations(*n.r, opts_.mutations);
   }
 
   /// Runs replica `i`'s ready cycles. With `torn` = k+1 the first cycle that persists anything
@@ -413,16 +416,15 @@ class explorer {
     while (n.r->has_ready()) {
       auto rd = n.r->ready();
       if (rd.needs_sync()) {
-        const std::size_t records = record_count(rd);
-        const std::size_t limit = (first_sync && torn != 0) ? torn - 1 : records;
-        if (first_sync) w.last_sync_records = records;
-        torn_writes s(n.disk, limit);
-        persist(s, rd);
+        const bool tear = first_sync && torn != 0;
+        torn_writes s(n.disk, tear ? torn - 1 : std::numeric_limits<std::size_t>::max());
+        testing::persist(s, rd, opts_.mutations);
+        if (first_sync && !tear) w.last_sync_records = s.offered();
         for (const auto& e : s.kept_entries()) record_vote(w, i, e);
-        if (first_sync && torn != 0) {
+        if (tear) {
           if (describe) {
-            *describe += "; crash during its persist, " + std::to_string(limit) + " of " + std::to_string(records) +
-                         " records durable; restart";
+            *describe += "; crash during its persist, " + std::to_string(torn - 1) + " of " +
+                         std::to_string(s.offered()) + " records durable; restart";
           }
           restart(w, i);
           return;
@@ -465,7 +467,7 @@ class explorer {
   }
 
   void record_vote(world& w, std::size_t voter, const log_entry& e) const {
-    if (!e.accepted.valid()) return;  // a learned value, not an acceptance
+    if (!e.accepted.valid() || e.chosen) return;  // a learned value, not an acceptance
     if (e.accepted < w.promise_seen[voter]) {
       fail(w, "replica " + std::to_string(voter + 1) + " accepted slot " + std::to_string(e.slot) +
                   " below a ballot it had promised (a promise was forgotten)");
