@@ -141,7 +141,8 @@ struct sim_options {
   bool send_before_sync = false;
   double catchup_late = 0.05;  ///< share of catch-up replies and snapshots also delivered late
   /// Share of catch-up replies and snapshots of which a copy is held back until the addressee
-  /// has become leader, then delivered to it.
+  /// has become leader, then delivered to it; and of catch-up requests held until their sender
+  /// leads, then answered.
   double catchup_to_leader = 0.05;
   mutation mutations = mutation::none;          ///< test-only bugs to re-introduce
   replica_options replica = default_replica();  ///< id/nodes/seed are set per replica
@@ -181,15 +182,19 @@ struct sim_result {
 
 /// @brief A deterministic simulation of `replicas` replicas and `clients` clients in one thread.
 ///
-/// A seeded scheduler delivers messages with random delay (reordering), loss and duplication;
-/// fault events crash replicas (between cycles, or mid-write so the unsynced records are lost
-/// or torn) and restart them from what their `memory_storage` made durable, partition the
-/// cluster, cut links one way, and "swizzle-clog" (cut a random set of nodes one by one, then
-/// restore them in random order); each replica's clock runs at its own rate. After every ready
-/// cycle it checks: at most one value is chosen per slot (counting durable votes against a true
-/// majority), a chosen value never changes, a replica only learns chosen values, and replicas
-/// at the same chosen index have the same running checksum. At the end it checks that clients
-/// finished, replicas converged and the client history is linearizable.
+/// A seeded scheduler delivers messages with random delay (reordering), loss and duplication,
+/// and delivers catch-up traffic late or to a replica once it leads; fault events crash
+/// replicas (between cycles, or mid-write inside `persist`, so the unsynced bytes are lost,
+/// torn or zero-filled) and restart them from what their storage (`memory_storage`, or the
+/// real `file_storage` over `memory_file_system`) made durable, partition the cluster, cut
+/// links one way, and "swizzle-clog" (cut a random set of nodes one by one, then restore them
+/// in random order); each replica's clock runs at its own rate. After every ready cycle it
+/// checks: at most one value is chosen per slot (counting durable votes against a true
+/// majority), a chosen value never changes, a replica only learns chosen values and never
+/// writes another value over a slot it knows is chosen, and replicas at the same chosen index
+/// have the same running checksum; after every restart, that no durable acceptance was
+/// forgotten. At the end it checks that clients finished, replicas converged and the client
+/// history is linearizable.
 ///
 /// @tparam StateMachine models `state_machine` (default `kv_state_machine`).
 /// @tparam Workload     models `sim_workload` (default `kv_workload`).
@@ -296,8 +301,7 @@ class simulation {
         file_->sync();
         return;
       }
-      if (armed_) {
-        armed_ = false;
+      if (armed_ != 0 && --armed_ == 0) {
         (void)mem_.crash_torn(*rng_);  // a random prefix of the unsynced records survives
         throw simulated_crash{};
       }
@@ -305,11 +309,14 @@ class simulation {
     }
     /// Crash during a later write-back (at a random file operation for the file storage).
     void arm() {
-      armed_ = true;
-      if (kind_ == sim_storage::file) fs_.crash_at_step(std::uniform_int_distribution<std::uint64_t>(1, 12)(*rng_));
+      if (kind_ == sim_storage::file) {
+        fs_.crash_at_step(std::uniform_int_distribution<std::uint64_t>(1, 12)(*rng_));
+      } else {
+        armed_ = std::uniform_int_distribution<int>(1, 4)(*rng_);
+      }
     }
     void disarm() {
-      armed_ = false;
+      armed_ = 0;
       fs_.disarm();
     }
     /// The process died: unsynced writes are lost (clean) or torn at random (mid-write).
@@ -346,7 +353,7 @@ class simulation {
     memory_storage mem_;
     memory_file_system fs_;
     std::optional<memory_file_storage> file_;
-    bool armed_ = false;
+    int armed_ = 0;  // a mid-write crash fires at this many syncs from now (0: none)
     std::uint64_t syncs_before_ = 0;
   };
 
@@ -409,6 +416,7 @@ class simulation {
     nodes_ = std::vector<sim_node>(opts_.replicas);
     cut_.assign(opts_.replicas * opts_.replicas, 0);
     promise_seen_.assign(opts_.replicas, ballot{});
+    voted_.assign(opts_.replicas, {});
     majority_ = opts_.replicas / 2 + 1;
     for (std::size_t i = 0; i < opts_.replicas; ++i) {
       double skew = std::uniform_real_distribution<double>(-opts_.clock_skew, opts_.clock_skew)(rng_);
@@ -508,6 +516,11 @@ class simulation {
       }
       if (chance(opts_.catchup_to_leader)) nodes_[to].held.push_back(m);
     }
+    if (faulty && std::holds_alternative<catchup_request_msg>(m) && chance(opts_.catchup_to_leader)) {
+      // A request made while following, answered once its sender leads: the reply is built
+      // from what is chosen then and reaches a leader.
+      nodes_[from].held.push_back(m);
+    }
     if (cut_[from * opts_.replicas + to] > 0 || (faulty && chance(opts_.drop))) {
       ++result_.stats.dropped;
       return;
@@ -558,6 +571,7 @@ class simulation {
       for (const auto& e : rd.entries) {
         if (e.accepted.valid() && !e.chosen) record_vote(i, e);
       }
+      check_writes(i, rd.entries);
       for (std::size_t k = 0; k < rd.messages.size(); ++k) {
         auto& m = rd.messages[k];
         if (const auto* p = std::get_if<promise_msg>(&m); p && p->ok) {
@@ -574,7 +588,9 @@ class simulation {
       if (leads && !n.was_leader && !n.held.empty()) {
         for (auto& m : n.held) {
           ++result_.stats.held_replies_to_leader;
-          schedule(now_ + uniform(opts_.min_delay, opts_.max_delay), kind::deliver, 0, 0, std::move(m));
+          // Like a peer's queue that drains when a link heals: soon, or after a long while.
+          schedule(now_ + uniform(opts_.min_delay, std::max(opts_.max_delay, opts_.long_delay_max)), kind::deliver, 0,
+                   0, std::move(m));
         }
         n.held.clear();
       }
@@ -623,6 +639,36 @@ class simulation {
     return h;
   }
 
+  /// A replica never writes a value other than the chosen one into a slot it knows is chosen.
+  void check_writes(std::size_t i, const std::vector<log_entry>& entries) {
+    const slot_t known = nodes_[i].r->chosen_index();
+    for (std::size_t k = entries.size(); k-- > 0;) {
+      const auto& e = entries[k];
+      if (e.slot > known) continue;
+      auto it = chosen_.find(e.slot);
+      if (it != chosen_.end() && it->second != value_hash(e.value)) {
+        fail("replica " + std::to_string(i + 1) + " wrote another value over slot " + std::to_string(e.slot) +
+             ", which it knows is chosen");
+        return;
+      }
+    }
+  }
+
+  /// After a restart: an acceptor never forgets an acceptance it made durable, unless it
+  /// knows the slot is chosen (recovered chosen index or chosen marker).
+  void check_recovered_votes(std::size_t i) {
+    const auto& r = *nodes_[i].r;
+    for (const auto& [slot, b] : voted_[i]) {
+      if (slot <= r.chosen_index()) continue;
+      auto e = r.entry_at(slot);
+      if (!e || (!e->chosen && e->accepted < b)) {
+        fail("replica " + std::to_string(i + 1) + " forgot its acceptance of slot " + std::to_string(slot) +
+             " at ballot " + std::to_string(b.counter) + "." + std::to_string(b.node) + " across a restart");
+        return;
+      }
+    }
+  }
+
   void record_vote(std::size_t voter, const log_entry& e) {
     if (e.accepted < promise_seen_[voter]) {
       fail("replica " + std::to_string(voter + 1) + " accepted slot " + std::to_string(e.slot) +
@@ -637,6 +683,8 @@ class simulation {
     }
     v.value = h;
     v.mask |= std::uint64_t{1} << voter;
+    auto& mine = voted_[voter][e.slot];
+    mine = std::max(mine, e.accepted);
     if (static_cast<std::size_t>(std::popcount(v.mask)) >= majority_) {
       auto [it, inserted] = chosen_.emplace(e.slot, h);
       if (!inserted && it->second != h) {
@@ -769,6 +817,7 @@ class simulation {
     ++result_.stats.restarts;
     log_fault("restart " + std::to_string(i + 1));
     check_learned(i);
+    check_recovered_votes(i);
     schedule(now_ + uniform(1, n.period), kind::tick, i, n.incarnation);
   }
 
@@ -907,7 +956,8 @@ class simulation {
   std::vector<hist> history_;
   std::map<std::pair<slot_t, ballot>, votes> votes_;
   std::map<slot_t, std::uint64_t> chosen_;
-  std::vector<ballot> promise_seen_;  // highest promise each replica has sent
+  std::vector<ballot> promise_seen_;             // highest promise each replica has sent
+  std::vector<std::map<slot_t, ballot>> voted_;  // per replica: highest durable acceptance per slot
   std::map<slot_t, std::uint64_t> checksums_;
   std::vector<std::string> fault_log_;
   sim_result result_;
