@@ -130,7 +130,7 @@ struct explorer_result {
 /// **Thread safety:** none; each exploration is independent and deterministic.
 ///
 /// @code
-/// distkit::paxos::testing::explorer<> ex{{.commands = 2, .max_depth = 20}};
+/// distkit::paxos::testing::explorer<> ex{{.commands = 2, .max_depth = 4}};
 /// auto r = ex.run();
 /// if (!r.ok) for (const auto& line : r.trace) std::cout << line << '\n';
 /// @endcode
