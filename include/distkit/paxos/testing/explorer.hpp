@@ -65,7 +65,7 @@ struct explorer_options {
   /// Steps taken, without branching, before the exhaustive search starts from the state they
   /// reach (for instance: elect replica 1, choose a command, settle). Empty: start from the
   /// initial state. Prefix steps use no budget except the commands they propose.
-  std::vector<explorer_prefix_step> prefix;
+  std::vector<explorer_prefix_step> prefix{};
 
   /// Small timeouts and a snapshot after every applied slot, so elections, compaction and
   /// snapshot transfer all happen within a few steps.
