@@ -4,7 +4,6 @@
 
 #include "distkit/paxos/concepts.hpp"
 #include "distkit/paxos/kv_state_machine.hpp"
-#include "distkit/paxos/linearizability.hpp"
 #include "distkit/paxos/message.hpp"
 #include "distkit/paxos/node.hpp"
 #include "distkit/paxos/replica.hpp"

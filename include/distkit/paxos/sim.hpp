@@ -18,9 +18,9 @@
 #include "distkit/hash.hpp"
 #include "distkit/paxos/concepts.hpp"
 #include "distkit/paxos/kv_state_machine.hpp"
-#include "distkit/paxos/linearizability.hpp"
 #include "distkit/paxos/replica.hpp"
 #include "distkit/paxos/storage.hpp"
+#include "distkit/paxos/testing/linearizability.hpp"
 
 namespace distkit::inline v0::paxos {
 
