@@ -261,8 +261,8 @@ class partition_search {
     const std::size_t n = ops_.size();
     struct event {
       std::uint64_t time;
-      std::uint8_t rank;  // at equal times: returns, instantaneous calls, their returns, calls
-      std::uint32_t node;
+      std::uint8_t rank;    // at equal times: returns, instantaneous calls, their returns, calls
+      std::uint32_t entry;  // the list node (not named `node`: paxos::node is a class template)
     };
     std::vector<event> events;
     events.reserve(2 * n);
@@ -276,15 +276,15 @@ class partition_search {
     std::sort(events.begin(), events.end(), [](const event& a, const event& b) {
       if (a.time != b.time) return a.time < b.time;
       if (a.rank != b.rank) return a.rank < b.rank;
-      return a.node < b.node;
+      return a.entry < b.entry;
     });
     next_.assign(2 * n + 1, 0);
     prev_.assign(2 * n + 1, 0);
     std::uint32_t last = 0;
     for (const auto& ev : events) {
-      next_[last] = ev.node;
-      prev_[ev.node] = last;
-      last = ev.node;
+      next_[last] = ev.entry;
+      prev_[ev.entry] = last;
+      last = ev.entry;
     }
     next_[last] = 0;
     prev_[0] = last;
