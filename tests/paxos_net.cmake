@@ -10,7 +10,7 @@ endif()
 # history. Label `cluster`; it runs in the unsanitised leg (clang-release) only, where the
 # servers are fast enough for its time bound.
 if(TARGET distkit::tcp AND DISTKIT_BUILD_EXAMPLES AND NOT DISTKIT_SANITIZE AND NOT DISTKIT_CONCURRENT_ONLY
-   AND EXISTS "${PROJECT_SOURCE_DIR}/include/distkit/paxos/linearizability.hpp")
+   AND EXISTS "${PROJECT_SOURCE_DIR}/include/distkit/paxos/testing/linearizability.hpp")
   add_executable(paxos_kv_cluster_test paxos_net/cluster_test.cpp $<TARGET_OBJECTS:distkit_catch_main>)
   target_include_directories(paxos_kv_cluster_test PRIVATE ${CMAKE_CURRENT_SOURCE_DIR} ${PROJECT_SOURCE_DIR}/examples)
   target_link_libraries(paxos_kv_cluster_test PRIVATE distkit::tcp Catch2::Catch2 distkit_warnings distkit_sanitize)

@@ -32,8 +32,8 @@
 #include <vector>
 
 #include "distkit/paxos/kv_state_machine.hpp"
-#include "distkit/paxos/linearizability.hpp"
 #include "distkit/paxos/tcp_transport.hpp"  // standalone Asio, for the proxies
+#include "distkit/paxos/testing/linearizability.hpp"
 #include "paxos_kv/kv_protocol.hpp"
 #include "support/seed.hpp"
 

@@ -20,10 +20,10 @@
 #include "distkit/hash.hpp"
 #include "distkit/paxos/concepts.hpp"
 #include "distkit/paxos/kv_state_machine.hpp"
-#include "distkit/paxos/linearizability.hpp"
 #include "distkit/paxos/persist.hpp"
 #include "distkit/paxos/replica.hpp"
 #include "distkit/paxos/storage.hpp"
+#include "distkit/paxos/testing/linearizability.hpp"
 #include "distkit/paxos/testing/memory_file_layer.hpp"
 #include "distkit/paxos/testing/mutations.hpp"
 
