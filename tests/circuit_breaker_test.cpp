@@ -360,6 +360,7 @@ TEMPLATE_TEST_CASE("circuit_breaker dropped permit records nothing and frees its
   breaker_t<TestType> b(cfg, clock);
   { auto dropped = b.try_acquire(); }
   CHECK(b.metrics().buffered_calls == 0);
+  b.force_open();  // resilience4j has no CLOSED -> HALF_OPEN edge
   b.transition_to(breaker_state::half_open);
   {
     auto probe = b.try_acquire();
@@ -679,4 +680,165 @@ TEMPLATE_TEST_CASE("circuit_breaker closed-state calls allocate nothing", "[circ
   CHECK(allocations.load() == before);
   CHECK(m.state == breaker_state::closed);
   CHECK(m.failed_calls > 0);
+}
+
+// ---- regressions: extreme durations and times, resilience4j's transitions ----
+
+TEMPLATE_TEST_CASE("circuit_breaker with an unbounded half-open wait still closes when the probes pass",
+                   "[circuit_breaker][half_open]", distkit::count_window, distkit::time_window) {
+  distkit::manual_clock clock;
+  auto cfg = small_config();
+  cfg.max_wait_duration_in_half_open_state = std::chrono::nanoseconds::max();
+  cfg.max_wait_duration_in_open_state = std::chrono::nanoseconds::max();
+  breaker_t<TestType> b(cfg, clock);
+  trip(b);
+  clock.advance(10s + 1ns);
+  succeed(b, 1);
+  CHECK(b.state() == breaker_state::half_open);
+  clock.advance(24h * 365);
+  CHECK(b.state() == breaker_state::half_open);
+  succeed(b, 2);
+  CHECK(b.state() == breaker_state::closed);
+}
+
+TEMPLATE_TEST_CASE("circuit_breaker stays defined with a clock near its end and extreme call durations",
+                   "[circuit_breaker][time]", distkit::count_window, distkit::time_window) {
+  using tp = distkit::manual_clock::time_point;
+  distkit::manual_clock clock(tp::max() - 30s);
+  auto cfg = small_config();
+  cfg.max_wait_duration_in_half_open_state = 1h;
+  cfg.wait_duration_in_open_state = 1h;
+  breaker_t<TestType> b(cfg, clock);
+  trip(b);
+  CHECK_FALSE(b.try_acquire().has_value());
+  clock.advance(29s);
+  CHECK(b.state() == breaker_state::open);  // the wait ends past the clock's range: never over
+  // Durations at the ends of their types: the longest is slow, a negative one is not.
+  breaker_t<TestType> c(small_config(), distkit::manual_clock{});
+  for (int i = 0; i < 9; ++i) {
+    auto p = c.try_acquire();
+    REQUIRE(p.has_value());
+    p->record_success(std::chrono::hours::min());
+  }
+  auto p = c.try_acquire();
+  REQUIRE(p.has_value());
+  p->record_success(std::chrono::hours::max());
+  const auto m = c.metrics();
+  CHECK(m.slow_calls == 1);
+  CHECK(m.failed_calls == 0);
+  CHECK(m.buffered_calls == 10);
+}
+
+TEMPLATE_TEST_CASE("circuit_breaker refuses the transitions resilience4j refuses", "[circuit_breaker][transitions]",
+                   distkit::count_window, distkit::time_window) {
+  distkit::manual_clock clock;
+  breaker_t<TestType> b(small_config(), clock);
+  CHECK_THROWS_AS(b.transition_to(breaker_state::half_open), std::logic_error);
+  CHECK_THROWS_WITH(b.transition_to(breaker_state::half_open),
+                    Catch::Matchers::Contains("CLOSED -> HALF_OPEN") && Catch::Matchers::Contains("not allowed"));
+  CHECK(b.state() == breaker_state::closed);
+  CHECK(b.generation() == 0);
+  CHECK(b.transition_to(breaker_state::metrics_only));
+  CHECK_THROWS_AS(b.transition_to(breaker_state::open), std::logic_error);
+  CHECK_THROWS_AS(b.transition_to(breaker_state::half_open), std::logic_error);
+  CHECK(b.state() == breaker_state::metrics_only);
+  // Every other edge is allowed.
+  CHECK(b.transition_to(breaker_state::forced_open));
+  CHECK(b.transition_to(breaker_state::half_open));
+  CHECK(b.transition_to(breaker_state::disabled));
+  CHECK(b.transition_to(breaker_state::open));
+  CHECK(b.transition_to(breaker_state::closed));
+}
+
+TEMPLATE_TEST_CASE("circuit_breaker transition_to(open) while open restarts the wait and counts a trip",
+                   "[circuit_breaker][transitions]", distkit::count_window, distkit::time_window) {
+  distkit::manual_clock clock;
+  auto cfg = small_config();
+  cfg.wait_duration_multiplier = 2.0;
+  breaker_t<TestType> b(cfg, clock);
+  trip(b);  // wait 10 s
+  clock.advance(8s);
+  std::vector<distkit::state_transition> events;
+  b.on_state_transition([&](const distkit::state_transition& e) { events.push_back(e); });
+  CHECK(b.transition_to(breaker_state::open));
+  CHECK(events.empty());  // resilience4j publishes no event for OPEN -> OPEN
+  clock.advance(20s);     // the second trip waits 20 s from the restart
+  CHECK_FALSE(b.try_acquire().has_value());
+  clock.advance(1ns);
+  CHECK(b.try_acquire().has_value());
+  CHECK(b.state() == breaker_state::half_open);
+}
+
+TEMPLATE_TEST_CASE("circuit_breaker counts FORCED_OPEN as a trip and enters OPEN from it with fresh figures",
+                   "[circuit_breaker][forced]", distkit::count_window, distkit::time_window) {
+  distkit::manual_clock clock;
+  auto cfg = small_config();
+  cfg.wait_duration_multiplier = 2.0;
+  breaker_t<TestType> b(cfg, clock);
+  fail(b, 5);
+  CHECK(b.metrics().failed_calls == 5);
+  CHECK(b.force_open());  // trip 1
+  CHECK(b.metrics().buffered_calls == 0);
+  CHECK(b.transition_to(breaker_state::open));  // trip 2: waits 20 s
+  const auto m = b.metrics();
+  CHECK(m.state == breaker_state::open);
+  CHECK(m.buffered_calls == 0);
+  CHECK(m.failed_calls == 0);
+  CHECK(m.failure_rate == -1.0F);
+  clock.advance(20s);
+  CHECK_FALSE(b.try_acquire().has_value());
+  clock.advance(1ns);
+  CHECK(b.try_acquire().has_value());
+}
+
+TEMPLATE_TEST_CASE("circuit_breaker moves to the configured state when the half-open wait ends",
+                   "[circuit_breaker][half_open]", distkit::count_window, distkit::time_window) {
+  distkit::manual_clock clock;
+  auto cfg = small_config();
+  cfg.max_wait_duration_in_half_open_state = 5s;
+  cfg.transition_to_state_after_wait_duration = breaker_state::closed;
+  breaker_t<TestType> b(cfg, clock);
+  std::vector<distkit::state_transition> events;
+  b.on_state_transition([&](const distkit::state_transition& e) { events.push_back(e); });
+  trip(b);
+  clock.advance(11s);
+  auto stuck = b.try_acquire();
+  REQUIRE(stuck.has_value());
+  clock.advance(5s);
+  CHECK(b.state() == breaker_state::closed);
+  REQUIRE_FALSE(events.empty());
+  CHECK(events.back().from == breaker_state::half_open);
+  CHECK(events.back().cause == transition_cause::half_open_timeout);
+  fail(b, 9);  // a fresh closed window
+  CHECK(b.state() == breaker_state::closed);
+  for (breaker_state bad :
+       {breaker_state::half_open, breaker_state::disabled, breaker_state::forced_open, breaker_state::metrics_only}) {
+    auto wrong = small_config();
+    wrong.transition_to_state_after_wait_duration = bad;
+    CHECK_THROWS_WITH(breaker_t<TestType>(wrong, clock),
+                      Catch::Matchers::Contains("transition_to_state_after_wait_duration"));
+  }
+}
+
+TEMPLATE_TEST_CASE("circuit_breaker starts in the configured initial state", "[circuit_breaker][config]",
+                   distkit::count_window, distkit::time_window) {
+  distkit::manual_clock clock;
+  auto cfg = small_config();
+  CHECK(breaker_t<TestType>(cfg, clock).state() == breaker_state::closed);
+  cfg.initial_state = breaker_state::open;
+  breaker_t<TestType> open(cfg, clock);
+  CHECK(open.state() == breaker_state::open);
+  CHECK_FALSE(open.try_acquire().has_value());
+  clock.advance(10s + 1ns);
+  CHECK(open.try_acquire().has_value());
+  CHECK(open.state() == breaker_state::half_open);
+  for (breaker_state s :
+       {breaker_state::half_open, breaker_state::disabled, breaker_state::forced_open, breaker_state::metrics_only}) {
+    cfg.initial_state = s;
+    breaker_t<TestType> b(cfg, clock);
+    CHECK(b.state() == s);
+  }
+  cfg.initial_state = breaker_state::forced_open;
+  breaker_t<TestType> forced(cfg, clock);
+  CHECK_FALSE(forced.try_acquire().has_value());
 }

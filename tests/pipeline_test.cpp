@@ -606,3 +606,89 @@ TEST_CASE("pipeline keeps order and conserves items over random configurations",
     REQUIRE(st.peak_in_flight <= options.max_in_flight);
   }
 }
+
+// ---- regressions: sharing an executor, the first calls of a parallel stage run at once ----
+
+TEMPLATE_TEST_CASE("pipeline shares a worker_pool: a task posted during an endless run runs before it ends",
+                   "[pipeline][executor]", distkit::pool_queue::work_stealing, distkit::pool_queue::global_queue) {
+  for (std::size_t threads : {1U, 2U}) {
+    CAPTURE(threads);
+    distkit::worker_pool<TestType> pool(threads);
+    std::stop_source stop;
+    std::atomic<std::uint64_t> produced{0};
+    std::promise<void> started;
+    auto p = distkit::make_pipeline({.max_in_flight = 64}, distkit::source([&]() -> std::optional<std::uint64_t> {
+                                      const std::uint64_t n = produced.fetch_add(1);
+                                      if (n == 1000) started.set_value();
+                                      return n;
+                                    }),
+                                    distkit::stage(distkit::parallel(), [](std::uint64_t x) { return x + 1; }),
+                                    distkit::sink(distkit::serial_in_order, [](std::uint64_t) {}));
+    p.start(pool, stop.get_token());
+    started.get_future().wait();
+    // From outside the pool, and from a task of the pool.
+    auto outside = pool.submit([] { return 1; });
+    auto inside = pool.submit([&pool] {
+      auto child = std::make_shared<std::promise<int>>();
+      auto f = child->get_future();
+      pool.post([child] { child->set_value(2); });
+      return f;
+    });
+    const bool outside_ran = outside.wait_for(std::chrono::seconds(20)) == std::future_status::ready;
+    const bool inside_ran = inside.wait_for(std::chrono::seconds(20)) == std::future_status::ready &&
+                            inside.get().wait_for(std::chrono::seconds(20)) == std::future_status::ready;
+    stop.request_stop();  // ends the run either way, so a failure does not hang
+    REQUIRE(p.wait() == distkit::pipeline_status::cancelled);
+    CHECK(outside_ran);
+    CHECK(inside_ran);
+    pool.wait_idle();
+  }
+}
+
+TEMPLATE_TEST_CASE("pipeline runs the first min(concurrency, 8) calls of a parallel stage at once",
+                   "[pipeline][executor][wakeup]", distkit::pool_queue::work_stealing,
+                   distkit::pool_queue::global_queue) {
+  // oneTBB's filter-modes check: every call of the parallel stage waits until min(concurrency, 8)
+  // calls are in it together; a pipeline that cannot spread the items over the executor's
+  // threads (or an executor that loses a wake-up) never gets there. A bounded wait reports it.
+  for (std::size_t threads : {2U, 4U, 8U}) {
+    CAPTURE(threads);
+    distkit::worker_pool<TestType> pool(threads);
+    for (int round = 0; round < 10; ++round) {
+      CAPTURE(round);
+      const std::size_t need = std::min<std::size_t>(threads, 8);
+      std::mutex m;
+      std::condition_variable cv;
+      std::size_t inside = 0;
+      bool released = false;
+      std::uint64_t next = 0;
+      // One item per batch, as oneTBB hands a filter one item per task.
+      auto p = distkit::make_pipeline({.max_in_flight = 64, .max_batch = 1},
+                                      distkit::source([&]() -> std::optional<std::uint64_t> {
+                                        if (next == need) return std::nullopt;
+                                        return next++;
+                                      }),
+                                      distkit::stage(distkit::parallel(),
+                                                     [&](std::uint64_t x) {
+                                                       std::unique_lock lock(m);
+                                                       if (++inside >= need) {
+                                                         released = true;
+                                                         cv.notify_all();
+                                                       }
+                                                       cv.wait(lock, [&] { return released; });
+                                                       return x;
+                                                     }),
+                                      distkit::sink(distkit::serial_in_order, [](std::uint64_t) {}));
+      p.start(pool);
+      bool all_at_once = false;
+      {
+        std::unique_lock lock(m);
+        all_at_once = cv.wait_for(lock, std::chrono::seconds(20), [&] { return released; });
+        released = true;  // unblock the calls either way
+        cv.notify_all();
+      }
+      REQUIRE(p.wait() == distkit::pipeline_status::completed);
+      REQUIRE(all_at_once);
+    }
+  }
+}

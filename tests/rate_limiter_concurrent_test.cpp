@@ -380,4 +380,25 @@ TEST_CASE("rate_limiter redis store rejects invalid options naming the parameter
   REQUIRE_THROWS_WITH(redis_store<sliding_window_log>(rate_limit{0, 1s}, {}), Contains("limit"));
 }
 
+TEST_CASE("rate_limiter redis store rejects a non-positive failure_retry_after or reconnect_interval",
+          "[rate_limiter][redis]") {
+  using Catch::Matchers::Contains;
+  redis_options o;
+  o.failure_retry_after = -5000ms;
+  REQUIRE_THROWS_WITH(redis_store<gcra>(rate_limit{10, 1s}, o),
+                      Contains("failure_retry_after must be positive") && Contains("-5000"));
+  o.failure_retry_after = 0ms;
+  REQUIRE_THROWS_WITH(redis_store<gcra>(rate_limit{10, 1s}, o), Contains("failure_retry_after"));
+  o = {};
+  o.reconnect_interval = 0ms;
+  REQUIRE_THROWS_WITH(redis_store<sliding_window_log>(rate_limit{10, 1s}, o), Contains("reconnect_interval"));
+  o.reconnect_interval = -1ms;
+  REQUIRE_THROWS_WITH(redis_store<gcra>(rate_limit{10, 1s}, o), Contains("reconnect_interval"));
+  // The smallest valid values are accepted.
+  o = {};
+  o.failure_retry_after = 1ms;
+  o.reconnect_interval = 1ms;
+  REQUIRE_NOTHROW(redis_store<gcra>(rate_limit{10, 1s}, o));
+}
+
 #endif

@@ -669,3 +669,159 @@ TEST_CASE("rate_limiter format_headers follows the IETF RateLimit fields and Ret
   REQUIRE(distkit::format_headers(down, policy).status == 503);
   REQUIRE(distkit::format_headers(down, policy).retry_after == "1");
 }
+
+// ---- regressions: an earlier now, cost above the limit, extreme times, the documented bounds ----
+
+TEST_CASE("rate_limiter gcra counts a now older than its state as the earliest time the state allows",
+          "[rate_limiter][gcra]") {
+  manual_clock clock;
+  test_limiter<gcra> limiter{rate_limit{10, 10s}, clock};
+  const auto later = at(100'000'000'000);  // 100 s
+  REQUIRE(limiter.try_acquire(std::string_view("k"), 10, later).allowed);
+  // 20 s earlier than the key's state: more than one emission interval (1 s) back.
+  for (std::int64_t back : {1'000'000'001LL, 5'000'000'000LL, 20'000'000'000LL, 99'000'000'000LL}) {
+    CAPTURE(back);
+    const decision d = limiter.try_acquire(std::string_view("k"), 1, later - std::chrono::nanoseconds(back));
+    CHECK_FALSE(d.allowed);
+    CHECK(d.remaining <= 10);
+    CHECK(d.remaining == 0);
+    CHECK(d.retry_after > 0ns);
+    CHECK(d.retry_after <= 10s);
+    CHECK(d.reset_after <= 10s);
+  }
+  // The same through a batch.
+  std::vector<std::string> keys{"k", "k"};
+  std::vector<decision> out(2);
+  CHECK(limiter.try_acquire_many(keys, out, 1, at(1)) == 0);
+  for (const decision& d : out) CHECK(d.remaining <= 10);
+  // And a fresh key told an old time after a newer one: the state never answers more than the limit.
+  REQUIRE(limiter.try_acquire(std::string_view("j"), 3, at(50'000'000'000)).allowed);
+  const decision old = limiter.try_acquire(std::string_view("j"), 1, at(0));
+  CHECK(old.remaining <= 10);
+}
+
+TEMPLATE_TEST_CASE("rate_limiter answers the key's real remaining and reset when the cost exceeds the limit",
+                   "[rate_limiter]", sliding_window_log, sliding_window_counter, gcra, fixed_window) {
+  manual_clock clock;
+  test_limiter<TestType> limiter{rate_limit{10, 10s}, clock};
+  const decision fresh = limiter.try_acquire(std::string_view("k"), 11);
+  CHECK_FALSE(fresh.allowed);
+  CHECK(fresh.reason == refusal::cost_exceeds_limit);
+  CHECK(fresh.remaining == 10);
+  CHECK(fresh.reset_after == 0ns);
+  CHECK(fresh.retry_after == std::chrono::nanoseconds::max());
+  REQUIRE(limiter.try_acquire(std::string_view("k"), 4).allowed);
+  const decision used = limiter.try_acquire(std::string_view("k"), 11);
+  CHECK(used.reason == refusal::cost_exceeds_limit);
+  CHECK(used.remaining == 6);
+  CHECK(used.reset_after > 0ns);
+  // The refusal changed nothing: 6 units still pass.
+  std::uint64_t passed = 0;
+  while (limiter.try_acquire(std::string_view("k")).allowed) ++passed;
+  CHECK(passed == 6);
+  const auto headers = distkit::format_headers(used, limiter.policy());
+  CHECK(headers.ratelimit.find(";r=6;t=") != std::string::npos);
+  CHECK(headers.ratelimit.find(";t=0") == std::string::npos);
+  std::vector<std::string> keys{"k", "other"};
+  std::vector<decision> out(2);
+  CHECK(limiter.try_acquire_many(keys, out, 11) == 0);
+  CHECK(out[0].remaining == 0);
+  CHECK(out[1].remaining == 10);
+}
+
+namespace {
+// A time source in whole seconds, whose extreme time points do not fit in int64 nanoseconds.
+struct seconds_time {
+  using duration = std::chrono::seconds;
+  using time_point = std::chrono::time_point<seconds_time, duration>;
+  [[nodiscard]] auto now() const noexcept -> time_point { return time_point(duration(0)); }
+};
+}  // namespace
+
+TEMPLATE_TEST_CASE("rate_limiter stays defined at the extreme time points of any clock", "[rate_limiter][time]",
+                   sliding_window_log, sliding_window_counter, gcra, fixed_window) {
+  using ns_point = manual_clock::time_point;
+  manual_clock clock;
+  test_limiter<TestType> limiter{rate_limit{5, 1s}, clock};
+  for (const ns_point t :
+       {ns_point::min(), ns_point::min() + 1ns, ns_point{}, ns_point::max() - 1ns, ns_point::max()}) {
+    const decision first = limiter.try_acquire(std::string_view("k"), 5, t);
+    CHECK(first.remaining <= 5);
+    const decision second = limiter.try_acquire(std::string_view("k"), 1, t);
+    CHECK(second.remaining <= 5);
+    CHECK(second.retry_after >= 0ns);
+    CHECK(second.reset_after >= 0ns);
+    (void)limiter.try_acquire(std::string_view("k"), 6, t);
+  }
+  // Time going forward to the end of the clock, with many keys (sweeps compute idle times).
+  for (int i = 0; i < 200; ++i) (void)limiter.try_acquire(i, 1, ns_point::max());
+  (void)limiter.evict_idle();
+  distkit::rate_limiter<TestType, seconds_time> coarse{rate_limit{5, 1s}};
+  using s_point = seconds_time::time_point;
+  for (const s_point t : {s_point::min(), s_point{}, s_point::max()}) {
+    const decision d = coarse.try_acquire(std::string_view("k"), 1, t);
+    CHECK(d.remaining <= 5);
+  }
+  // The largest time still answers like a normal one: a burst of the limit, then a refusal.
+  test_limiter<TestType> late{rate_limit{5, 1s}, clock};
+  CHECK(late.try_acquire(std::string_view("x"), 5, ns_point::max()).allowed);
+  CHECK_FALSE(late.try_acquire(std::string_view("x"), 1, ns_point::max()).allowed);
+}
+
+TEST_CASE(
+    "rate_limiter gcra admits limit + ceil(window / interval) - 1 in one window (2 * limit when limit^2 ns <= window)",
+    "[rate_limiter][gcra][property]") {
+  // Brute force: admit greedily (every nanosecond a request is allowed, take it) and count the
+  // most units inside any window (t - window, t]. A token bucket's worst case is a full burst
+  // followed by one unit per interval.
+  const auto most_in_a_window = [](std::uint64_t limit, std::int64_t window) {
+    const limit_params p = limit_params::from(rate_limit{limit, std::chrono::nanoseconds(window)});
+    gcra::state s;
+    std::vector<std::int64_t> admitted;
+    for (std::int64_t t = 0; t < 3 * window; ++t) {
+      while (gcra::acquire(s, p, t, 1).allowed) admitted.push_back(t);
+    }
+    std::size_t most = 0;
+    std::size_t first = 0;
+    for (std::size_t i = 0; i < admitted.size(); ++i) {
+      while (admitted[first] <= admitted[i] - window) ++first;
+      most = std::max(most, i - first + 1);
+    }
+    return static_cast<std::uint64_t>(most);
+  };
+  for (std::uint64_t limit = 1; limit <= 9; ++limit) {
+    for (std::int64_t window = static_cast<std::int64_t>(limit); window <= 120; ++window) {
+      CAPTURE(limit, window);
+      const std::uint64_t most = most_in_a_window(limit, window);
+      // A burst of `limit`, then one unit per interval: the README's bound, exactly.
+      const auto l = static_cast<std::int64_t>(limit);
+      const std::int64_t interval = window / l;
+      const std::int64_t r = window % l;
+      const auto bound = static_cast<std::uint64_t>(l + (window + interval - 1) / interval - 1);
+      CHECK(most == bound);
+      if (r == 0) {
+        CHECK(most == 2 * limit - 1);
+      } else if (r <= interval) {
+        CHECK(most == 2 * limit);  // not 2 * limit - 1, as the README said before
+      } else {
+        CHECK(most > 2 * limit);  // tiny windows: less than limit^2 ns
+      }
+    }
+  }
+}
+
+TEST_CASE("rate_limiter sliding_window_counter can exceed the limit by previous * elapsed / window, not more",
+          "[rate_limiter][sliding_window_counter]") {
+  // 10 units at the very end of window 0; at 80% of window 1 the carried weight is 10 * 0.2 = 2,
+  // so 8 more pass: 18 units in the sliding window (80, 180], 8 = previous * elapsed / window
+  // over the limit (more than the previous * (window - elapsed) / window = 2 an estimate that
+  // erred only upwards would allow).
+  manual_clock clock;
+  test_limiter<sliding_window_counter> limiter{rate_limit{10, 100ns}, clock};
+  REQUIRE(limiter.try_acquire(std::string_view("k"), 10, at(99)).allowed);
+  std::uint64_t passed = 0;
+  while (limiter.try_acquire(std::string_view("k"), 1, at(180)).allowed) ++passed;
+  CHECK(passed == 8);
+  CHECK(10 + passed == 10 + 10 * 80 / 100);
+  CHECK(10 + passed > 10 + 10 * 20 / 100);
+}

@@ -5,11 +5,15 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <future>
 #include <latch>
+#include <limits>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -593,5 +597,168 @@ TEMPLATE_TEST_CASE("worker_pool survives a randomised mix of operations from man
     CHECK(wrong_fib.load() == 0);
     const auto s = pool.stats();
     CHECK(s.completed == s.submitted);
+  }
+}
+
+// ---- regressions: wake-ups, index arithmetic, argument passing, caller_runs accounting ----
+
+namespace {
+
+// A barrier of `need` arrivals whose waiters the test can also release itself, so a stall is
+// reported by a bounded wait and then unblocked (the pool can still be joined).
+class release_barrier {
+ public:
+  explicit release_barrier(std::size_t need) : need_(need) {}
+  void arrive_and_wait() {
+    std::unique_lock lock(mutex_);
+    if (++arrived_ >= need_) open_locked();
+    cv_.wait(lock, [this] { return open_; });
+  }
+  // True if every participant arrived before `limit` passed; releases the waiters either way.
+  auto all_arrived_within(std::chrono::seconds limit) -> bool {
+    std::unique_lock lock(mutex_);
+    const bool all = cv_.wait_for(lock, limit, [this] { return open_; });
+    open_locked();
+    return all;
+  }
+
+ private:
+  void open_locked() {
+    open_ = true;
+    cv_.notify_all();
+  }
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::size_t need_;
+  std::size_t arrived_ = 0;
+  bool open_ = false;
+};
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("worker_pool wakes a worker for a task pushed while another wake-up is in flight",
+                   "[worker_pool][wakeup]", stealing_pool, global_pool) {
+  // N/2 tasks each post a child, then wait on a barrier of N that only the N/2 children can
+  // complete: every child must reach a parked worker, although the children are pushed onto
+  // different deques while one wake-up is already on its way.
+  for (std::size_t threads : {std::size_t{4}, std::size_t{8}}) {
+    CAPTURE(threads);
+    TestType pool(threads);
+    for (int round = 0; round < 40; ++round) {
+      CAPTURE(round);
+      release_barrier barrier(threads);
+      for (std::size_t i = 0; i < threads / 2; ++i) {
+        pool.post([&pool, &barrier] {
+          pool.post([&barrier] { barrier.arrive_and_wait(); });
+          barrier.arrive_and_wait();
+        });
+      }
+      const bool all = barrier.all_arrived_within(std::chrono::seconds(20));
+      pool.wait_idle();
+      REQUIRE(all);
+    }
+  }
+}
+
+TEMPLATE_TEST_CASE("worker_pool parallel_for near SIZE_MAX visits exactly the range", "[worker_pool][parallel_for]",
+                   stealing_pool, global_pool) {
+  constexpr std::size_t top = std::numeric_limits<std::size_t>::max();
+  for (std::size_t threads : {std::size_t{1}, std::size_t{3}}) {
+    CAPTURE(threads);
+    TestType pool(threads);
+    for (std::size_t grain : {std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{64}, std::size_t{1000}}) {
+      CAPTURE(grain);
+      std::vector<std::atomic<int>> hits(101);
+      std::atomic<int> outside{0};
+      CHECK_NOTHROW(pool.parallel_for(
+          top - 101, top,
+          [&](std::size_t i) {
+            if (i < top - 101 || i >= top) {
+              outside.fetch_add(1);
+              throw std::runtime_error("index outside the range");  // ends the run (it would wrap on)
+            } else {
+              hits[i - (top - 101)].fetch_add(1);
+            }
+          },
+          grain));
+      CHECK(outside.load() == 0);
+      std::size_t wrong = 0;
+      for (auto& h : hits) wrong += h.load() != 1 ? 1 : 0;
+      CHECK(wrong == 0);
+      std::atomic<std::uint64_t> visited{0};
+      std::atomic<int> bad_chunks{0};
+      CHECK_NOTHROW(pool.parallel_for(
+          top - 1000, top,
+          [&](std::size_t begin, std::size_t end) {
+            if (begin >= end || begin < top - 1000) {
+              bad_chunks.fetch_add(1);
+              throw std::runtime_error("chunk outside the range");
+            }
+            visited.fetch_add(end - begin);
+          },
+          grain));
+      CHECK(bad_chunks.load() == 0);
+      CHECK(visited.load() == 1000);
+    }
+  }
+}
+
+TEMPLATE_TEST_CASE("worker_pool submit passes move-only arguments to by-value parameters like std::async",
+                   "[worker_pool][future]", stealing_pool, global_pool) {
+  TestType pool(2);
+  auto doubled = pool.submit([](std::unique_ptr<int> p) { return *p * 2; }, std::make_unique<int>(21));
+  CHECK(doubled.get() == 42);
+  auto joined = pool.submit([](std::string a, const std::string& b) { return a + b; }, std::string("ab"), "cd");
+  CHECK(joined.get() == "abcd");
+  // A callable that takes an lvalue reference still gets the task's own copy, as before.
+  auto bumped = pool.submit(
+      [](int& x) {
+        ++x;
+        return x;
+      },
+      41);
+  CHECK(bumped.get() == 42);
+  // A move-only callable whose call operator consumes it.
+  struct consume {
+    std::unique_ptr<int> value;
+    auto operator()() && -> int { return *value; }
+  };
+  auto consumed = pool.submit(consume{std::make_unique<int>(7)});
+  CHECK(consumed.get() == 7);
+  pool.wait_idle();
+}
+
+TEMPLATE_TEST_CASE("worker_pool counts a posted task that throws in the caller under caller_runs as failed",
+                   "[worker_pool][bounded][errors]", distkit::pool_queue::work_stealing,
+                   distkit::pool_queue::global_queue) {
+  distkit::worker_pool<TestType, distkit::overflow::caller_runs> pool(
+      distkit::worker_pool_options{.threads = 1, .capacity = 1, .name = "caller"});
+  std::atomic<int> handled{0};
+  pool.set_error_handler([&handled](std::exception_ptr) { handled.fetch_add(1); });
+  gate g;
+  occupy_all_workers(pool, g);
+  pool.post([] {});                                              // fills the inbox
+  pool.post([] { throw std::runtime_error("in the caller"); });  // runs here, and throws
+  CHECK(pool.stats().ran_in_caller == 1);
+  CHECK(handled.load() == 1);
+  CHECK(pool.stats().failed == 1);
+  g.open();
+  pool.wait_idle();
+  CHECK(pool.stats().failed == 1);
+}
+
+TEMPLATE_TEST_CASE("worker_pool fork-join from many concurrent roots never deadlocks, whatever is helped",
+                   "[worker_pool][nested]", stealing_pool, global_pool) {
+  // The README's claim for helping: fork-join (each task waits only for what it submitted) never
+  // deadlocks, however the waiting workers interleave unrelated roots on their stacks.
+  for (std::size_t threads : {std::size_t{1}, std::size_t{2}, std::size_t{4}}) {
+    CAPTURE(threads);
+    TestType pool(threads);
+    std::vector<std::future<long>> roots;
+    for (int i = 0; i < 8; ++i) {
+      roots.push_back(pool.submit([&pool, i] { return i % 2 == 0 ? fib_futures(pool, 13) : fib_group(pool, 13); }));
+    }
+    for (auto& root : roots) CHECK(root.get() == fib_plain(13));
+    pool.wait_idle();
   }
 }

@@ -8,6 +8,11 @@
 // wait). Where distkit differs, on purpose:
 //   * a result recorded for an older state (an older *generation*) is ignored, as in
 //     sony/gobreaker; resilience4j records it into whatever state is current;
+//   * `transition_to` the current state does nothing (resilience4j swaps in a fresh state of the
+//     same kind), except OPEN -> OPEN, which restarts the wait and counts a trip as resilience4j
+//     does; the edges resilience4j refuses (CLOSED -> HALF_OPEN, METRICS_ONLY -> OPEN and
+//     METRICS_ONLY -> HALF_OPEN) throw `std::logic_error`;
+//   * metrics carry counts and rates, not call durations;
 //   * there is no timer thread: "automatic" time-driven transitions (OPEN -> HALF_OPEN when
 //     enabled, HALF_OPEN -> OPEN after `max_wait_duration_in_half_open_state`) happen on the
 //     first observation after they fall due (`try_acquire`, `call`, `state()`, `metrics()`);
@@ -41,6 +46,7 @@
 #include "distkit/clock.hpp"
 #include "distkit/detail/breaker_window.hpp"
 #include "distkit/detail/error.hpp"
+#include "distkit/detail/saturating_time.hpp"
 
 namespace distkit::inline v0 {
 
@@ -163,6 +169,13 @@ struct circuit_breaker_config {
   /// Fast successes are batched per thread stripe, this many at a time, once the window holds
   /// its minimum number of calls; 1 records every outcome at once. 1..65,535.
   std::uint32_t success_batch = 16;
+  /// Where half-open goes when `max_wait_duration_in_half_open_state` ends before the probes
+  /// decide: `open` (the default) or `closed` (resilience4j's transitionToStateAfterWaitDuration).
+  breaker_state transition_to_state_after_wait_duration = breaker_state::open;
+  /// The state a new breaker starts in (resilience4j's initialState). Any state but `closed` is
+  /// entered as the breaker's first transition (generation 1, cause `manual`, before any
+  /// listener exists): `open` starts its first wait, `half_open` its probes.
+  breaker_state initial_state = breaker_state::closed;
 };
 
 /// @brief A sliding-window policy of `circuit_breaker`.
@@ -543,7 +556,11 @@ class circuit_breaker {
                                           : std::min(config_.minimum_number_of_calls, config_.sliding_window_size)),
         min_half_open_(std::min(config_.minimum_number_of_calls, config_.permitted_number_of_calls_in_half_open_state)),
         batch_(config_.success_batch),
-        slow_ns_(config_.slow_call_duration_threshold.count()) {}
+        slow_ns_(config_.slow_call_duration_threshold.count()) {
+    if (config_.initial_state != breaker_state::closed) {
+      transition(pack(0, breaker_state::closed), config_.initial_state, transition_cause::manual);
+    }
+  }
 
   circuit_breaker(const circuit_breaker&) = delete;
   auto operator=(const circuit_breaker&) -> circuit_breaker& = delete;
@@ -636,17 +653,27 @@ class circuit_breaker {
     } else if (s == breaker_state::half_open) {
       const std::int64_t deadline = half_open_until_.load(std::memory_order_relaxed);
       if (deadline != 0 && now_ns() >= deadline) {
-        transition(word, breaker_state::open, transition_cause::half_open_timeout);
+        transition(word, config_.transition_to_state_after_wait_duration, transition_cause::half_open_timeout);
       }
     }
   }
 
   /// @brief Moves to `target` with fresh metrics for it (resilience4j's transitionTo*State).
-  /// @returns false if the breaker already is in `target` (nothing happens).
+  /// `open` while open restarts the wait and counts one more trip for the growing wait (as
+  /// resilience4j's OPEN -> OPEN; no listener is called). `forced_open` also counts as a trip.
+  /// @returns false if the breaker already is in `target` (other than `open`): nothing happens.
+  /// @throws std::logic_error for the edges resilience4j refuses: CLOSED -> HALF_OPEN,
+  ///         METRICS_ONLY -> OPEN and METRICS_ONLY -> HALF_OPEN (the state is unchanged).
   auto transition_to(breaker_state target) -> bool {
     for (;;) {
       const std::uint64_t word = state_.load(std::memory_order_acquire);
-      if (state_of(word) == target) return false;
+      const breaker_state from = state_of(word);
+      if (DISTKIT_UNLIKELY(!allowed_edge(from, target))) throw_refused_edge(from, target);
+      if (from == target) {
+        if (target != breaker_state::open) return false;
+        if (restart_open(word)) return true;
+        continue;
+      }
       if (transition(word, target, transition_cause::manual)) return true;
     }
   }
@@ -738,11 +765,21 @@ class circuit_breaker {
     if (c.success_batch < 1 || c.success_batch > 0xFFFFU) {
       detail::throw_invalid_argument(who, "success_batch", "must be in [1, 65535]", c.success_batch);
     }
+    if (c.transition_to_state_after_wait_duration != breaker_state::open &&
+        c.transition_to_state_after_wait_duration != breaker_state::closed) {
+      detail::throw_invalid_argument(who, "transition_to_state_after_wait_duration", "must be open or closed",
+                                     to_string(c.transition_to_state_after_wait_duration));
+    }
+    if (static_cast<unsigned>(c.initial_state) > static_cast<unsigned>(breaker_state::metrics_only)) {
+      detail::throw_invalid_argument(who, "initial_state", "must be a breaker_state",
+                                     static_cast<unsigned>(c.initial_state));
+    }
     return c;
   }
 
+  // Saturated to +-2^62 ns, so a deadline (now + a wait) never overflows.
   [[nodiscard]] auto now_ns() const noexcept -> std::int64_t {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(clock_.now().time_since_epoch()).count();
+    return detail::saturating_ns(clock_.now().time_since_epoch());
   }
   [[nodiscard]] auto current_second() const noexcept -> std::int64_t {
     if constexpr (Window::is_time_based) {
@@ -755,7 +792,7 @@ class circuit_breaker {
   template <class Rep, class Period>
   [[nodiscard]] auto outcome_of(bool failed, std::chrono::duration<Rep, Period> elapsed) const noexcept
       -> call_outcome {
-    return {failed, std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count() > slow_ns_};
+    return {failed, detail::saturating_ns(elapsed) > slow_ns_};
   }
 
   auto refusal_state() noexcept -> breaker_state {
@@ -807,7 +844,7 @@ class circuit_breaker {
         case breaker_state::half_open: {
           const std::int64_t deadline = half_open_until_.load(std::memory_order_relaxed);
           if (deadline != 0 && now_ns() >= deadline) {
-            transition(word, breaker_state::open, transition_cause::half_open_timeout);
+            transition(word, config_.transition_to_state_after_wait_duration, transition_cause::half_open_timeout);
             word = state_.load(std::memory_order_acquire);
             continue;
           }
@@ -1021,7 +1058,7 @@ class circuit_breaker {
         case breaker_state::open:
           // Consecutive trips: 1 after closed (which zeroes it), +1 after each failed half-open.
           attempts_ += 1;
-          open_until_.store(now + open_wait(attempts_), std::memory_order_relaxed);
+          open_until_.store(detail::add_saturating(now, open_wait(attempts_)), std::memory_order_relaxed);
           // Open shows the metrics of the state it came from, refusals included (resilience4j).
           open_shows_probes_.store(from == breaker_state::half_open, std::memory_order_relaxed);
           break;
@@ -1030,7 +1067,7 @@ class circuit_breaker {
           probe_permits_.store((generation << permit_count_bits) | config_.permitted_number_of_calls_in_half_open_state,
                                std::memory_order_relaxed);
           half_open_until_.store(config_.max_wait_duration_in_half_open_state.count() > 0
-                                     ? now + config_.max_wait_duration_in_half_open_state.count()
+                                     ? detail::add_saturating(now, config_.max_wait_duration_in_half_open_state.count())
                                      : 0,
                                  std::memory_order_relaxed);
           not_permitted_.store(0, std::memory_order_relaxed);
@@ -1044,13 +1081,40 @@ class circuit_breaker {
           reset_window();
           break;
         case breaker_state::forced_open:
+          // resilience4j counts it as a trip (a later OPEN waits longer) and gives it fresh
+          // metrics, which an OPEN entered from it then shows.
+          attempts_ += 1;
           not_permitted_.store(0, std::memory_order_relaxed);
+          reset_window();
           break;
       }
       state_.store(pack(generation, to), std::memory_order_release);
       event = {from, to, cause, generation};
     }
     notify(event);
+    return true;
+  }
+
+  // resilience4j's StateTransition table: every edge but these three.
+  static constexpr auto allowed_edge(breaker_state from, breaker_state to) noexcept -> bool {
+    if (from == breaker_state::closed) return to != breaker_state::half_open;
+    if (from == breaker_state::metrics_only) return to != breaker_state::open && to != breaker_state::half_open;
+    return true;
+  }
+
+  [[noreturn]] DISTKIT_COLD static void throw_refused_edge(breaker_state from, breaker_state to) {
+    detail::throw_logic_error("circuit_breaker", "transition " + std::string(to_string(from)) + " -> " +
+                                                     std::string(to_string(to)) +
+                                                     " is not allowed (resilience4j refuses it too)");
+  }
+
+  // OPEN -> OPEN: the wait starts again, one trip longer. The state word (and so the generation)
+  // is unchanged: no permit exists in open, and resilience4j publishes no event for it.
+  auto restart_open(std::uint64_t expected) noexcept -> bool {
+    std::lock_guard lock(transition_mutex_);
+    if (state_.load(std::memory_order_acquire) != expected) return false;
+    attempts_ += 1;
+    open_until_.store(detail::add_saturating(now_ns(), open_wait(attempts_)), std::memory_order_relaxed);
     return true;
   }
 

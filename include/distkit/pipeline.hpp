@@ -58,8 +58,12 @@ inline auto parallel(std::size_t max_concurrency = std::numeric_limits<std::size
 /// carries items through as many stages as it can and returns when none can move, so any
 /// executor, even one thread, runs any pipeline to the end. Every posted task must run, and
 /// `post` must queue it rather than run it before returning (a worker re-posts itself every 1024
-/// batches so that other work on a shared executor gets its turn). `distkit::worker_pool` meets
-/// this with its default `overflow::block` policy; its `reject` and `caller_runs` policies do not.
+/// batches so that other work on a shared executor gets its turn). An executor that also has
+/// `e.defer(task)`, which queues a task behind the work already waiting (as `worker_pool::defer`
+/// does), gets the re-posts through it: then a task posted during a long or endless run runs
+/// before the run ends, even on a one-thread executor whose `post` from a worker runs newest
+/// first. `distkit::worker_pool` meets this with its default `overflow::block` policy; its
+/// `reject` and `caller_runs` policies do not.
 template <class E>
 concept pipeline_executor = requires(E& e, std::function<void()> task) {
   e.post(std::move(task));
@@ -274,17 +278,22 @@ class pipeline {
     threads = std::min(threads, max_useful_workers());
     auto own = std::make_unique<detail::pipeline_threads>(threads);
     auto* raw = own.get();
-    begin(
-        threads, [raw](std::function<void()> task) { raw->post(std::move(task)); }, std::move(stop), std::move(own));
+    auto post = [raw](std::function<void()> task) { raw->post(std::move(task)); };
+    begin(threads, post, post, std::move(stop), std::move(own));
   }
 
   /// @brief Starts a run on `executor` (which must outlive the run) and returns; `wait()` joins it.
   template <pipeline_executor Executor>
   void start(Executor& executor, std::stop_token stop = {}) {
     const std::size_t concurrency = std::max<std::size_t>(1, static_cast<std::size_t>(executor.concurrency()));
-    begin(
-        concurrency, [&executor](std::function<void()> task) { executor.post(std::move(task)); }, std::move(stop),
-        nullptr);
+    std::function<void(std::function<void()>)> post = [&executor](std::function<void()> task) {
+      executor.post(std::move(task));
+    };
+    std::function<void(std::function<void()>)> yield = post;
+    if constexpr (requires(std::function<void()> task) { executor.defer(std::move(task)); }) {
+      yield = [&executor](std::function<void()> task) { (void)executor.defer(std::move(task)); };
+    }
+    begin(concurrency, std::move(post), std::move(yield), std::move(stop), nullptr);
   }
 
   /// @brief Waits for the run started by `start()` to end.
@@ -334,7 +343,8 @@ class pipeline {
     return std::min(n, options_.max_in_flight + 1);
   }
 
-  void begin(std::size_t concurrency, std::function<void(std::function<void()>)> post, std::stop_token stop,
+  void begin(std::size_t concurrency, std::function<void(std::function<void()>)> post,
+             std::function<void(std::function<void()>)> yield, std::stop_token stop,
              std::unique_ptr<detail::pipeline_threads> own) {
     {
       std::lock_guard lock(mutex_);
@@ -363,6 +373,7 @@ class pipeline {
       target_workers_ = std::max<std::size_t>(1, std::min(concurrency, max_useful_workers()));
       workers_ = 1;
       post_ = std::move(post);
+      yield_ = std::move(yield);
     }
     threads_ = std::move(own);
     stop_callback_.emplace(std::move(stop), stop_request{this});
@@ -449,11 +460,12 @@ class pipeline {
     }
   }
 
-  // Hands this worker's place to a fresh task; false if the executor refused (keep going).
+  // Hands this worker's place to a fresh task queued behind the executor's waiting work (through
+  // `defer` when the executor has it); false if the executor refused (keep going).
   auto repost_self(std::unique_lock<std::mutex>& lock) -> bool {
     lock.unlock();
     try {
-      post_([this] { work(); });
+      yield_([this] { work(); });
       return true;
     } catch (...) {
       lock.lock();
@@ -779,6 +791,7 @@ class pipeline {
   std::uint64_t source_blocked_events_ = 0;
 
   std::function<void(std::function<void()>)> post_;
+  std::function<void(std::function<void()>)> yield_;  // re-posts a worker behind waiting work
   std::optional<std::stop_callback<stop_request>> stop_callback_;
   std::unique_ptr<detail::pipeline_threads> threads_;
 };

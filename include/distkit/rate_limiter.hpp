@@ -26,6 +26,7 @@
 #include "distkit/clock.hpp"
 #include "distkit/detail/error.hpp"
 #include "distkit/detail/rate_limiter_table.hpp"
+#include "distkit/detail/saturating_time.hpp"
 #include "distkit/hash.hpp"
 
 namespace distkit::inline v0 {
@@ -129,7 +130,9 @@ __extension__ using uint128 = unsigned __int128;
 /// Requires: `typename A::state` (default-constructible = a key never seen; movable);
 /// `A::name` (convertible to `std::string_view`);
 /// `A::acquire(state&, const limit_params&, std::int64_t now_ns, std::uint64_t cost) -> decision`
-/// (called with `cost <= limit`; a `now_ns` earlier than the key's last update counts as that time);
+/// (called with `cost <= limit` and `now_ns` within +-2^62; a `now_ns` earlier than the key's last
+/// update counts as that time; GCRA, which keeps no update time, counts a `now_ns` earlier than
+/// `tat - tau` (the earliest time its state can have been written) as that time);
 /// `A::idle(const state&, const limit_params&, std::int64_t now_ns) -> bool`: true when the
 /// state is equivalent to a fresh one (the key can be evicted without changing any answer).
 template <class A>
@@ -313,6 +316,10 @@ struct gcra {
   };
 
   static auto acquire(state& s, const limit_params& p, std::int64_t now, std::uint64_t cost) noexcept -> decision {
+    // An admission at time t leaves tat <= t + tau, so the state was written at tat - tau or
+    // later: an older `now` counts as that time (else `tat - now` passes tau and `remaining`
+    // goes negative).
+    if (DISTKIT_UNLIKELY(s.tat != detail::never && now < s.tat - p.tau)) now = s.tat - p.tau;
     const std::int64_t tat = s.tat > now ? s.tat : now;
     const std::int64_t new_tat = tat + static_cast<std::int64_t>(cost) * p.interval;
     const std::int64_t allow_at = new_tat - p.tau;
@@ -456,6 +463,7 @@ class local_store {
   [[nodiscard]] auto params() const noexcept -> const limit_params& { return params_; }
 
   auto try_acquire(std::string_view key, std::uint64_t cost, std::int64_t now) -> decision {
+    now = detail::clamp_time(now);
     const detail::fingerprint fp = detail::make_fingerprint(key.data(), key.size());
     // Ask for the slot's lines before taking the lock: when another thread last held the lock,
     // its line comes from that core, and the two misses then overlap instead of adding up
@@ -472,6 +480,7 @@ class local_store {
   template <class KeyAt>
   void try_acquire_many(KeyAt key_at, std::uint64_t cost, std::int64_t now, std::span<decision> out) {
     constexpr std::size_t ahead = 16;
+    now = detail::clamp_time(now);
     const std::size_t count = out.size();
     std::array<detail::fingerprint, ahead> fps{};
     const auto stage = [&](std::size_t i) {
@@ -493,6 +502,7 @@ class local_store {
 
   /// Drops every idle key now and shrinks mostly empty shards. Returns the keys dropped.
   auto evict_idle(std::int64_t now) -> std::size_t {
+    now = detail::clamp_time(now);
     std::size_t dropped = 0;
     const auto idle = [&](const state_type& s) noexcept { return Algorithm::idle(s, params_, now); };
     for (std::size_t i = 0; i <= shard_mask_; ++i) {
@@ -599,18 +609,13 @@ class rate_limiter {
   }
 
   /// Asks to spend `cost` units of `key`'s limit at `now` (for callers that already read the
-  /// clock; a `now` earlier than the key's last update counts as that time). A cost above the
-  /// limit is refused with `refusal::cost_exceeds_limit` and changes nothing.
+  /// clock; a `now` earlier than the key's last update counts as that time; times beyond
+  /// +-2^62 ns count as those bounds). A cost above the limit is refused with
+  /// `refusal::cost_exceeds_limit` and changes nothing; its `remaining` and `reset_after` are
+  /// the key's own (as redis-cell answers), `retry_after` is `nanoseconds::max()`.
   template <byte_hashable Key>
   auto try_acquire(const Key& key, std::uint64_t cost, time_point now) -> decision {
-    const rate_limit& policy = store_.policy();
-    if (DISTKIT_UNLIKELY(cost > policy.limit)) {
-      decision d;
-      d.limit = policy.limit;
-      d.reason = refusal::cost_exceeds_limit;
-      d.retry_after = std::chrono::nanoseconds::max();
-      return d;
-    }
+    if (DISTKIT_UNLIKELY(cost > store_.policy().limit)) return refuse_cost(detail::key_bytes(key), to_ns(now));
     return store_.try_acquire(detail::key_bytes(key), cost, to_ns(now));
   }
 
@@ -665,8 +670,18 @@ class rate_limiter {
   [[nodiscard]] auto clock() const noexcept -> const Clock& { return clock_; }
 
  private:
-  static auto to_ns(time_point t) noexcept -> std::int64_t {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+  static auto to_ns(time_point t) noexcept -> std::int64_t { return detail::saturating_ns(t.time_since_epoch()); }
+
+  // A cost above the limit: the key's figures from a request of cost 0 (which changes no
+  // answer), refused. A store that cannot answer gives no figures.
+  DISTKIT_COLD auto refuse_cost(std::string_view key, std::int64_t now) -> decision {
+    decision d = store_.try_acquire(key, 0, now);
+    if (d.reason == refusal::store_unavailable) d.remaining = 0;
+    d.allowed = false;
+    d.limit = store_.policy().limit;
+    d.reason = refusal::cost_exceeds_limit;
+    d.retry_after = std::chrono::nanoseconds::max();
+    return d;
   }
 
   Store store_;

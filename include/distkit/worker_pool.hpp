@@ -118,12 +118,12 @@ struct worker_pool_options {
 /// Cheap counters, read without stopping the pool (each figure is read separately, so a snapshot
 /// taken while tasks run may be slightly inconsistent).
 struct pool_stats {
-  std::uint64_t submitted = 0;      ///< tasks accepted into the pool (posts, submits, group tasks)
-  std::uint64_t completed = 0;      ///< accepted tasks that ran to the end (normally or by throwing)
-  std::uint64_t failed = 0;         ///< posted tasks that threw (handed to the error handler)
-  std::uint64_t stolen = 0;         ///< tasks a worker took from another worker's deque
-  std::uint64_t cancelled = 0;      ///< accepted tasks discarded by `shutdown(cancel)` (settled or returned)
-  std::uint64_t rejected = 0;       ///< refused by a full inbox (reject policy, `try_post`, `try_submit`)
+  std::uint64_t submitted = 0;  ///< tasks accepted into the pool (posts, submits, group tasks)
+  std::uint64_t completed = 0;  ///< accepted tasks that ran to the end (normally or by throwing)
+  std::uint64_t failed = 0;     ///< posted tasks that threw (handed to the error handler), on a worker or in the caller
+  std::uint64_t stolen = 0;     ///< tasks a worker took from another worker's deque
+  std::uint64_t cancelled = 0;  ///< accepted tasks discarded by `shutdown(cancel)` (settled or returned)
+  std::uint64_t rejected = 0;   ///< refused by a full inbox (reject policy, `try_post`, `try_submit`)
   std::uint64_t ran_in_caller = 0;  ///< run by the submitter under the caller_runs policy (never accepted)
   std::size_t queued = 0;           ///< tasks waiting in the inbox and the deques right now
   std::size_t threads = 0;          ///< worker threads
@@ -166,6 +166,15 @@ struct pool_thread_slot {
 inline thread_local pool_thread_slot current_pool_thread{};
 // How many waits-that-help are nested on this thread's stack right now.
 inline thread_local std::size_t help_depth = 0;
+
+// How `submit(f, args...)` calls `f`: like std::async, with the task's copies as rvalues; failing
+// that (a parameter taking an lvalue reference), with them as lvalues.
+template <class F, class... Args>
+struct submit_call {
+  static constexpr bool by_rvalue = std::is_invocable_v<std::decay_t<F>, std::decay_t<Args>...>;
+  using result = typename std::conditional_t<by_rvalue, std::invoke_result<std::decay_t<F>, std::decay_t<Args>...>,
+                                             std::invoke_result<std::decay_t<F>&, std::decay_t<Args>&...>>::type;
+};
 
 // What a worker may run: its scheduler loop takes anything (oldest first from the global queue);
 // a worker helping while it waits takes the newest tasks; one whose helping is nested too deep
@@ -417,6 +426,30 @@ class worker_pool {
     }
   }
 
+  /// @brief Like `post`, for a task that should yield to the work already waiting. Called from
+  /// one of this pool's workers, `f` goes to the back of the shared queue rather than onto the
+  /// worker's own deque (which runs newest first), so the tasks queued before it, there and in
+  /// that deque, run first; like every submission from a task it is never bounded or refused
+  /// (except after `shutdown(cancel)`). From any other thread it is `post`. A task that re-posts
+  /// itself to continue a long job (as a pipeline's workers do) shares the pool this way instead
+  /// of holding a worker until the job ends.
+  /// @throws std::logic_error after shutdown.
+  template <class F>
+  requires std::is_invocable_v < std::decay_t<F>
+  & > auto defer(F&& f) -> post_result {
+    if (!is_worker_thread()) return post(std::forward<F>(f));
+    if (DISTKIT_UNLIKELY(state_.load(std::memory_order_acquire) >= pool_state::cancelling)) throw_shut_down();
+    pool_task task(std::forward<F>(f));
+    bump(workers_[detail::current_pool_thread.index].submitted);
+    {
+      std::lock_guard lock(inbox_.mutex);
+      inbox_.ring.push_back(std::move(task));
+      inbox_.size_hint.store(inbox_.ring.size(), std::memory_order_relaxed);
+    }
+    notify_work();
+    if constexpr (rejects) return admission::accepted;
+  }
+
   /// Like `post`, but never blocks and never runs `f` in the caller: returns
   /// `admission::rejected` when a bounded inbox is full.
   /// @throws std::logic_error after shutdown.
@@ -427,10 +460,12 @@ class worker_pool {
   }
 
   /// @brief Runs `f(args...)` on the pool; its result or exception arrives through the future.
-  /// The arguments are copied or moved into the task. Under the reject policy the result is an
+  /// The arguments are copied or moved into the task and, as with `std::async`, passed on as
+  /// rvalues (so a by-value parameter may be move-only); a callable that takes an lvalue
+  /// reference gets the task's own copy. Under the reject policy the result is an
   /// optional, empty when a full inbox refused the task.
   /// @throws std::logic_error after shutdown.
-  template <class F, class... Args, class R = std::invoke_result_t<std::decay_t<F>&, std::decay_t<Args>&...>>
+  template <class F, class... Args, class R = typename detail::submit_call<F, Args...>::result>
   [[nodiscard]] auto submit(F&& f, Args&&... args) -> submit_result<R> {
     auto [task, future] = make_future_task<R>(std::forward<F>(f), std::forward<Args>(args)...);
     if constexpr (rejects) {
@@ -445,7 +480,7 @@ class worker_pool {
   /// Like `submit`, but refuses (returns an empty optional) instead of blocking or running in the
   /// caller when a bounded inbox is full.
   /// @throws std::logic_error after shutdown.
-  template <class F, class... Args, class R = std::invoke_result_t<std::decay_t<F>&, std::decay_t<Args>&...>>
+  template <class F, class... Args, class R = typename detail::submit_call<F, Args...>::result>
   [[nodiscard]] auto try_submit(F&& f, Args&&... args) -> std::optional<std::future<R>> {
     auto [task, future] = make_future_task<R>(std::forward<F>(f), std::forward<Args>(args)...);
     if (admit(std::move(task), overflow_action::reject) == admission::rejected) return std::nullopt;
@@ -465,14 +500,19 @@ class worker_pool {
     if (first >= last) return;
     const std::size_t n = last - first;
     if (grain == 0) grain = std::max<std::size_t>(1, n / (thread_count_ * 8));
-    const std::size_t chunks = (n + grain - 1) / grain;
-    std::atomic<std::size_t> next{first};
+    grain = std::min(grain, n);
+    const std::size_t chunks = n / grain + (n % grain != 0 ? 1 : 0);
+    // Chunks are claimed by number, not by first index: `first + k * grain` stays below `last`
+    // for every claimed chunk, so nothing wraps even when `last` is near SIZE_MAX (a counter of
+    // indices would pass SIZE_MAX and wrap to small indices).
+    std::atomic<std::size_t> next{0};
     std::atomic<bool> failed{false};
     auto body = [&] {
       for (;;) {
-        const std::size_t begin = next.fetch_add(grain, std::memory_order_relaxed);
-        if (begin >= last || failed.load(std::memory_order_relaxed)) return;
-        const std::size_t end = std::min(last, begin + grain);
+        const std::size_t chunk = next.fetch_add(1, std::memory_order_relaxed);
+        if (chunk >= chunks || failed.load(std::memory_order_relaxed)) return;
+        const std::size_t begin = first + chunk * grain;
+        const std::size_t end = begin + std::min(grain, last - begin);
         if constexpr (std::is_invocable_v<F&, std::size_t, std::size_t>) {
           f(begin, end);
         } else {
@@ -598,6 +638,7 @@ class worker_pool {
     s.cancelled = cancelled_.load(std::memory_order_relaxed);
     s.rejected = rejected_.load(std::memory_order_relaxed);
     s.ran_in_caller = ran_in_caller_.load(std::memory_order_relaxed);
+    s.failed += failed_in_caller_.load(std::memory_order_relaxed);
     s.queued += inbox_.size_hint.load(std::memory_order_relaxed);
     return s;
   }
@@ -680,13 +721,21 @@ class worker_pool {
       std::tuple<std::decay_t<Args>...> args;
       std::promise<R> promise;
       worker_pool* pool;
+      auto call() -> R {
+        // The task runs once, so its callable and arguments can be handed over as rvalues.
+        if constexpr (detail::submit_call<F, Args...>::by_rvalue) {
+          return std::apply(std::move(fn), std::move(args));
+        } else {
+          return std::apply(fn, args);
+        }
+      }
       void operator()() {
         try {
           if constexpr (std::is_void_v<R>) {
-            std::apply(fn, args);
+            call();
             promise.set_value();
           } else {
-            promise.set_value(std::apply(fn, args));
+            promise.set_value(call());
           }
         } catch (...) {
           promise.set_exception(std::current_exception());
@@ -777,6 +826,7 @@ class worker_pool {
     try {
       task();
     } catch (...) {
+      failed_in_caller_.fetch_add(1, std::memory_order_relaxed);
       report_error(std::current_exception());
     }
   }
@@ -845,7 +895,25 @@ class worker_pool {
     }
     if (helper) helpers_.fetch_sub(1, std::memory_order_relaxed);
     sleepers_.fetch_sub(1, std::memory_order_relaxed);
+    lock.unlock();
+    // A submitter that saw a wake-up in flight skipped its own. Every parked worker clears the
+    // flag on its way out and then counts the queued tasks (the fences pair with notify_work's:
+    // a task pushed before the clear is counted here, one pushed after it sees the flag clear and
+    // wakes a worker itself). More than this worker takes (a helper may take none) means a
+    // skipped wake-up: pass it on, so none is lost while any queue holds work, whichever deque
+    // the work went to.
     waking_.store(false, std::memory_order_seq_cst);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (shared_tasks() > (helper ? 0U : 1U)) notify_work();
+  }
+
+  // Tasks any worker could take: the inbox and (when stealing) every deque.
+  [[nodiscard]] auto shared_tasks() const noexcept -> std::size_t {
+    std::size_t n = inbox_.size_hint.load(std::memory_order_relaxed);
+    if constexpr (stealing) {
+      for (std::size_t i = 0; i < thread_count_; ++i) n += workers_[i].size_hint.load(std::memory_order_relaxed);
+    }
+    return n;
   }
 
   // Blocks an outside thread until ready().
@@ -1121,6 +1189,7 @@ class worker_pool {
   std::atomic<std::uint64_t> cancelled_{0};
   std::atomic<std::uint64_t> rejected_{0};
   std::atomic<std::uint64_t> ran_in_caller_{0};
+  std::atomic<std::uint64_t> failed_in_caller_{0};  // posted tasks run by the caller that threw
 
   std::mutex park_mutex_;
   std::condition_variable park_cv_;

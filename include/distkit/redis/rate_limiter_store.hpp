@@ -42,8 +42,8 @@ struct redis_options {
   std::chrono::milliseconds connect_timeout{200};  ///< bound on each connection attempt
   std::chrono::milliseconds command_timeout{200};  ///< bound on each decision's round trip
   failure_mode on_failure = failure_mode::fail_closed;
-  std::chrono::milliseconds failure_retry_after{1000};  ///< `retry_after` of a fail-closed decision
-  std::chrono::milliseconds reconnect_interval{100};    ///< at most one reconnect per connection per interval
+  std::chrono::milliseconds failure_retry_after{1000};  ///< `retry_after` of a fail-closed decision (> 0)
+  std::chrono::milliseconds reconnect_interval{100};    ///< at most one reconnect per connection per interval (> 0)
   std::size_t connections = 1;                          ///< connections in the pool; threads pick one by id
   std::string key_prefix = "distkit:rl:";
 };
@@ -172,7 +172,8 @@ using redis_reply_ptr = std::unique_ptr<redisReply, redis_reply_deleter>;
 ///
 /// @tparam Algorithm `sliding_window_log` or `gcra`.
 /// @throws std::invalid_argument (constructor) naming the bad parameter (`limit`, `window`,
-///         `port`, `host`, `connections`, `connect_timeout`, `command_timeout`).
+///         `port`, `host`, `connections`, `connect_timeout`, `command_timeout`,
+///         `failure_retry_after`, `reconnect_interval`).
 /// **Thread safety:** all members may be called concurrently; calls on one pooled connection
 /// are serialised.
 ///
@@ -209,6 +210,16 @@ class redis_store {
       detail::throw_invalid_argument(component, "command_timeout", "must be positive (ms)",
                                      options.command_timeout.count());
     }
+    if (options.failure_retry_after.count() <= 0) {
+      detail::throw_invalid_argument(component, "failure_retry_after", "must be positive (ms)",
+                                     options.failure_retry_after.count());
+    }
+    // Without a pause between reconnects, callers queued on one connection to a frozen server
+    // each make their own attempt after waiting out another's.
+    if (options.reconnect_interval.count() <= 0) {
+      detail::throw_invalid_argument(component, "reconnect_interval", "must be positive (ms)",
+                                     options.reconnect_interval.count());
+    }
     interval_us_ = window_us_ / static_cast<std::int64_t>(params_.limit);
     tau_us_ = interval_us_ * static_cast<std::int64_t>(params_.limit);
     impl_->options = std::move(options);
@@ -222,8 +233,12 @@ class redis_store {
   /// One decision, one round trip. `now_ns` is ignored (Redis's clock decides).
   auto try_acquire(std::string_view key, std::uint64_t cost, std::int64_t /*now_ns*/) -> decision {
     connection& c = pick();
-    std::lock_guard<std::mutex> guard(c.mutex);
-    if (c.ctx == nullptr && !connect(c)) return failed();
+    std::unique_lock<std::mutex> guard(c.mutex, std::try_to_lock);
+    const bool waited = !guard.owns_lock();
+    if (waited) guard.lock();
+    // A caller that waited for the connection while another's attempt failed does not start one
+    // of its own: its wait plus its own attempt could exceed the documented bound.
+    if (c.ctx == nullptr && (waited || !connect(c))) return failed();
 
     // "<prefix>{<key>}:<algorithm>": the hash tag keeps a key's entries in one cluster slot, the
     // suffix keeps a log and a GCRA limiter on the same prefix from reading each other's type.
