@@ -197,6 +197,69 @@ TEMPLATE_TEST_CASE("queue close wakes every blocked caller and keeps what it acc
 
 namespace {
 
+// An element whose first move construction (the one into the queue's slot) stops until released,
+// so a test can hold a producer between claiming a slot and publishing it.
+struct gated {
+  struct gate {
+    std::latch entered{1};
+    std::promise<void> release;
+    std::shared_future<void> released = release.get_future().share();
+    std::atomic<bool> armed{true};
+  };
+  gate* g = nullptr;
+  int value = 0;
+  gated(gate* gate_ptr, int v) : g(gate_ptr), value(v) {}
+  gated(gated&& o) noexcept : g(o.g), value(o.value) {
+    if (g != nullptr && g->armed.exchange(false)) {
+      g->entered.count_down();
+      g->released.wait();
+    }
+  }
+  auto operator=(gated&& o) noexcept -> gated& {
+    g = o.g;
+    value = o.value;
+    return *this;
+  }
+  ~gated() = default;
+};
+
+}  // namespace
+
+TEST_CASE("mpmc_queue close keeps an item whose push claimed its slot before the close", "[queue][close]") {
+  gated::gate g;
+  distkit::mpmc_queue<gated> q(4);
+  auto producer = std::async(std::launch::async, [&] { return q.try_push(gated{&g, 7}); });
+  g.entered.wait();  // the producer holds a ticket and is copying its item in
+  q.close();
+  REQUIRE(q.is_closed());
+  REQUIRE_FALSE(q.drained());  // one accepted item is still on its way
+  auto consumer = std::async(std::launch::async, [&] { return q.pop(); });
+  g.release.set_value();
+  REQUIRE(finishes(producer));
+  REQUIRE(producer.get());
+  REQUIRE(finishes(consumer));
+  auto v = consumer.get();
+  REQUIRE(v);
+  REQUIRE(v->value == 7);
+  REQUIRE(q.drained());
+}
+
+TEST_CASE("spsc_queue close refuses a push caught between filling and publishing its slot", "[queue][close]") {
+  gated::gate g;
+  distkit::spsc_queue<gated> q(4);
+  auto producer = std::async(std::launch::async, [&] { return q.try_push(gated{&g, 7}); });
+  g.entered.wait();
+  q.close();
+  REQUIRE(q.drained());  // nothing was accepted
+  g.release.set_value();
+  REQUIRE(finishes(producer));
+  REQUIRE_FALSE(producer.get());  // so the push must report refusal, and the item must not appear
+  REQUIRE_FALSE(q.try_pop());
+  REQUIRE(q.drained());
+}
+
+namespace {
+
 // Producers push blocking (and in bulk) while consumers pop (blocking and in bulk); the queue is
 // closed while they run. Every item whose push was accepted must be popped exactly once, no
 // refused item may appear, and each consumer must see each producer's items in order.

@@ -292,6 +292,9 @@ class mpmc_queue {
     return (tail_.load(std::memory_order_acquire) & closed_bit) != 0;
   }
 
+  /// True once the queue is closed and every item it accepted has been taken by a consumer.
+  [[nodiscard]] auto drained() const noexcept -> bool { return drained_at(head_.load(std::memory_order_acquire)); }
+
  private:
   // The tail's top bit marks the queue closed, so closing and claiming a ticket are ordered by the
   // one counter: no push can slip in after a consumer has seen "closed and drained".
@@ -332,6 +335,12 @@ class mpmc_queue {
     return attempt::ok;
   }
 
+  // Closed, and no ticket before the final tail is still to be taken.
+  auto drained_at(std::uint64_t pos) const noexcept -> bool {
+    const std::uint64_t tail = tail_.load(std::memory_order_acquire);
+    return (tail & closed_bit) != 0 && (tail & ~closed_bit) <= pos;
+  }
+
   auto pop_one(std::optional<T>& out) noexcept -> attempt {
     std::uint64_t pos = head_.load(std::memory_order_relaxed);
     detail::mpmc_cell<T>* cell = nullptr;
@@ -344,9 +353,7 @@ class mpmc_queue {
       } else if (diff < 0) {
         // Empty at this ticket. Closed and drained only if no ticket before the final tail is
         // still unfilled (a producer that claimed one will fill it).
-        const std::uint64_t tail = tail_.load(std::memory_order_acquire);
-        if ((tail & closed_bit) != 0 && (tail & ~closed_bit) <= pos) return attempt::closed;
-        return attempt::empty;
+        return drained_at(pos) ? attempt::closed : attempt::empty;
       } else {
         pos = head_.load(std::memory_order_relaxed);
       }
@@ -586,6 +593,12 @@ class spsc_queue {
   }
   [[nodiscard]] auto is_closed() const noexcept -> bool {
     return (tail_.load(std::memory_order_acquire) & closed_bit) != 0;
+  }
+
+  /// True once the queue is closed and every item it accepted has been popped.
+  [[nodiscard]] auto drained() const noexcept -> bool {
+    const std::uint64_t tail = tail_.load(std::memory_order_acquire);
+    return (tail & closed_bit) != 0 && (tail & ~closed_bit) == head_.load(std::memory_order_acquire);
   }
 
  private:
