@@ -205,6 +205,16 @@ struct gated {
     std::promise<void> release;
     std::shared_future<void> released = release.get_future().share();
     std::atomic<bool> armed{true};
+    std::atomic<bool> opened{false};
+    void open() {
+      if (!opened.exchange(true)) release.set_value();
+    }
+  };
+  // Opens the gate when a failed check leaves the test early, so the parked producer can finish
+  // and the test fails instead of hanging.
+  struct open_on_exit {
+    gate& g;
+    ~open_on_exit() { g.open(); }
   };
   gate* g = nullptr;
   int value = 0;
@@ -229,12 +239,13 @@ TEST_CASE("mpmc_queue close keeps an item whose push claimed its slot before the
   gated::gate g;
   distkit::mpmc_queue<gated> q(4);
   auto producer = std::async(std::launch::async, [&] { return q.try_push(gated{&g, 7}); });
+  gated::open_on_exit guard{g};
   g.entered.wait();  // the producer holds a ticket and is copying its item in
   q.close();
   REQUIRE(q.is_closed());
   REQUIRE_FALSE(q.drained());  // one accepted item is still on its way
   auto consumer = std::async(std::launch::async, [&] { return q.pop(); });
-  g.release.set_value();
+  g.open();
   REQUIRE(finishes(producer));
   REQUIRE(producer.get());
   REQUIRE(finishes(consumer));
@@ -248,10 +259,11 @@ TEST_CASE("spsc_queue close refuses a push caught between filling and publishing
   gated::gate g;
   distkit::spsc_queue<gated> q(4);
   auto producer = std::async(std::launch::async, [&] { return q.try_push(gated{&g, 7}); });
+  gated::open_on_exit guard{g};
   g.entered.wait();
   q.close();
   REQUIRE(q.drained());  // nothing was accepted
-  g.release.set_value();
+  g.open();
   REQUIRE(finishes(producer));
   REQUIRE_FALSE(producer.get());  // so the push must report refusal, and the item must not appear
   REQUIRE_FALSE(q.try_pop());
