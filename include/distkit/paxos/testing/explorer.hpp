@@ -535,7 +535,7 @@ class explorer {
 
   auto digest(const world& w) const -> std::uint64_t {
     std::string out;
-    detail::writer wr(out);
+    paxos::detail::writer wr(out);
     for (const auto& n : w.nodes) {
       const auto& r = *n.r;
       wr.u8(static_cast<std::uint8_t>(r.current_role()));
@@ -723,6 +723,11 @@ class explorer {
             o << "catch-up reply from slot " << x.first_slot << " [";
             for (const auto& v : x.values) o << " " << batch_str(v);
             o << " ] chosen " << x.chosen_index;
+          } else if constexpr (std::is_same_v<T, snapshot_chunk_msg>) {
+            o << "snapshot chunk at " << x.index << " bytes [" << x.offset << ", " << x.offset + x.bytes.size()
+              << ") of " << x.total;
+          } else if constexpr (std::is_same_v<T, snapshot_ack_msg>) {
+            o << "snapshot ack at " << x.index << " next offset " << x.next_offset;
           } else {
             o << "snapshot at " << x.snap.index;
           }
