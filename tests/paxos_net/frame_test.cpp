@@ -106,7 +106,9 @@ TEST_CASE("paxos frame refuses hand-made corrupt headers, each for its own reaso
     return w;
   };
   CHECK(refusal(dec, with([](auto& w) { w[0] = std::byte{'X'}; })) == frame_error_kind::bad_magic);
-  CHECK(refusal(dec, with([](auto& w) { w[4] = std::byte{2}; })) == frame_error_kind::bad_version);
+  CHECK(std::to_integer<int>(good[4]) == 2);
+  CHECK(refusal(dec, with([](auto& w) { w[4] = std::byte{1}; })) == frame_error_kind::bad_version);  // 0.1 peers
+  CHECK(refusal(dec, with([](auto& w) { w[4] = std::byte{3}; })) == frame_error_kind::bad_version);
   CHECK(refusal(dec, with([](auto& w) { w[5] = std::byte{0x80}; })) == frame_error_kind::bad_flags);
   CHECK(refusal(dec, with([](auto& w) { w[6] = std::byte{1}; })) == frame_error_kind::bad_flags);
   CHECK(refusal(dec, with([](auto& w) { w[8] = std::byte{43}; })) == frame_error_kind::wrong_cluster);
