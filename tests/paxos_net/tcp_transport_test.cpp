@@ -122,7 +122,7 @@ TEST_CASE("tcp_transport delivers messages both ways, in order, over loopback", 
       CHECK(at_b[i] == "a" + std::to_string(i));
       CHECK(at_a[i] == "b" + std::to_string(i));
     }
-    CHECK(b.frame_stats().accepted() == n);
+    CHECK(b.frame_stats().accepted() == n + 1);  // and the hello that opened the connection
     CHECK(b.frame_stats().refused_total() == 0);
     CHECK(a.counters().dropped_oldest == 0);
   }
@@ -206,7 +206,7 @@ TEST_CASE("tcp_transport keeps serving after garbage, truncated, oversized and f
     }
   }
   CHECK(b.counters().inbound_closed_bad == 9);
-  CHECK(stats.accepted() == 52);
+  CHECK(stats.accepted() == 53);  // 52 frames and the real peer's hello
 
   // The real peer's connection was never disturbed: everything after the attacks arrives too.
   for (int i = 0; i < 50; ++i) REQUIRE(a.send(2, bytes_of("after " + std::to_string(i))));
@@ -267,19 +267,104 @@ TEST_CASE("tcp_transport bounds each peer's send queue", "[paxos_net][tcp_transp
   }
 }
 
-TEST_CASE("tcp_transport closes inbound connections beyond its limit", "[paxos_net][tcp_transport]") {
-  auto c = config_for(2, {1}, false);
-  c.max_inbound_connections = 2;
-  tcp_transport b(std::move(c));
-  raw_client c1(b.local_port());
-  raw_client c2(b.local_port());
-  // The two first connections are served: a frame over each arrives.
-  c1.send_bytes(frame_from(1, 2, "one", std::nullopt, 1));
-  c2.send_bytes(frame_from(1, 2, "two", std::nullopt, 2));
-  REQUIRE(receive_n(b, 2).size() == 2);
-  raw_client c3(b.local_port());
-  CHECK(c3.closed_by_server());
-  CHECK(b.counters().inbound_over_limit == 1);
+/// A header that passes every check a stranger can satisfy from public facts (magic, version,
+/// cluster id, node ids) and announces a body of `length` bytes; no body follows.
+auto header_announcing(std::uint32_t from, std::uint32_t to, std::uint32_t length, bool keyed)
+    -> std::vector<std::byte> {
+  auto f = frame_from(from, to, "", keyed ? std::optional<frame_key>(bad_key) : std::nullopt, 1);
+  f.resize(frame_format::header_size);
+  f[32] = std::byte(length & 0xFF);
+  f[33] = std::byte((length >> 8) & 0xFF);
+  f[34] = std::byte((length >> 16) & 0xFF);
+  f[35] = std::byte((length >> 24) & 0xFF);
+  return f;
+}
+
+TEST_CASE("tcp_transport gives strangers a small bounded share of its inbound connections",
+          "[paxos_net][tcp_transport][security]") {
+  SECTION("a new connection closes the oldest unverified one when all unverified slots are taken") {
+    auto c = config_for(2, {1}, false);
+    c.max_unverified_connections = 2;
+    tcp_transport b(std::move(c));
+    raw_client c1(b.local_port());
+    raw_client c2(b.local_port());
+    raw_client c3(b.local_port());
+    CHECK(c1.closed_by_server());
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (b.counters().inbound_accepted < 3 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+    CHECK(b.counters().unverified_evicted == 1);
+    // c2 and c3 were kept: a frame over each is served, and each becomes a member's connection.
+    c2.send_bytes(frame_from(1, 2, "two", std::nullopt, 2));
+    c3.send_bytes(frame_from(1, 2, "three", std::nullopt, 3));
+    REQUIRE(receive_n(b, 2).size() == 2);
+    CHECK(b.counters().inbound_verified == 2);
+    CHECK(b.counters().inbound_replaced == 1);  // one sender, one connection: c3 replaced c2
+    CHECK(c2.closed_by_server());
+  }
+  SECTION("an unverified connection may not announce more than unverified_max_body") {
+    for (bool keyed : {false, true}) {
+      auto c = config_for(2, {1}, keyed);
+      c.unverified_max_body = 64;
+      tcp_transport b(std::move(c));
+      raw_client stranger(b.local_port());
+      stranger.send_bytes(header_announcing(1, 2, 1U << 20, keyed));  // 1 MiB, within max_body
+      CHECK(stranger.closed_by_server());
+      CHECK(b.frame_stats().refused(frame_error_kind::oversized) == 1);
+      // A member's connection, once its first frame was verified, may send up to max_body.
+      raw_client member(b.local_port());
+      auto enc = frame_encoder(cluster, 1, keyed ? std::optional<frame_key>(good_key) : std::nullopt, 10);
+      std::vector<std::byte> wire;
+      enc.encode_hello(2, wire);
+      enc.encode(2, bytes_of(std::string(100'000, 'm')), wire);
+      member.send_bytes(wire);
+      auto got = receive_n(b, 1);
+      REQUIRE(got.size() == 1);
+      CHECK(got[0].size() == 100'000);  // the hello itself is never delivered
+    }
+  }
+  SECTION("an unverified connection that shows no authentic frame in time is closed") {
+    auto c = config_for(2, {1}, true);
+    c.unverified_timeout = 50ms;
+    tcp_transport b(std::move(c));
+    raw_client idle(b.local_port());
+    CHECK(idle.closed_by_server());
+    CHECK(b.counters().unverified_timed_out == 1);
+  }
+  SECTION("a replayed first frame does not verify a connection") {
+    auto c = config_for(2, {1}, true);
+    tcp_transport b(std::move(c));
+    const auto recorded = frame_from(1, 2, "recorded", good_key, 5);
+    raw_client member(b.local_port());
+    member.send_bytes(recorded);
+    REQUIRE(receive_n(b, 1).size() == 1);
+    raw_client replayer(b.local_port());
+    replayer.send_bytes(recorded);
+    CHECK(replayer.closed_by_server());
+    CHECK(b.counters().inbound_verified == 1);
+    CHECK(b.counters().inbound_replaced == 0);  // the member's connection stays
+  }
+}
+
+TEST_CASE("tcp_transport: strangers holding every unverified slot do not keep a member out",
+          "[paxos_net][tcp_transport][security]") {
+  auto cb = config_for(2, {1}, true);
+  cb.max_unverified_connections = 8;
+  tcp_transport b(std::move(cb));
+  // 64 strangers connect and hold their connections (the first 56 are closed in turn as newer
+  // ones arrive), half of them with a header that announces a 16 MiB body.
+  std::vector<std::unique_ptr<raw_client>> strangers;
+  for (int i = 0; i < 64; ++i) {
+    strangers.push_back(std::make_unique<raw_client>(b.local_port()));
+    if (i % 2 == 0) strangers.back()->send_bytes(header_announcing(1, 2, 16U << 20, true));
+  }
+  tcp_transport a(config_for(1, {2}, true));
+  for (int i = 0; i < 10; ++i) REQUIRE(a.send(2, bytes_of("member " + std::to_string(i))));
+  a.set_peer(2, {"127.0.0.1", b.local_port()});
+  auto got = receive_n(b, 10);
+  REQUIRE(got.size() == 10);
+  for (int i = 0; i < 10; ++i) CHECK(got[i] == "member " + std::to_string(i));
+  CHECK(b.counters().inbound_verified == 1);
+  CHECK(b.frame_stats().refused(frame_error_kind::oversized) > 0);
 }
 
 TEST_CASE("tcp_transport configuration errors name the parameter", "[paxos_net][tcp_transport]") {
@@ -293,6 +378,12 @@ TEST_CASE("tcp_transport configuration errors name the parameter", "[paxos_net][
   backoff.reconnect_max = 1ms;
   backoff.reconnect_min = 5ms;
   REQUIRE_THROWS_WITH(tcp_transport(backoff), Catch::Matchers::Contains("reconnect_min"));
+  auto unverified = config_for(1, {2}, false);
+  unverified.unverified_max_body = unverified.max_body + 1;
+  REQUIRE_THROWS_WITH(tcp_transport(unverified), Catch::Matchers::Contains("unverified_max_body"));
+  auto no_strangers = config_for(1, {2}, false);
+  no_strangers.max_unverified_connections = 0;
+  REQUIRE_THROWS_WITH(tcp_transport(no_strangers), Catch::Matchers::Contains("max_unverified_connections"));
   tcp_transport a(config_for(1, {2}, false));
   REQUIRE_THROWS_WITH(a.send(7, bytes_of("x")), Catch::Matchers::Contains("to"));
   REQUIRE_THROWS_WITH(a.set_peer(7, {"127.0.0.1", 1}), Catch::Matchers::Contains("peer id"));

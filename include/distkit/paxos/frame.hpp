@@ -6,7 +6,8 @@
 //   offset size field
 //        0    4 magic "DKPX" (0x58504B44 read as little-endian)
 //        4    1 version (1)
-//        5    1 flags: bit 0 = an HMAC-SHA256 trailer follows the body; other bits must be 0
+//        5    1 flags: bit 0 = an HMAC-SHA256 trailer follows the body; bit 1 = hello (an empty
+//                 body that only proves the connection's sender); other bits must be 0
 //        6    2 reserved, must be 0
 //        8    8 cluster id
 //       16    4 sender node id
@@ -21,6 +22,10 @@
 // the fixed header is validated first (magic, version, flags, cluster, receiver, known sender,
 // body length against the configured maximum), then the CRC, then the MAC (constant-time
 // compare), and only a frame that passed all of them may advance the sender's sequence number.
+//
+// A sender opens every connection with a hello frame (empty body, flag bit 1), so a receiver
+// can hold a connection that has not yet shown one authentic frame to a small body bound
+// (`check_header`'s `max_body` argument) and give it nothing more until it does.
 #pragma once
 
 #include <openssl/core_names.h>
@@ -61,6 +66,7 @@ struct frame_format {
   static constexpr std::uint32_t magic = 0x58504B44U;  // "DKPX" in memory order
   static constexpr std::uint8_t version = 1;
   static constexpr std::uint8_t flag_mac = 0x01;
+  static constexpr std::uint8_t flag_hello = 0x02;
   static constexpr std::size_t header_size = 40;
   static constexpr std::size_t crc_offset = 36;
   static constexpr std::size_t mac_size = 32;
@@ -146,6 +152,8 @@ struct frame_header {
   std::uint32_t crc = 0;
 
   [[nodiscard]] auto has_mac() const noexcept -> bool { return (flags & frame_format::flag_mac) != 0; }
+  /// A hello: an empty body that only authenticates the connection; never delivered.
+  [[nodiscard]] auto is_hello() const noexcept -> bool { return (flags & frame_format::flag_hello) != 0; }
   /// Bytes that follow the header on the wire: body and, if present, the MAC.
   [[nodiscard]] auto trailer_size() const noexcept -> std::size_t {
     return std::size_t{body_length} + (has_mac() ? frame_format::mac_size : 0);
@@ -278,6 +286,41 @@ class frame_encoder {
   /// Appends one frame carrying `body` addressed to `to` to `out`; returns its sequence number.
   /// @throws std::invalid_argument if the body exceeds the format's 1 GiB limit.
   auto encode(frame_node_id to, std::span<const std::byte> body, std::vector<std::byte>& out) -> std::uint64_t {
+    return encode_frame(to, body, out, 0);
+  }
+
+  /// Appends a hello frame (empty body, flag bit 1) addressed to `to`: the first frame of every
+  /// connection, so that the receiver can authenticate the connection before it gives it more
+  /// than a small buffer. Returns its sequence number.
+  ///
+  /// With `sequence`, the hello carries that number instead of the next one (the encoder's
+  /// counter does not move): a sender that reserved a number before each queued frame (see
+  /// `skip_sequence`) sends its hello just below the first frame still queued, so the frames
+  /// queued before the connection was made are not refused as replays after it.
+  auto encode_hello(frame_node_id to, std::vector<std::byte>& out, std::optional<std::uint64_t> sequence = std::nullopt)
+      -> std::uint64_t {
+    if (!sequence) return encode_frame(to, {}, out, frame_format::flag_hello);
+    const std::uint64_t saved = std::exchange(next_sequence_, *sequence);
+    const std::uint64_t used = encode_frame(to, {}, out, frame_format::flag_hello);
+    next_sequence_ = saved;
+    return used;
+  }
+
+  /// Leaves the next sequence number unused (reserved for a hello sent before the next frame).
+  void skip_sequence() noexcept { ++next_sequence_; }
+
+  /// The sequence number of an encoded frame (`frame` starts with its header).
+  [[nodiscard]] static auto sequence_of(std::span<const std::byte> frame) noexcept -> std::uint64_t {
+    return frame.size() < frame_format::header_size ? 0 : distkit::detail::load_le<std::uint64_t>(frame.data() + 24);
+  }
+
+  [[nodiscard]] auto next_sequence() const noexcept -> std::uint64_t { return next_sequence_; }
+  [[nodiscard]] auto from() const noexcept -> frame_node_id { return from_; }
+  [[nodiscard]] auto cluster_id() const noexcept -> std::uint64_t { return cluster_id_; }
+
+ private:
+  auto encode_frame(frame_node_id to, std::span<const std::byte> body, std::vector<std::byte>& out,
+                    std::uint8_t extra_flags) -> std::uint64_t {
     if (body.size() > frame_format::max_body_limit) {
       distkit::detail::throw_invalid_argument("paxos::frame_encoder", "body", "must be at most 1 GiB",
                                               std::to_string(body.size()) + " bytes");
@@ -289,7 +332,7 @@ class frame_encoder {
     const std::uint64_t sequence = next_sequence_++;
     distkit::detail::store_le<std::uint32_t>(p + 0, frame_format::magic);
     p[4] = std::byte{frame_format::version};
-    p[5] = std::byte{hmac_ ? frame_format::flag_mac : std::uint8_t{0}};
+    p[5] = std::byte{static_cast<std::uint8_t>((hmac_ ? frame_format::flag_mac : 0) | extra_flags)};
     distkit::detail::store_le<std::uint16_t>(p + 6, 0);
     distkit::detail::store_le<std::uint64_t>(p + 8, cluster_id_);
     distkit::detail::store_le<std::uint32_t>(p + 16, from_);
@@ -307,11 +350,6 @@ class frame_encoder {
     return sequence;
   }
 
-  [[nodiscard]] auto next_sequence() const noexcept -> std::uint64_t { return next_sequence_; }
-  [[nodiscard]] auto from() const noexcept -> frame_node_id { return from_; }
-  [[nodiscard]] auto cluster_id() const noexcept -> std::uint64_t { return cluster_id_; }
-
- private:
   std::uint64_t cluster_id_;
   frame_node_id from_;
   std::uint64_t next_sequence_;
@@ -394,12 +432,19 @@ class frame_decoder {
   /// Checks the fixed header (no allocation, no trust in the length before the cap is applied).
   /// Counts and returns the refusal reason, or `none`.
   auto check_header(std::span<const std::byte> bytes, frame_header& header) -> frame_error_kind {
+    return check_header(bytes, header, config_.max_body);
+  }
+
+  /// As above with a tighter body bound `max_body` (at most the configured one), for example
+  /// for a connection that has not yet shown an authentic frame.
+  auto check_header(std::span<const std::byte> bytes, frame_header& header, std::size_t max_body) -> frame_error_kind {
     if (bytes.size() < frame_format::header_size) return refuse(frame_error_kind::truncated);
     const std::byte* p = bytes.data();
     if (distkit::detail::load_le<std::uint32_t>(p) != frame_format::magic) return refuse(frame_error_kind::bad_magic);
     if (std::to_integer<std::uint8_t>(p[4]) != frame_format::version) return refuse(frame_error_kind::bad_version);
     header.flags = std::to_integer<std::uint8_t>(p[5]);
-    if ((header.flags & ~frame_format::flag_mac) != 0 || distkit::detail::load_le<std::uint16_t>(p + 6) != 0) {
+    constexpr auto known_flags = static_cast<std::uint8_t>(frame_format::flag_mac | frame_format::flag_hello);
+    if ((header.flags & ~known_flags) != 0 || distkit::detail::load_le<std::uint16_t>(p + 6) != 0) {
       return refuse(frame_error_kind::bad_flags);
     }
     header.cluster_id = distkit::detail::load_le<std::uint64_t>(p + 8);
@@ -408,7 +453,8 @@ class frame_decoder {
     header.sequence = distkit::detail::load_le<std::uint64_t>(p + 24);
     header.body_length = distkit::detail::load_le<std::uint32_t>(p + 32);
     header.crc = distkit::detail::load_le<std::uint32_t>(p + frame_format::crc_offset);
-    if (header.body_length > config_.max_body) return refuse(frame_error_kind::oversized);
+    if (header.body_length > std::min(max_body, config_.max_body)) return refuse(frame_error_kind::oversized);
+    if (header.is_hello() && header.body_length != 0) return refuse(frame_error_kind::bad_flags);
     if (header.cluster_id != config_.cluster_id) return refuse(frame_error_kind::wrong_cluster);
     if (header.to != config_.node_id) return refuse(frame_error_kind::wrong_receiver);
     if (!known_sender(header.from)) return refuse(frame_error_kind::unknown_sender);

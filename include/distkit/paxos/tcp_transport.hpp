@@ -11,6 +11,15 @@
 // the protocol). Frames that arrive are verified (frame.hpp) on the I/O thread and handed to
 // the replica's thread through a bounded inbox. A connection that sends a malformed, oversized,
 // forged or misaddressed frame is closed; the node keeps serving every other connection.
+//
+// Authenticate before allocating: an accepted connection is *unverified* until its first frame
+// passed every check (CRC, and the HMAC when keyed). Until then it gets a buffer of at most
+// `unverified_max_body` bytes, `unverified_timeout` to show that frame, and one of
+// `max_unverified_connections` slots; when those are all taken, a new connection closes the
+// oldest unverified one, so strangers that hold connections open cannot keep a member out (a
+// member's first frame, a hello, follows its connect at once). Verified connections (members)
+// have their own `max_inbound_connections` slots, one per sender: a sender's new verified
+// connection replaces its old one. Every sender opens each connection with a hello frame.
 #pragma once
 
 #ifndef ASIO_STANDALONE
@@ -71,10 +80,18 @@ struct tcp_transport_config {
   overflow_policy overflow = overflow_policy::drop_oldest;
   /// Frames received but not yet taken by `receive`; more are dropped (and counted).
   std::size_t inbox_frames = 65536;
-  /// Inbound connections served at once; more are closed on accept.
+  /// Verified inbound connections (members) served at once; one more is closed once verified.
   std::size_t max_inbound_connections = 64;
-  /// An inbound connection with no complete frame for this long is closed.
+  /// A verified inbound connection with no complete frame for this long is closed.
   std::chrono::milliseconds inbound_idle_timeout{60'000};
+  /// Inbound connections not yet verified (no authentic frame yet) held at once; a new one
+  /// closes the oldest when all are taken.
+  std::size_t max_unverified_connections = 16;
+  /// An unverified connection that shows no authentic frame within this time is closed.
+  std::chrono::milliseconds unverified_timeout{2000};
+  /// Largest body an unverified connection may announce; a longer length is refused (and the
+  /// connection closed) before anything is allocated for it. At most `max_body`.
+  std::size_t unverified_max_body = 1024;
   /// Reconnect back-off: doubles from min to max, with up to 50% random jitter.
   std::chrono::milliseconds reconnect_min{5};
   std::chrono::milliseconds reconnect_max{1000};
@@ -100,8 +117,12 @@ struct tcp_transport_counters {
   std::uint64_t connect_failures = 0;
   std::uint64_t disconnects = 0;  ///< established outbound connections that closed
   std::uint64_t inbound_accepted = 0;
-  std::uint64_t inbound_over_limit = 0;  ///< connections closed because too many were open
-  std::uint64_t inbound_closed_bad = 0;  ///< connections closed after a refused frame
+  std::uint64_t inbound_over_limit = 0;    ///< verified connections closed because too many were open
+  std::uint64_t inbound_verified = 0;      ///< connections that showed an authentic first frame
+  std::uint64_t unverified_evicted = 0;    ///< unverified connections closed to make room for a new one
+  std::uint64_t unverified_timed_out = 0;  ///< unverified connections closed by `unverified_timeout`
+  std::uint64_t inbound_replaced = 0;      ///< verified connections replaced by their sender's newer one
+  std::uint64_t inbound_closed_bad = 0;    ///< connections closed after a refused frame
   std::uint64_t inbound_idle_closed = 0;
   std::uint64_t frames_received = 0;  ///< verified frames put into the inbox
   std::uint64_t inbox_dropped = 0;    ///< verified frames dropped because the inbox was full
@@ -221,6 +242,7 @@ class tcp_transport {
       }
       std::vector<std::byte> frame;
       frame.reserve(frame_size);
+      link.encoder.skip_sequence();  // room for a hello just below this frame (see pump)
       link.encoder.encode(to, body, frame);
       link.queued_bytes += frame.size();
       link.queue.push_back(std::move(frame));
@@ -266,6 +288,10 @@ class tcp_transport {
     c.disconnects = load(counters_.disconnects);
     c.inbound_accepted = load(counters_.inbound_accepted);
     c.inbound_over_limit = load(counters_.inbound_over_limit);
+    c.inbound_verified = load(counters_.inbound_verified);
+    c.unverified_evicted = load(counters_.unverified_evicted);
+    c.unverified_timed_out = load(counters_.unverified_timed_out);
+    c.inbound_replaced = load(counters_.inbound_replaced);
     c.inbound_closed_bad = load(counters_.inbound_closed_bad);
     c.inbound_idle_closed = load(counters_.inbound_idle_closed);
     c.frames_received = load(counters_.frames_received);
@@ -304,6 +330,8 @@ class tcp_transport {
         }
       }
       inbound_.clear();
+      unverified_.clear();
+      members_.clear();
     });
     work_.reset();
     if (thread_.joinable()) thread_.join();
@@ -318,7 +346,8 @@ class tcp_transport {
   struct atomic_counters {
     std::atomic<std::uint64_t> frames_sent{0}, bytes_sent{0}, dropped_oldest{0}, refused{0}, lost_on_disconnect{0},
         connects{0}, connect_failures{0}, disconnects{0}, inbound_accepted{0}, inbound_over_limit{0},
-        inbound_closed_bad{0}, inbound_idle_closed{0}, frames_received{0}, inbox_dropped{0};
+        inbound_verified{0}, unverified_evicted{0}, unverified_timed_out{0}, inbound_replaced{0}, inbound_closed_bad{0},
+        inbound_idle_closed{0}, frames_received{0}, inbox_dropped{0};
   };
 
   struct peer_link {
@@ -339,6 +368,7 @@ class tcp_transport {
     bool connected = false;
     bool connecting = false;
     bool writing = false;
+    bool needs_hello = false;      // a new connection: its first write starts with a hello
     std::uint64_t generation = 0;  // bumps on every close, so stale completions are ignored
     std::chrono::milliseconds backoff{0};
     std::vector<std::byte> write_buffer;
@@ -353,6 +383,9 @@ class tcp_transport {
     std::vector<std::byte> buffer;
     frame_header header;
     bool got_frame = false;
+    bool verified = false;  // showed one authentic frame: a member's connection
+    bool closed = false;
+    frame_node_id peer = 0;
   };
 
   static auto load(const std::atomic<std::uint64_t>& a) noexcept -> std::uint64_t {
@@ -400,6 +433,18 @@ class tcp_transport {
       distkit::detail::throw_invalid_argument("paxos::tcp_transport", "inbound_idle_timeout", "must be positive",
                                               std::to_string(c.inbound_idle_timeout.count()) + " ms");
     }
+    if (c.max_unverified_connections == 0) {
+      distkit::detail::throw_invalid_argument("paxos::tcp_transport", "max_unverified_connections",
+                                              "must be at least 1", "0");
+    }
+    if (c.unverified_timeout.count() <= 0) {
+      distkit::detail::throw_invalid_argument("paxos::tcp_transport", "unverified_timeout", "must be positive",
+                                              std::to_string(c.unverified_timeout.count()) + " ms");
+    }
+    if (c.unverified_max_body > c.max_body) {
+      distkit::detail::throw_invalid_argument("paxos::tcp_transport", "unverified_max_body", "must be at most max_body",
+                                              std::to_string(c.unverified_max_body));
+    }
   }
 
   auto resolve(const tcp_endpoint& ep, const char* parameter) -> asio::ip::tcp::endpoint {
@@ -437,6 +482,7 @@ class tcp_transport {
       // The back-off is reset only once a write went through: a peer (or a proxy) that accepts
       // and immediately closes must not be hammered.
       link->connected = true;
+      link->needs_hello = true;
       bump(counters_.connects);
       watch_close(link);
       pump(link);
@@ -488,10 +534,20 @@ class tcp_transport {
       link->pump_posted = false;
       // Not connected: the frames wait (bounded) for the connection, which is being made or
       // scheduled; a completed connect pumps again.
-      if (!link->connected || link->writing || link->queue.empty()) return;
-      // Gather queued frames into one write (up to 1 MiB, at least one frame).
+      if (!link->connected || link->writing || (link->queue.empty() && !link->needs_hello)) return;
+      // Gather queued frames into one write (up to 1 MiB, at least one frame), after a hello on
+      // a new connection. The hello takes the number reserved just below the first queued frame
+      // (or the next one), so it is accepted and the queued frames after it too.
       link->write_buffer.clear();
       link->write_frames = 0;
+      if (link->needs_hello) {
+        link->needs_hello = false;
+        if (link->queue.empty()) {
+          link->encoder.encode_hello(link->id, link->write_buffer);
+        } else {
+          link->encoder.encode_hello(link->id, link->write_buffer, frame_encoder::sequence_of(link->queue.front()) - 1);
+        }
+      }
       while (!link->queue.empty() &&
              (link->write_frames == 0 || link->write_buffer.size() + link->queue.front().size() <= (1U << 20))) {
         auto& f = link->queue.front();
@@ -526,22 +582,66 @@ class tcp_transport {
       if (stopping_.load(std::memory_order_acquire) || !acceptor_.is_open()) return;
       if (!ec) {
         std::erase_if(inbound_, [](const std::weak_ptr<inbound_conn>& w) { return w.expired(); });
-        if (inbound_.size() >= config_.max_inbound_connections) {
-          bump(counters_.inbound_over_limit);
-          asio::error_code ignored;
-          socket.close(ignored);
-        } else {
-          bump(counters_.inbound_accepted);
-          asio::error_code ignored;
-          socket.set_option(asio::ip::tcp::no_delay(true), ignored);
-          auto conn = std::make_shared<inbound_conn>(std::move(socket));
-          inbound_.push_back(conn);
-          arm_idle(conn);
-          read_header(conn);
+        std::erase_if(unverified_, [](const std::weak_ptr<inbound_conn>& w) {
+          auto c = w.lock();
+          return !c || c->closed || c->verified;
+        });
+        // All unverified slots taken: the oldest goes (a member shows its hello at once, a
+        // stranger that holds a slot is only ever the oldest for a while).
+        while (unverified_.size() >= config_.max_unverified_connections) {
+          if (auto oldest = unverified_.front().lock()) {
+            bump(counters_.unverified_evicted);
+            close_inbound(oldest, false);
+          }
+          unverified_.pop_front();
         }
+        bump(counters_.inbound_accepted);
+        asio::error_code ignored;
+        socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+        auto conn = std::make_shared<inbound_conn>(std::move(socket));
+        inbound_.push_back(conn);
+        unverified_.push_back(conn);
+        arm_unverified(conn);
+        read_header(conn);
       }
       accept_next();
     });
+  }
+
+  void arm_unverified(const std::shared_ptr<inbound_conn>& conn) {
+    conn->idle_timer.expires_after(config_.unverified_timeout);
+    conn->idle_timer.async_wait([this, weak = std::weak_ptr<inbound_conn>(conn)](const asio::error_code& ec) {
+      if (ec || stopping_.load(std::memory_order_acquire)) return;
+      auto c = weak.lock();
+      if (!c || c->verified || c->closed) return;
+      bump(counters_.unverified_timed_out);
+      close_inbound(c, false);
+    });
+  }
+
+  // The connection's first authentic frame came from `from`: it becomes a member's connection.
+  auto promote(const std::shared_ptr<inbound_conn>& conn, frame_node_id from) -> bool {
+    conn->verified = true;
+    conn->peer = from;
+    bump(counters_.inbound_verified);
+    auto& slot = members_[from];
+    if (auto old = slot.lock(); old && old != conn && !old->closed) {
+      bump(counters_.inbound_replaced);  // the sender reconnected: its old connection is dead
+      close_inbound(old, false);
+    }
+    slot.reset();
+    std::size_t live = 0;
+    for (const auto& [id, weak] : members_) {
+      if (auto c = weak.lock(); c && !c->closed) ++live;
+    }
+    if (live >= config_.max_inbound_connections) {
+      bump(counters_.inbound_over_limit);
+      close_inbound(conn, false);
+      return false;
+    }
+    slot = conn;
+    arm_idle(conn);
+    return true;
   }
 
   void arm_idle(const std::shared_ptr<inbound_conn>& conn) {
@@ -556,14 +656,14 @@ class tcp_transport {
         return;
       }
       bump(counters_.inbound_idle_closed);
-      asio::error_code ignored;
-      c->socket.close(ignored);
+      close_inbound(c, false);
     });
   }
 
   void close_inbound(const std::shared_ptr<inbound_conn>& conn, bool bad) {
     if (bad) bump(counters_.inbound_closed_bad);
     asio::error_code ignored;
+    conn->closed = true;
     conn->idle_timer.cancel();
     conn->socket.close(ignored);
   }
@@ -582,7 +682,10 @@ class tcp_transport {
         }
         return;
       }
-      if (decoder_.check_header(conn->buffer, conn->header) != frame_error_kind::none) {
+      // An unverified connection may announce only a small body: nothing larger is allocated
+      // before one of its frames proved to be authentic.
+      const std::size_t limit = conn->verified ? config_.max_body : config_.unverified_max_body;
+      if (decoder_.check_header(conn->buffer, conn->header, limit) != frame_error_kind::none) {
         close_inbound(conn, true);
         return;
       }
@@ -604,17 +707,24 @@ class tcp_transport {
                          return;
                        }
                        auto verdict = decoder_.check_frame(conn->header, conn->buffer);
-                       if (verdict == frame_error_kind::replayed) {
+                       if (verdict == frame_error_kind::replayed && conn->verified) {
                          read_header(conn);  // intact but stale: drop it, keep the connection
                          return;
                        }
                        if (verdict != frame_error_kind::none) {
-                         close_inbound(conn, true);
+                         close_inbound(conn, true);  // a replayed first frame proves nothing
+                         return;
+                       }
+                       if (!conn->verified && !promote(conn, conn->header.from)) return;
+                       if (conn->header.from != conn->peer) {
+                         close_inbound(conn, true);  // one connection, one sender
                          return;
                        }
                        conn->got_frame = true;
-                       deliver(conn->header.from,
-                               std::span(conn->buffer).subspan(frame_format::header_size, conn->header.body_length));
+                       if (!conn->header.is_hello()) {
+                         deliver(conn->header.from,
+                                 std::span(conn->buffer).subspan(frame_format::header_size, conn->header.body_length));
+                       }
                        read_header(conn);
                      });
   }
@@ -638,8 +748,10 @@ class tcp_transport {
   asio::io_context io_;
   asio::ip::tcp::acceptor acceptor_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
-  std::map<frame_node_id, std::shared_ptr<peer_link>> links_;  // the map itself is immutable after construction
-  std::vector<std::weak_ptr<inbound_conn>> inbound_;
+  std::map<frame_node_id, std::shared_ptr<peer_link>> links_;     // the map itself is immutable after construction
+  std::vector<std::weak_ptr<inbound_conn>> inbound_;              // every open inbound connection
+  std::deque<std::weak_ptr<inbound_conn>> unverified_;            // not yet verified, oldest first
+  std::map<frame_node_id, std::weak_ptr<inbound_conn>> members_;  // verified, one per sender
   std::mt19937_64 rng_;
   std::uint16_t local_port_ = 0;
   atomic_counters counters_;
