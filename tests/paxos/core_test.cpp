@@ -153,6 +153,41 @@ TEST_CASE("paxos codec never crashes on random or bit-flipped bytes", "[paxos][c
   }
 }
 
+TEST_CASE("paxos codec refuses a length over 32 bits instead of truncating it", "[paxos][codec][security]") {
+  std::string out;
+  detail::writer w(out);
+  const char small[8] = {};
+  // A view that claims 4 GiB + 1 bytes: refused from its size alone, nothing is read.
+  const std::string_view huge(small, (std::size_t{1} << 32) + 1);
+  REQUIRE_THROWS_AS(w.bytes(huge), std::invalid_argument);
+  REQUIRE_THROWS_WITH(w.bytes(huge), Catch::Matchers::Contains("length"));
+  CHECK(out.empty());
+  w.bytes(std::string_view(small, 8));
+  CHECK(out.size() == 12);
+}
+
+TEST_CASE("kv_state_machine refuses a write that would make a value longer than max_value_bytes",
+          "[paxos][kv][security]") {
+  kv m(10);
+  CHECK(m.apply(kv::encode_put("k", "123456")).empty());
+  auto grown = m.apply(kv::encode_append("k", "78901"));  // 11 bytes: refused, the value stays
+  CHECK(grown.rfind(kv::value_too_large, 0) == 0);
+  CHECK(grown.find("11 bytes") != std::string::npos);
+  CHECK(grown.find("max_value_bytes (10)") != std::string::npos);
+  CHECK(m.value("k") == "123456");
+  CHECK(m.apply(kv::encode_append("k", "7890")).empty());  // exactly 10: kept
+  CHECK(m.value("k") == "1234567890");
+  CHECK(m.apply(kv::encode_put("big", std::string(11, 'b'))).rfind(kv::value_too_large, 0) == 0);
+  CHECK(m.apply(kv::encode_cas("k", "1234567890", std::string(11, 'c'))).rfind(kv::value_too_large, 0) == 0);
+  CHECK(m.apply(kv::encode_cas("k", "wrong", std::string(11, 'c'))) == "0");  // no swap, no refusal
+  CHECK(m.value("k") == "1234567890");
+  CHECK(m.apply(kv::encode_get("k")) == "1234567890");
+  CHECK(m.size() == 1);  // the refused put made no key
+  // The default is unbounded.
+  kv unbounded;
+  CHECK(unbounded.apply(kv::encode_put("k", std::string(1000, 'u'))).empty());
+}
+
 TEST_CASE("paxos synod acceptor keeps its promises and raises them on accept", "[paxos][synod]") {
   synod_acceptor<std::string> a;
   CHECK(a.on_prepare(ballot{2, 1}).ok);
