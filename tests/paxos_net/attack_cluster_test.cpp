@@ -392,7 +392,7 @@ TEST_CASE(
     "paxos_kv attack: stalled requests, a client that never reads and huge lengths leave the client port "
     "bounded and serving",
     "[paxos_kv][cluster][security]") {
-  cluster c("client", {"--max-clients", "310", "--request-timeout-ms", "8000", "--client-idle-timeout-ms", "8000",
+  cluster c("client", {"--max-clients", "310", "--request-timeout-ms", "15000", "--client-idle-timeout-ms", "15000",
                        "--max-waiters", "100", "--max-value-bytes", "100000"});
   paxos_kv::client admin(c.addresses, 1, 5000ms);
   REQUIRE(admin.call(px::kv_state_machine::encode_put("hello", "world"), steady::now() + 30s).has_value());
@@ -520,7 +520,7 @@ TEST_CASE(
   // Counted, and the stalled requests end with the request timeout, the silent reader with
   // the idle timeout.
   std::string st;
-  const auto counted_by = steady::now() + 30s;
+  const auto counted_by = steady::now() + 45s;
   while (steady::now() < counted_by) {
     auto s = admin.status(static_cast<std::size_t>(leader - 1));
     if (s) st = *s;
