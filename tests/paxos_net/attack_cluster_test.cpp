@@ -15,7 +15,8 @@
 //   `get` of it never fails.
 //
 // PAXOS_KV_ATTACK_SERVER names another server binary (for example one built from the code
-// before these bounds, to watch this test fail). Every wait is bounded; nothing sleeps to time.
+// before these bounds, to watch this test fail; with PAXOS_KV_ATTACK_DEFAULTS=1 it gets none of
+// the new flags). Every wait is bounded; nothing sleeps to time.
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <netinet/in.h>
@@ -222,9 +223,9 @@ struct cluster {
                          "--cluster-key-file",
                          (dir / "cluster.key").string(),
                          "--quiet"};
-      // Another binary (the code before the bounds) does not know the new flags: it runs with
-      // its defaults.
-      if (std::getenv("PAXOS_KV_ATTACK_SERVER") == nullptr) {
+      // A binary from before the bounds does not know their flags: PAXOS_KV_ATTACK_DEFAULTS=1
+      // runs it with its defaults.
+      if (std::getenv("PAXOS_KV_ATTACK_DEFAULTS") == nullptr) {
         servers[i].args.insert(servers[i].args.end(), extra.begin(), extra.end());
       }
       servers[i].log = (dir / ("node" + std::to_string(i) + ".log")).string();

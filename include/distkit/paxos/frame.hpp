@@ -6,8 +6,9 @@
 //   offset size field
 //        0    4 magic "DKPX" (0x58504B44 read as little-endian)
 //        4    1 version (1)
-//        5    1 flags: bit 0 = an HMAC-SHA256 trailer follows the body; bit 1 = hello (an empty
-//                 body that only proves the connection's sender); other bits must be 0
+//        5    1 flags: bit 0 = an HMAC-SHA256 trailer follows the body; bit 1 = hello (its body
+//                 is the receiver's 16-byte challenge: it proves the connection's sender);
+//                 other bits must be 0
 //        6    2 reserved, must be 0
 //        8    8 cluster id
 //       16    4 sender node id
@@ -23,9 +24,13 @@
 // body length against the configured maximum), then the CRC, then the MAC (constant-time
 // compare), and only a frame that passed all of them may advance the sender's sequence number.
 //
-// A sender opens every connection with a hello frame (empty body, flag bit 1), so a receiver
-// can hold a connection that has not yet shown one authentic frame to a small body bound
-// (`check_header`'s `max_body` argument) and give it nothing more until it does.
+// A receiver opens every connection by writing a fresh random 16-byte challenge; the sender's
+// first frame is a hello (flag bit 1) whose body is that challenge. So a receiver can hold a
+// connection that has not yet shown one authentic frame to a small body bound (`check_header`'s
+// `max_body` argument) and give it nothing more until it does, and a recorded connection
+// replayed to it (even to its next process) never gets past the hello. Sequence numbers are
+// checked per connection from its hello on, so a sender whose clock stepped back across a
+// restart is not locked out.
 #pragma once
 
 #include <openssl/core_names.h>
@@ -67,6 +72,8 @@ struct frame_format {
   static constexpr std::uint8_t version = 1;
   static constexpr std::uint8_t flag_mac = 0x01;
   static constexpr std::uint8_t flag_hello = 0x02;
+  /// Bytes of the challenge a receiver sends on each new connection (the hello's body).
+  static constexpr std::size_t challenge_size = 16;
   static constexpr std::size_t header_size = 40;
   static constexpr std::size_t crc_offset = 36;
   static constexpr std::size_t mac_size = 32;
@@ -93,8 +100,9 @@ enum class frame_error_kind : std::uint8_t {
   missing_mac,
   bad_mac,
   replayed,
+  bad_hello,  ///< a connection's first frame was not a hello answering its challenge
 };
-inline constexpr std::size_t frame_error_kind_count = 13;
+inline constexpr std::size_t frame_error_kind_count = 14;
 
 /// A short lower-case name for a refusal reason ("bad_mac", ...).
 [[nodiscard]] constexpr auto to_string(frame_error_kind kind) noexcept -> std::string_view {
@@ -125,6 +133,8 @@ inline constexpr std::size_t frame_error_kind_count = 13;
       return "bad_mac";
     case frame_error_kind::replayed:
       return "replayed";
+    case frame_error_kind::bad_hello:
+      return "bad_hello";
   }
   return "unknown";
 }
@@ -152,7 +162,8 @@ struct frame_header {
   std::uint32_t crc = 0;
 
   [[nodiscard]] auto has_mac() const noexcept -> bool { return (flags & frame_format::flag_mac) != 0; }
-  /// A hello: an empty body that only authenticates the connection; never delivered.
+  /// A hello: its body answers the receiver's challenge; it authenticates the connection and is
+  /// never delivered.
   [[nodiscard]] auto is_hello() const noexcept -> bool { return (flags & frame_format::flag_hello) != 0; }
   /// Bytes that follow the header on the wire: body and, if present, the MAC.
   [[nodiscard]] auto trailer_size() const noexcept -> std::size_t {
@@ -289,19 +300,20 @@ class frame_encoder {
     return encode_frame(to, body, out, 0);
   }
 
-  /// Appends a hello frame (empty body, flag bit 1) addressed to `to`: the first frame of every
-  /// connection, so that the receiver can authenticate the connection before it gives it more
-  /// than a small buffer. Returns its sequence number.
+  /// Appends a hello frame (flag bit 1) carrying `challenge` (the 16 bytes the receiver sent
+  /// on this connection) addressed to `to`: the first frame of every connection, so that the
+  /// receiver can authenticate the connection before it gives it more than a small buffer.
+  /// Returns its sequence number.
   ///
   /// With `sequence`, the hello carries that number instead of the next one (the encoder's
   /// counter does not move): a sender that reserved a number before each queued frame (see
   /// `skip_sequence`) sends its hello just below the first frame still queued, so the frames
   /// queued before the connection was made are not refused as replays after it.
-  auto encode_hello(frame_node_id to, std::vector<std::byte>& out, std::optional<std::uint64_t> sequence = std::nullopt)
-      -> std::uint64_t {
-    if (!sequence) return encode_frame(to, {}, out, frame_format::flag_hello);
+  auto encode_hello(frame_node_id to, std::span<const std::byte> challenge, std::vector<std::byte>& out,
+                    std::optional<std::uint64_t> sequence = std::nullopt) -> std::uint64_t {
+    if (!sequence) return encode_frame(to, challenge, out, frame_format::flag_hello);
     const std::uint64_t saved = std::exchange(next_sequence_, *sequence);
-    const std::uint64_t used = encode_frame(to, {}, out, frame_format::flag_hello);
+    const std::uint64_t used = encode_frame(to, challenge, out, frame_format::flag_hello);
     next_sequence_ = saved;
     return used;
   }
@@ -454,7 +466,9 @@ class frame_decoder {
     header.body_length = distkit::detail::load_le<std::uint32_t>(p + 32);
     header.crc = distkit::detail::load_le<std::uint32_t>(p + frame_format::crc_offset);
     if (header.body_length > std::min(max_body, config_.max_body)) return refuse(frame_error_kind::oversized);
-    if (header.is_hello() && header.body_length != 0) return refuse(frame_error_kind::bad_flags);
+    if (header.is_hello() && header.body_length != frame_format::challenge_size) {
+      return refuse(frame_error_kind::bad_flags);
+    }
     if (header.cluster_id != config_.cluster_id) return refuse(frame_error_kind::wrong_cluster);
     if (header.to != config_.node_id) return refuse(frame_error_kind::wrong_receiver);
     if (!known_sender(header.from)) return refuse(frame_error_kind::unknown_sender);
@@ -466,6 +480,35 @@ class frame_decoder {
   /// Checks a whole frame whose header already passed `check_header`: `frame` holds the header
   /// followed by at least `trailer_size()` bytes. On success the sender's sequence advances.
   auto check_frame(const frame_header& header, std::span<const std::byte> frame) -> frame_error_kind {
+    if (auto integrity = check_integrity(header, frame); integrity != frame_error_kind::none) return integrity;
+    // Only an intact (and, when keyed, authentic) frame may move the replay window.
+    auto [it, inserted] = last_sequence_.try_emplace(header.from, header.sequence);
+    if (!inserted) {
+      if (header.sequence <= it->second) return refuse(frame_error_kind::replayed);
+      it->second = header.sequence;
+    }
+    stats_.count_accepted();
+    return frame_error_kind::none;
+  }
+
+  /// Checks a connection's first frame (header already passed `check_header`): it must be an
+  /// intact, authentic hello whose body is `challenge`, the bytes this receiver sent on the
+  /// connection. On success the sender's replay window restarts at the hello's sequence number:
+  /// from here on its frames are checked against this connection (one per sender at a time).
+  auto check_hello(const frame_header& header, std::span<const std::byte> frame, std::span<const std::byte> challenge)
+      -> frame_error_kind {
+    if (auto integrity = check_integrity(header, frame); integrity != frame_error_kind::none) return integrity;
+    if (!header.is_hello() || header.body_length != challenge.size() ||
+        std::memcmp(frame.data() + frame_format::header_size, challenge.data(), challenge.size()) != 0) {
+      return refuse(frame_error_kind::bad_hello);
+    }
+    last_sequence_[header.from] = header.sequence;
+    stats_.count_accepted();
+    return frame_error_kind::none;
+  }
+
+ private:
+  auto check_integrity(const frame_header& header, std::span<const std::byte> frame) -> frame_error_kind {
     const std::size_t needed = frame_format::header_size + header.trailer_size();
     if (frame.size() < needed) return refuse(frame_error_kind::truncated);
     const std::byte* p = frame.data();
@@ -480,16 +523,10 @@ class frame_decoder {
         return refuse(frame_error_kind::bad_mac);
       }
     }
-    // Only an intact (and, when keyed, authentic) frame may move the replay window.
-    auto [it, inserted] = last_sequence_.try_emplace(header.from, header.sequence);
-    if (!inserted) {
-      if (header.sequence <= it->second) return refuse(frame_error_kind::replayed);
-      it->second = header.sequence;
-    }
-    stats_.count_accepted();
     return frame_error_kind::none;
   }
 
+ public:
   /// Decodes the first frame of `bytes` without throwing.
   auto try_decode(std::span<const std::byte> bytes) -> result {
     result r;

@@ -12,22 +12,28 @@
 // the replica's thread through a bounded inbox. A connection that sends a malformed, oversized,
 // forged or misaddressed frame is closed; the node keeps serving every other connection.
 //
-// Authenticate before allocating: an accepted connection is *unverified* until its first frame
-// passed every check (CRC, and the HMAC when keyed). Until then it gets a buffer of at most
+// Authenticate before allocating: the receiver writes a fresh random challenge on each accepted
+// connection, and the connection is *unverified* until its first frame, a hello carrying that
+// challenge, passed every check (CRC, and the HMAC when keyed). Until then it gets a buffer of at most
 // `unverified_max_body` bytes, `unverified_timeout` to show that frame, and one of
 // `max_unverified_connections` slots; when those are all taken, a new connection closes the
 // oldest unverified one, so strangers that hold connections open cannot keep a member out (a
 // member's first frame, a hello, follows its connect at once). Verified connections (members)
 // have their own `max_inbound_connections` slots, one per sender: a sender's new verified
-// connection replaces its old one. Every sender opens each connection with a hello frame.
+// connection replaces its old one. A sender reads the challenge, then opens with its hello.
+// A recorded connection replayed to the receiver (or to its next process) cannot answer a new
+// challenge; sequence numbers are checked from each connection's hello on, so a sender whose
+// clock stepped back across a restart is accepted on its new connection.
 #pragma once
 
 #ifndef ASIO_STANDALONE
 #define ASIO_STANDALONE
 #endif
+#include <openssl/rand.h>
 #include <asio.hpp>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -95,6 +101,8 @@ struct tcp_transport_config {
   /// Reconnect back-off: doubles from min to max, with up to 50% random jitter.
   std::chrono::milliseconds reconnect_min{5};
   std::chrono::milliseconds reconnect_max{1000};
+  /// First sequence number of the frames this node sends (default: wall-clock nanoseconds).
+  std::optional<std::uint64_t> first_sequence;
   /// Called on the I/O thread after a frame was put into the inbox (for example to wake an
   /// event loop). Must not block.
   std::function<void()> on_receive;
@@ -166,7 +174,8 @@ class tcp_transport {
     std::uint64_t jitter_seed = static_cast<std::uint64_t>(std::random_device{}()) ^ config_.node_id;
     rng_.seed(jitter_seed);
     for (const auto& [id, ep] : config_.peers) {
-      auto link = std::make_shared<peer_link>(io_, id, config_.cluster_id, config_.node_id, config_.key);
+      auto link = std::make_shared<peer_link>(io_, id, config_.cluster_id, config_.node_id, config_.key,
+                                              config_.first_sequence);
       if (ep.port != 0) link->endpoint = resolve(ep, "peers");
       links_.emplace(id, std::move(link));
     }
@@ -352,8 +361,8 @@ class tcp_transport {
 
   struct peer_link {
     peer_link(asio::io_context& io, frame_node_id peer_id, std::uint64_t cluster, frame_node_id self,
-              const std::optional<frame_key>& key)
-        : id(peer_id), encoder(cluster, self, key), socket(io), retry_timer(io) {}
+              const std::optional<frame_key>& key, std::optional<std::uint64_t> first_sequence)
+        : id(peer_id), encoder(cluster, self, key, first_sequence), socket(io), retry_timer(io) {}
     frame_node_id id;
     // Guarded by `mutex` (touched by senders and the I/O thread).
     mutable std::mutex mutex;
@@ -368,7 +377,8 @@ class tcp_transport {
     bool connected = false;
     bool connecting = false;
     bool writing = false;
-    bool needs_hello = false;      // a new connection: its first write starts with a hello
+    bool needs_hello = false;  // a new connection: its first write starts with a hello
+    std::array<std::byte, frame_format::challenge_size> challenge{};  // the receiver's, for the hello
     std::uint64_t generation = 0;  // bumps on every close, so stale completions are ignored
     std::chrono::milliseconds backoff{0};
     std::vector<std::byte> write_buffer;
@@ -384,6 +394,7 @@ class tcp_transport {
     frame_header header;
     bool got_frame = false;
     bool verified = false;  // showed one authentic frame: a member's connection
+    std::array<std::byte, frame_format::challenge_size> challenge{};  // sent on accept
     bool closed = false;
     frame_node_id peer = 0;
   };
@@ -467,26 +478,35 @@ class tcp_transport {
     const std::uint64_t gen = link->generation;
     link->socket.async_connect(*link->endpoint, [this, link, gen](const asio::error_code& ec) {
       if (gen != link->generation) return;
-      link->connecting = false;
       if (stopping_.load(std::memory_order_acquire)) return;
-      if (ec) {
-        bump(counters_.connect_failures);
-        asio::error_code ignored;
-        link->socket.close(ignored);
-        ++link->generation;
-        schedule_reconnect(link);
-        return;
-      }
+      if (ec) return connect_failed(link);
       asio::error_code ignored;
       link->socket.set_option(asio::ip::tcp::no_delay(true), ignored);
-      // The back-off is reset only once a write went through: a peer (or a proxy) that accepts
-      // and immediately closes must not be hammered.
-      link->connected = true;
-      link->needs_hello = true;
-      bump(counters_.connects);
-      watch_close(link);
-      pump(link);
+      // The receiver speaks first: its challenge, which our hello must carry.
+      asio::async_read(link->socket, asio::buffer(link->challenge),
+                       [this, link, gen](const asio::error_code& ec2, std::size_t) {
+                         if (gen != link->generation) return;
+                         if (stopping_.load(std::memory_order_acquire)) return;
+                         if (ec2) return connect_failed(link);
+                         link->connecting = false;
+                         // The back-off is reset only once a write went through: a peer (or a
+                         // proxy) that accepts and immediately closes must not be hammered.
+                         link->connected = true;
+                         link->needs_hello = true;
+                         bump(counters_.connects);
+                         watch_close(link);
+                         pump(link);
+                       });
     });
+  }
+
+  void connect_failed(const std::shared_ptr<peer_link>& link) {
+    link->connecting = false;
+    bump(counters_.connect_failures);
+    asio::error_code ignored;
+    link->socket.close(ignored);
+    ++link->generation;
+    schedule_reconnect(link);
   }
 
   void schedule_reconnect(const std::shared_ptr<peer_link>& link) {
@@ -543,9 +563,10 @@ class tcp_transport {
       if (link->needs_hello) {
         link->needs_hello = false;
         if (link->queue.empty()) {
-          link->encoder.encode_hello(link->id, link->write_buffer);
+          link->encoder.encode_hello(link->id, link->challenge, link->write_buffer);
         } else {
-          link->encoder.encode_hello(link->id, link->write_buffer, frame_encoder::sequence_of(link->queue.front()) - 1);
+          link->encoder.encode_hello(link->id, link->challenge, link->write_buffer,
+                                     frame_encoder::sequence_of(link->queue.front()) - 1);
         }
       }
       while (!link->queue.empty() &&
@@ -599,10 +620,19 @@ class tcp_transport {
         asio::error_code ignored;
         socket.set_option(asio::ip::tcp::no_delay(true), ignored);
         auto conn = std::make_shared<inbound_conn>(std::move(socket));
-        inbound_.push_back(conn);
-        unverified_.push_back(conn);
-        arm_unverified(conn);
-        read_header(conn);
+        if (RAND_bytes(reinterpret_cast<unsigned char*>(conn->challenge.data()),
+                       static_cast<int>(conn->challenge.size())) != 1) {
+          close_inbound(conn, false);  // no fresh challenge, no connection
+        } else {
+          inbound_.push_back(conn);
+          unverified_.push_back(conn);
+          arm_unverified(conn);
+          asio::async_write(conn->socket, asio::buffer(conn->challenge),
+                            [this, conn](const asio::error_code& wec, std::size_t) {
+                              if (wec && !conn->closed) close_inbound(conn, false);
+                            });
+          read_header(conn);
+        }
       }
       accept_next();
     });
@@ -671,7 +701,8 @@ class tcp_transport {
   void read_header(const std::shared_ptr<inbound_conn>& conn) {
     conn->buffer.resize(frame_format::header_size);
     asio::async_read(conn->socket, asio::buffer(conn->buffer), [this, conn](const asio::error_code& ec, std::size_t n) {
-      if (stopping_.load(std::memory_order_acquire)) return;
+      // A closed connection (replaced by its sender's newer one) is not read on.
+      if (stopping_.load(std::memory_order_acquire) || conn->closed) return;
       if (ec) {
         // A frame cut short by the peer closing counts as truncated.
         if (n > 0) {
@@ -697,36 +728,38 @@ class tcp_transport {
     // The length was checked against max_body before this allocation.
     const std::size_t trailer = conn->header.trailer_size();
     conn->buffer.resize(frame_format::header_size + trailer);
-    asio::async_read(conn->socket, asio::buffer(conn->buffer.data() + frame_format::header_size, trailer),
-                     [this, conn](const asio::error_code& ec, std::size_t n) {
-                       if (stopping_.load(std::memory_order_acquire)) return;
-                       if (ec) {
-                         decoder_.check_frame(conn->header,
-                                              std::span(conn->buffer).first(frame_format::header_size + n));
-                         close_inbound(conn, true);
-                         return;
-                       }
-                       auto verdict = decoder_.check_frame(conn->header, conn->buffer);
-                       if (verdict == frame_error_kind::replayed && conn->verified) {
-                         read_header(conn);  // intact but stale: drop it, keep the connection
-                         return;
-                       }
-                       if (verdict != frame_error_kind::none) {
-                         close_inbound(conn, true);  // a replayed first frame proves nothing
-                         return;
-                       }
-                       if (!conn->verified && !promote(conn, conn->header.from)) return;
-                       if (conn->header.from != conn->peer) {
-                         close_inbound(conn, true);  // one connection, one sender
-                         return;
-                       }
-                       conn->got_frame = true;
-                       if (!conn->header.is_hello()) {
-                         deliver(conn->header.from,
-                                 std::span(conn->buffer).subspan(frame_format::header_size, conn->header.body_length));
-                       }
-                       read_header(conn);
-                     });
+    asio::async_read(
+        conn->socket, asio::buffer(conn->buffer.data() + frame_format::header_size, trailer),
+        [this, conn](const asio::error_code& ec, std::size_t n) {
+          if (stopping_.load(std::memory_order_acquire) || conn->closed) return;
+          if (ec) {
+            decoder_.check_frame(conn->header, std::span(conn->buffer).first(frame_format::header_size + n));
+            close_inbound(conn, true);
+            return;
+          }
+          // The first frame must answer this connection's challenge.
+          auto verdict = conn->verified ? decoder_.check_frame(conn->header, conn->buffer)
+                                        : decoder_.check_hello(conn->header, conn->buffer, conn->challenge);
+          if (verdict == frame_error_kind::replayed) {
+            read_header(conn);  // intact but stale: drop it, keep the connection
+            return;
+          }
+          if (verdict != frame_error_kind::none) {
+            close_inbound(conn, true);
+            return;
+          }
+          if (!conn->verified && !promote(conn, conn->header.from)) return;
+          if (conn->header.from != conn->peer) {
+            close_inbound(conn, true);  // one connection, one sender
+            return;
+          }
+          conn->got_frame = true;
+          if (!conn->header.is_hello()) {
+            deliver(conn->header.from,
+                    std::span(conn->buffer).subspan(frame_format::header_size, conn->header.body_length));
+          }
+          read_header(conn);
+        });
   }
 
   void deliver(frame_node_id from, std::span<const std::byte> body) {
