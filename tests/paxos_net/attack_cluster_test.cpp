@@ -372,6 +372,8 @@ TEST_CASE("paxos_kv attack: strangers on the peer port keep neither a restarted 
 
     for (int i : {1, 3}) {
       const auto rss = c.servers[i].rss_kib();
+      std::cout << "peer-port attack: node " << i << " RSS " << rss << " KiB (before the attack " << baseline[i]
+                << " KiB)\n";
       INFO("node " << i << " RSS " << rss << " KiB, baseline " << baseline[i] << " KiB (node 3's is its first run's)");
       CHECK(rss < baseline[i] + 32 * 1024);
     }
@@ -469,6 +471,7 @@ TEST_CASE(
         std::optional<std::string>("attack"));
 
   const auto rss = c.servers[leader].rss_kib();
+  std::cout << "client-port attack: leader RSS " << rss << " KiB (before the attack " << baseline << " KiB)\n";
   {
     INFO("leader RSS " << rss << " KiB, baseline " << baseline << " KiB");
     CHECK(rss < baseline + 64 * 1024);
