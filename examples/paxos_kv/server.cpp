@@ -85,6 +85,7 @@ struct options {
   std::size_t max_waiters = 1024;
   std::size_t max_value_bytes = std::size_t{1} << 20;
   std::size_t max_request_bytes = 0;  // 0: what the batch bound allows
+  std::size_t max_cached_result_bytes = 1024;
 };
 
 void usage() {
@@ -96,13 +97,15 @@ void usage() {
                "                       [--max-value-bytes N] [--max-request-bytes N] [--max-clients N]\n"
                "                       [--client-idle-timeout-ms MS] [--request-timeout-ms MS]\n"
                "                       [--max-client-queued-bytes N] [--max-client-inflight N] [--max-waiters N]\n"
+               "                       [--max-cached-result-bytes N]\n"
                "  --peers lists every member, this one included; --client-port overrides this member's.\n"
                "  --cluster-key-file is required (peers authenticate every frame with it) unless --insecure\n"
                "  is given, which runs with unauthenticated peers.\n"
                "  Byte bounds default to the library's (frame 16 MiB, message 8 MiB, batch 4 MiB,\n"
                "  catch-up 4 MiB, snapshot chunk 1 MiB) and value 1 MiB; every member must use the same\n"
                "  ones. Client port: 1024 connections, idle 60 s, request 10 s, 4 MiB queued replies and\n"
-               "  256 waiting requests per connection, 1024 wait requests.\n";
+               "  256 waiting requests per connection, 1024 wait requests. The dedupe table keeps get\n"
+               "  results up to 1 KiB; a retried get with a longer result reads again.\n";
 }
 
 auto parse_options(int argc, char** argv) -> std::optional<options> {
@@ -163,6 +166,8 @@ auto parse_options(int argc, char** argv) -> std::optional<options> {
       o.max_client_inflight = std::stoull(value());
     } else if (a == "--max-waiters") {
       o.max_waiters = std::stoull(value());
+    } else if (a == "--max-cached-result-bytes") {
+      o.max_cached_result_bytes = std::stoull(value());
     } else {
       throw std::invalid_argument("unknown argument " + a);
     }
@@ -234,6 +239,7 @@ void apply_bounds(const options& o, px::replica_options& r) {
   if (o.max_batch_bytes != 0) r.max_batch_bytes = o.max_batch_bytes;
   if (o.max_catchup_bytes != 0) r.max_catchup_bytes = o.max_catchup_bytes;
   if (o.snapshot_chunk_bytes != 0) r.snapshot_chunk_bytes = o.snapshot_chunk_bytes;
+  r.max_cached_result_bytes = o.max_cached_result_bytes;
 }
 
 /// The options with their size policy checked (and the request bound derived).

@@ -458,6 +458,62 @@ TEST_CASE("paxos replica applies a retried request once and answers it with the 
   CHECK(dup == 2);
 }
 
+TEST_CASE("paxos replica keeps only small results of read-only commands; a retry of a large one reads again",
+          "[paxos][replica][dedupe][security]") {
+  replica_options o;
+  o.max_cached_result_bytes = 8;
+  o.snapshot_interval = 2;
+  cluster c(3, o);
+  auto l = c.elect();
+  const std::string first(100, 'a'), second(100, 'b');
+  auto answers = [&](std::size_t at, std::uint64_t client, std::uint64_t request) {
+    std::vector<applied_command> out;
+    for (const auto& a : c.applied[at]) {
+      if (a.client_id == client && a.request_id == request) out.push_back(a);
+    }
+    return out;
+  };
+  (void)c.nodes[l]->propose(1, 1, kv::encode_put("k", first));
+  c.settle();
+  (void)c.nodes[l]->propose(9, 1, kv::encode_get("k"));
+  (void)c.nodes[l]->propose(8, 1, kv::encode_get("small"));  // an empty result: kept
+  c.settle();
+  (void)c.nodes[l]->propose(1, 2, kv::encode_put("k", second));
+  (void)c.nodes[l]->propose(1, 3, kv::encode_put("small", "new"));
+  c.settle();
+  // The retry of the large get is applied again (the current value); the small one is cached.
+  (void)c.nodes[l]->propose(9, 1, kv::encode_get("k"));
+  (void)c.nodes[l]->propose(8, 1, kv::encode_get("small"));
+  c.settle();
+  auto big = answers(l, 9, 1);
+  REQUIRE(big.size() == 2);
+  CHECK(big[0].result == first);
+  CHECK(big[1].duplicate);
+  CHECK(big[1].result == second);
+  auto small = answers(l, 8, 1);
+  REQUIRE(small.size() == 2);
+  CHECK(small[1].result.empty());  // the cached answer, not "new"
+  c.tick_all(3);  // the followers learn the last slots
+  CHECK(c.nodes[l]->checksum() == c.nodes[(l + 1) % 3]->checksum());
+
+  // Through a snapshot and a restart the entry still says "read again" (not an empty result).
+  for (int i = 0; i < 4; ++i) (void)c.nodes[l]->propose(1, 4 + static_cast<std::uint64_t>(i), kv::encode_put("x", "y"));
+  c.settle();
+  c.tick_all(3);
+  for (std::size_t i = 0; i < 3; ++i) c.crash(i);
+  for (std::size_t i = 0; i < 3; ++i) {
+    c.applied[i].clear();
+    c.start(i, o);
+  }
+  l = c.elect();
+  (void)c.nodes[l]->propose(9, 1, kv::encode_get("k"));
+  c.settle();
+  auto after = answers(l, 9, 1);
+  REQUIRE_FALSE(after.empty());
+  CHECK(after.back().duplicate);
+  CHECK(after.back().result == second);
+}
+
 TEST_CASE("paxos replica catches up a lagging replica and sends a snapshot to one far behind",
           "[paxos][replica][catchup]") {
   replica_options o;

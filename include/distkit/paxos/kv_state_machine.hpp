@@ -34,6 +34,11 @@ class kv_state_machine {
   /// A map whose values never exceed `max_value_bytes`.
   explicit kv_state_machine(std::size_t max_value_bytes) : max_value_(max_value_bytes) {}
 
+  /// True for a `get` (it changes nothing): a replica may answer its retry by reading again.
+  [[nodiscard]] static auto is_read_only(std::string_view command) noexcept -> bool {
+    return !command.empty() && static_cast<kv_op>(command.front()) == kv_op::get;
+  }
+
   /// The largest value this map keeps.
   [[nodiscard]] auto max_value_bytes() const noexcept -> std::size_t { return max_value_; }
 
@@ -146,5 +151,6 @@ class kv_state_machine {
 };
 
 static_assert(state_machine<kv_state_machine>);
+static_assert(read_only_aware<kv_state_machine>);
 
 }  // namespace distkit::inline v0::paxos
