@@ -493,7 +493,7 @@ TEST_CASE("paxos replica keeps only small results of read-only commands; a retry
   auto small = answers(l, 8, 1);
   REQUIRE(small.size() == 2);
   CHECK(small[1].result.empty());  // the cached answer, not "new"
-  c.tick_all(3);  // the followers learn the last slots
+  c.tick_all(3);                   // the followers learn the last slots
   CHECK(c.nodes[l]->checksum() == c.nodes[(l + 1) % 3]->checksum());
 
   // Through a snapshot and a restart the entry still says "read again" (not an empty result).
