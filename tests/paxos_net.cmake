@@ -35,3 +35,18 @@ if(TARGET distkit::tcp AND DISTKIT_BUILD_EXAMPLES AND NOT DISTKIT_SANITIZE AND N
   set_tests_properties("paxos_kv: a follower that missed over 100 MiB catches up; an oversized request is refused"
                        PROPERTIES LABELS "paxos_kv;cluster" TIMEOUT 240)
 endif()
+
+# Attacks through the sockets of 3 real servers: strangers on the peer port, stalled and
+# never-reading clients and huge lengths on the client port, start-up refusals. Unsanitised leg
+# only, like the fault test above (RSS bounds are stated for an unsanitised build).
+if(TARGET distkit::tcp AND DISTKIT_BUILD_EXAMPLES AND NOT DISTKIT_SANITIZE AND NOT DISTKIT_CONCURRENT_ONLY)
+  add_executable(paxos_kv_attack_test paxos_net/attack_cluster_test.cpp $<TARGET_OBJECTS:distkit_catch_main>)
+  target_include_directories(paxos_kv_attack_test PRIVATE ${CMAKE_CURRENT_SOURCE_DIR} ${PROJECT_SOURCE_DIR}/examples)
+  target_link_libraries(paxos_kv_attack_test PRIVATE distkit::tcp Catch2::Catch2 distkit_warnings distkit_sanitize)
+  target_compile_definitions(paxos_kv_attack_test PRIVATE PAXOS_KV_SERVER="$<TARGET_FILE:paxos_kv_server>")
+  add_dependencies(paxos_kv_attack_test paxos_kv_server)
+  add_test(NAME "paxos_kv: strangers on the peer and client ports exhaust neither memory nor connection slots"
+           COMMAND paxos_kv_attack_test)
+  set_tests_properties("paxos_kv: strangers on the peer and client ports exhaust neither memory nor connection slots"
+                       PROPERTIES LABELS "paxos_kv;cluster;security" TIMEOUT 240)
+endif()

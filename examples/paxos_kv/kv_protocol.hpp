@@ -120,9 +120,14 @@ inline void put_u64(std::string& out, std::uint64_t v) {
   out.append(b, 8);
 }
 
-/// A request, length prefix included.
+/// A request, length prefix included. Throws std::invalid_argument for a command longer than
+/// the protocol carries (never a truncated length).
 inline auto encode_request(request_kind kind, std::uint64_t client_id, std::uint64_t request_id,
                            std::string_view command) -> std::string {
+  if (command.size() > max_message - 17) {
+    throw std::invalid_argument("command: " + std::to_string(command.size()) + " bytes, more than the protocol's " +
+                                std::to_string(max_message - 17));
+  }
   std::string out;
   put_u32(out, static_cast<std::uint32_t>(1 + 16 + command.size()));
   out.push_back(static_cast<char>(kind));
@@ -134,6 +139,7 @@ inline auto encode_request(request_kind kind, std::uint64_t client_id, std::uint
 
 /// A response, length prefix included.
 inline auto encode_reply(reply_status status, std::uint64_t request_id, std::string_view payload) -> std::string {
+  if (payload.size() > 0xFFFF'FFFFU - 9) throw std::invalid_argument("reply payload: does not fit 32 bits");
   std::string out;
   put_u32(out, static_cast<std::uint32_t>(1 + 8 + payload.size()));
   out.push_back(static_cast<char>(status));

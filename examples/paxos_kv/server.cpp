@@ -12,7 +12,18 @@
 //
 // Reads go through the log: `get` is a command like `put`, so it is linearizable without any
 // clock assumption (no leases).
+//
+// The client port is bounded against clients that misbehave: a connection cap, an idle timeout
+// and a request timeout (a request must arrive whole in time), a bound on the reply bytes
+// queued per connection and on the requests a connection has waiting (reads pause until the
+// client drains them), a bound on `wait` requests, and a request's length prefix is checked
+// against --max-request-bytes and never trusted to allocate (the buffer grows as bytes
+// arrive). Every refusal is counted in the `status` reply and answered where a reply is
+// possible. Sizes are one policy checked at start-up: a value fits a reply, a request fits a
+// batch, a batch fits a message, a message fits a frame.
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -64,6 +75,17 @@ struct options {
   std::size_t snapshot_chunk_bytes = 0;
   std::uint64_t snapshot_interval = 0;
   std::uint64_t log_retention = 0;
+  bool insecure = false;
+  // The client port's bounds.
+  std::size_t max_clients = 1024;
+  std::chrono::milliseconds client_idle_timeout{60'000};
+  std::chrono::milliseconds request_timeout{10'000};
+  std::size_t max_client_queued_bytes = std::size_t{4} << 20;
+  std::size_t max_client_inflight = 256;
+  std::size_t max_waiters = 1024;
+  std::size_t max_value_bytes = std::size_t{1} << 20;
+  std::size_t max_request_bytes = 0;  // 0: what the batch bound allows
+  std::size_t max_cached_result_bytes = 1024;
 };
 
 void usage() {
@@ -71,10 +93,19 @@ void usage() {
                "                       [--client-port P] [--cluster-key-file FILE] [--cluster-id N] [--quiet]\n"
                "                       [--max-frame-bytes N] [--max-message-bytes N] [--max-batch-bytes N]\n"
                "                       [--max-catchup-bytes N] [--snapshot-chunk-bytes N]\n"
-               "                       [--snapshot-interval SLOTS] [--log-retention SLOTS]\n"
+               "                       [--snapshot-interval SLOTS] [--log-retention SLOTS] [--insecure]\n"
+               "                       [--max-value-bytes N] [--max-request-bytes N] [--max-clients N]\n"
+               "                       [--client-idle-timeout-ms MS] [--request-timeout-ms MS]\n"
+               "                       [--max-client-queued-bytes N] [--max-client-inflight N] [--max-waiters N]\n"
+               "                       [--max-cached-result-bytes N]\n"
                "  --peers lists every member, this one included; --client-port overrides this member's.\n"
+               "  --cluster-key-file is required (peers authenticate every frame with it) unless --insecure\n"
+               "  is given, which runs with unauthenticated peers.\n"
                "  Byte bounds default to the library's (frame 16 MiB, message 8 MiB, batch 4 MiB,\n"
-               "  catch-up 4 MiB, snapshot chunk 1 MiB); every member must use the same ones.\n";
+               "  catch-up 4 MiB, snapshot chunk 1 MiB) and value 1 MiB; every member must use the same\n"
+               "  ones. Client port: 1024 connections, idle 60 s, request 10 s, 4 MiB queued replies and\n"
+               "  256 waiting requests per connection, 1024 wait requests. The dedupe table keeps get\n"
+               "  results up to 1 KiB; a retried get with a longer result reads again.\n";
 }
 
 auto parse_options(int argc, char** argv) -> std::optional<options> {
@@ -117,6 +148,26 @@ auto parse_options(int argc, char** argv) -> std::optional<options> {
       o.snapshot_interval = std::stoull(value());
     } else if (a == "--log-retention") {
       o.log_retention = std::stoull(value());
+    } else if (a == "--insecure") {
+      o.insecure = true;
+    } else if (a == "--max-value-bytes") {
+      o.max_value_bytes = std::stoull(value());
+    } else if (a == "--max-request-bytes") {
+      o.max_request_bytes = std::stoull(value());
+    } else if (a == "--max-clients") {
+      o.max_clients = std::stoull(value());
+    } else if (a == "--client-idle-timeout-ms") {
+      o.client_idle_timeout = std::chrono::milliseconds(std::stoll(value()));
+    } else if (a == "--request-timeout-ms") {
+      o.request_timeout = std::chrono::milliseconds(std::stoll(value()));
+    } else if (a == "--max-client-queued-bytes") {
+      o.max_client_queued_bytes = std::stoull(value());
+    } else if (a == "--max-client-inflight") {
+      o.max_client_inflight = std::stoull(value());
+    } else if (a == "--max-waiters") {
+      o.max_waiters = std::stoull(value());
+    } else if (a == "--max-cached-result-bytes") {
+      o.max_cached_result_bytes = std::stoull(value());
     } else {
       throw std::invalid_argument("unknown argument " + a);
     }
@@ -127,19 +178,89 @@ auto parse_options(int argc, char** argv) -> std::optional<options> {
   o.members = paxos_kv::parse_members(peers);
   if (o.members.count(o.id) == 0) throw std::invalid_argument("--peers: must list this member's --id");
   if (o.client_port != 0) o.members[o.id].client.port = o.client_port;
+  if (o.key_file.empty() && !o.insecure) {
+    throw std::invalid_argument(
+        "--cluster-key-file: required (without it any host that reaches the peer port can forge Paxos messages); "
+        "pass --insecure to run with unauthenticated peers");
+  }
+  if (o.max_clients == 0) throw std::invalid_argument("--max-clients: must be at least 1");
+  if (o.client_idle_timeout.count() <= 0) throw std::invalid_argument("--client-idle-timeout-ms: must be positive");
+  if (o.request_timeout.count() <= 0) throw std::invalid_argument("--request-timeout-ms: must be positive");
+  if (o.max_client_queued_bytes == 0) throw std::invalid_argument("--max-client-queued-bytes: must be at least 1");
+  if (o.max_client_inflight == 0) throw std::invalid_argument("--max-client-inflight: must be at least 1");
+  if (o.max_waiters == 0) throw std::invalid_argument("--max-waiters: must be at least 1");
+  return o;
+}
+
+// The request and reply bytes around a command or a result (kind or status, ids).
+constexpr std::size_t request_overhead = 1 + 8 + 8;
+constexpr std::size_t reply_overhead = 1 + 8;
+// A put's encoding around its value: op, three length prefixes; plus room for a key.
+constexpr std::size_t command_overhead = 1 + 3 * 4;
+constexpr std::size_t key_room = 1024;
+
+/// One size policy: every bound must carry what the next one hands it. Throws
+/// std::invalid_argument naming the parameters that disagree.
+void check_sizes(options& o, const px::replica_options& r, std::size_t max_body) {
+  auto refuse = [](const std::string& what) { throw std::invalid_argument("size policy: " + what); };
+  if (o.max_value_bytes == 0) refuse("--max-value-bytes must be at least 1");
+  // A value must fit the reply that carries it (a get), or it could never be read back.
+  if (o.max_value_bytes > paxos_kv::max_message - reply_overhead) {
+    refuse("--max-value-bytes (" + std::to_string(o.max_value_bytes) + ") must be at most the reply cap (" +
+           std::to_string(paxos_kv::max_message) + ") minus " + std::to_string(reply_overhead));
+  }
+  // A put of the largest value (with a key) must fit one batch, or it could never be proposed.
+  if (o.max_value_bytes + command_overhead + key_room > r.max_batch_bytes) {
+    refuse("--max-value-bytes (" + std::to_string(o.max_value_bytes) + ") plus " +
+           std::to_string(command_overhead + key_room) + " must be at most max_batch_bytes (" +
+           std::to_string(r.max_batch_bytes) + ")");
+  }
+  if (o.max_request_bytes == 0) o.max_request_bytes = r.max_batch_bytes + request_overhead;
+  if (o.max_request_bytes < request_overhead || o.max_request_bytes > paxos_kv::max_message) {
+    refuse("--max-request-bytes (" + std::to_string(o.max_request_bytes) + ") must be in [" +
+           std::to_string(request_overhead) + ", " + std::to_string(paxos_kv::max_message) + "]");
+  }
+  // The replica checks batch, catch-up and snapshot chunk against max_message_bytes, the
+  // message transport checks max_message_bytes against the frame's max_body, the frame decoder
+  // max_body against its 1 GiB limit; the write-ahead log holds one batch per record.
+  if (r.max_batch_bytes > px::detail::wal_max_record) {
+    refuse("max_batch_bytes (" + std::to_string(r.max_batch_bytes) + ") must be at most the log record limit (" +
+           std::to_string(px::detail::wal_max_record) + ")");
+  }
+  if (max_body > px::frame_format::max_body_limit) {
+    refuse("--max-frame-bytes (" + std::to_string(max_body) + ") must be at most " +
+           std::to_string(px::frame_format::max_body_limit));
+  }
+}
+
+/// The replica's byte bounds from the options (the library's default where not given).
+void apply_bounds(const options& o, px::replica_options& r) {
+  if (o.max_message_bytes != 0) r.max_message_bytes = o.max_message_bytes;
+  if (o.max_batch_bytes != 0) r.max_batch_bytes = o.max_batch_bytes;
+  if (o.max_catchup_bytes != 0) r.max_catchup_bytes = o.max_catchup_bytes;
+  if (o.snapshot_chunk_bytes != 0) r.snapshot_chunk_bytes = o.snapshot_chunk_bytes;
+  r.max_cached_result_bytes = o.max_cached_result_bytes;
+}
+
+/// The options with their size policy checked (and the request bound derived).
+auto sized(options o) -> options {
+  px::replica_options r;
+  apply_bounds(o, r);
+  check_sizes(o, r, o.max_frame_bytes != 0 ? o.max_frame_bytes : px::frame_format::default_max_body);
   return o;
 }
 
 class server {
  public:
   explicit server(options opts)
-      : opts_(std::move(opts)),
+      : opts_(sized(std::move(opts))),
         storage_(opts_.data_dir),
         net_(transport_config()),
         msgs_(net_, replica_options().max_message_bytes),
-        replica_(replica_options(), px::kv_state_machine{}, storage_.load()),
+        replica_(replica_options(), px::kv_state_machine{opts_.max_value_bytes}, storage_.load()),
         acceptor_(io_),
         tick_timer_(io_),
+        sweep_timer_(io_),
         signals_(io_, SIGINT, SIGTERM) {
     const auto& self = opts_.members.at(opts_.id);
     asio::ip::tcp::endpoint at(asio::ip::make_address(self.client.host), self.client.port);
@@ -149,11 +270,13 @@ class server {
     acceptor_.listen();
     log("listening: peers on " + self.peer.str() + ", clients on " + self.client.str() + ", recovered to slot " +
         std::to_string(replica_.chosen_index()));
+    if (opts_.insecure) log("WARNING: --insecure: peer frames are not authenticated");
   }
 
   void run() {
     accept_next();
     arm_tick();
+    arm_sweep();
     signals_.async_wait([this](const asio::error_code&, int) {
       log("stopping");
       stopping_ = true;
@@ -167,11 +290,31 @@ class server {
   struct client_conn : std::enable_shared_from_this<client_conn> {
     explicit client_conn(asio::ip::tcp::socket s) : socket(std::move(s)) {}
     asio::ip::tcp::socket socket;
-    char len_buf[4]{};
-    std::string body;
+    std::string in;  // bytes received and not yet handled: grows only as bytes arrive
     std::deque<std::string> out;
+    std::size_t out_bytes = 0;  // reply bytes queued (the write in progress included)
+    std::size_t inflight = 0;   // requests accepted and not yet answered
+    bool reading = false;
+    bool paused = false;  // reads stopped until the client drains its replies
     bool writing = false;
     bool closed = false;
+    bool close_when_flushed = false;
+    bool mid_request = false;  // part of a request has arrived
+    std::size_t skip = 0;      // bytes of a refused request still to read and drop
+    std::chrono::steady_clock::time_point last_activity = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::time_point request_started;
+  };
+
+  /// Refusals and closes on the client port, by reason (all monotonic).
+  struct client_counters {
+    std::uint64_t refused_cap = 0;      // connections over --max-clients
+    std::uint64_t idle_closed = 0;      // no request and nothing waiting for --client-idle-timeout-ms
+    std::uint64_t request_timeout = 0;  // a request not whole within --request-timeout-ms
+    std::uint64_t too_large = 0;        // a length prefix over --max-request-bytes
+    std::uint64_t malformed = 0;        // a request that does not parse
+    std::uint64_t reads_paused = 0;     // times a connection's reads stopped for back-pressure
+    std::uint64_t waiters_refused = 0;  // wait requests over --max-waiters
+    std::uint64_t value_too_large = 0;  // writes refused by --max-value-bytes
   };
 
   auto transport_config() -> px::tcp_transport_config {
@@ -200,6 +343,7 @@ class server {
 
   auto replica_options() -> px::replica_options {
     px::replica_options r;
+    apply_bounds(opts_, r);
     r.id = opts_.id;
     for (const auto& [id, m] : opts_.members) r.nodes.push_back(id);
     r.heartbeat_ticks = 2;  // 20 ms
@@ -207,10 +351,6 @@ class server {
     r.max_batch = 1024;
     r.window = 64;
     r.seed = std::random_device{}();
-    if (opts_.max_message_bytes != 0) r.max_message_bytes = opts_.max_message_bytes;
-    if (opts_.max_batch_bytes != 0) r.max_batch_bytes = opts_.max_batch_bytes;
-    if (opts_.max_catchup_bytes != 0) r.max_catchup_bytes = opts_.max_catchup_bytes;
-    if (opts_.snapshot_chunk_bytes != 0) r.snapshot_chunk_bytes = opts_.snapshot_chunk_bytes;
     if (opts_.snapshot_interval != 0) r.snapshot_interval = opts_.snapshot_interval;
     if (opts_.log_retention != 0) r.log_retention = opts_.log_retention;
     return r;
@@ -276,7 +416,10 @@ class server {
       // Proposals of a deposed leader may still be chosen by the next one: the client retries
       // under the same request id and the dedupe table answers it once.
       for (auto& [key, weak] : pending_) {
-        if (auto c = weak.lock()) send_reply(c, paxos_kv::reply_status::redirect, key.second, leader_address());
+        if (auto c = weak.lock()) {
+          finish_one(c);
+          send_reply(c, paxos_kv::reply_status::redirect, key.second, leader_address());
+        }
       }
       pending_.clear();
     }
@@ -292,7 +435,16 @@ class server {
   void answer(const px::applied_command& a) {
     auto it = pending_.find({a.client_id, a.request_id});
     if (it == pending_.end()) return;
-    if (auto c = it->second.lock()) send_reply(c, paxos_kv::reply_status::ok, a.request_id, a.result);
+    if (auto c = it->second.lock()) {
+      finish_one(c);
+      if (a.result.rfind(px::kv_state_machine::value_too_large, 0) == 0) {
+        // Refused by the value bound (the same on every replica): a clear error, never retried.
+        ++client_stats_.value_too_large;
+        send_reply(c, paxos_kv::reply_status::error, a.request_id, std::string_view(a.result).substr(1));
+      } else {
+        send_reply(c, paxos_kv::reply_status::ok, a.request_id, a.result);
+      }
+    }
     pending_.erase(it);
   }
 
@@ -303,7 +455,20 @@ class server {
         asio::error_code ignored;
         s.set_option(asio::ip::tcp::no_delay(true), ignored);
         auto c = std::make_shared<client_conn>(std::move(s));
-        read_request(c);
+        std::erase_if(clients_, [](const std::weak_ptr<client_conn>& w) {
+          auto p = w.lock();
+          return !p || p->closed;
+        });
+        if (clients_.size() >= opts_.max_clients) {
+          // Over the cap: one clear reply (request id 0), then the connection closes.
+          ++client_stats_.refused_cap;
+          c->close_when_flushed = true;
+          send_reply(c, paxos_kv::reply_status::retry, 0,
+                     "too many client connections (max_clients " + std::to_string(opts_.max_clients) + ")");
+        } else {
+          clients_.push_back(c);
+          read_more(c);
+        }
       }
       accept_next();
     });
@@ -315,19 +480,123 @@ class server {
     c->socket.close(ignored);
   }
 
-  void read_request(const std::shared_ptr<client_conn>& c) {
-    asio::async_read(c->socket, asio::buffer(c->len_buf), [this, c](const asio::error_code& ec, std::size_t) {
-      if (ec || stopping_) return close(c);
-      auto len = distkit::detail::load_le<std::uint32_t>(c->len_buf);
-      if (len < 17 || len > paxos_kv::max_message) return close(c);  // refused before allocating
-      c->body.resize(len);
-      asio::async_read(c->socket, asio::buffer(c->body), [this, c](const asio::error_code& ec2, std::size_t) {
-        if (ec2 || stopping_) return close(c);
-        auto req = paxos_kv::decode_request(c->body);
-        if (!req) return close(c);
-        handle(c, std::move(*req));
-        read_request(c);
+  // A request of this connection was answered (or given up): it may read again.
+  void finish_one(const std::shared_ptr<client_conn>& c) {
+    if (c->inflight > 0) --c->inflight;
+    read_more(c);
+  }
+
+  // Reads what the client sent, at most what the request being received still lacks (a length
+  // prefix is never trusted to allocate), unless the connection must wait for its client to
+  // drain replies or for its waiting requests to be answered.
+  void read_more(const std::shared_ptr<client_conn>& c) {
+    if (c->closed || c->reading || c->close_when_flushed || stopping_) return;
+    if (c->out_bytes >= opts_.max_client_queued_bytes || c->inflight >= opts_.max_client_inflight) {
+      if (!c->paused) ++client_stats_.reads_paused;
+      c->paused = true;
+      return;
+    }
+    c->paused = false;
+    constexpr std::size_t chunk = 16 << 10;
+    std::size_t want = 4;
+    if (c->skip > 0) {
+      want = c->skip;  // `in` is empty while a refused request's body is dropped
+    } else if (c->in.size() >= 4) {
+      want = 4 + distkit::detail::load_le<std::uint32_t>(c->in.data()) - c->in.size();
+    }
+    want = std::clamp<std::size_t>(want, 1, chunk);
+    const std::size_t had = c->in.size();
+    c->in.resize(had + want);
+    c->reading = true;
+    c->socket.async_read_some(asio::buffer(c->in.data() + had, want),
+                              [this, c, had](const asio::error_code& ec, std::size_t n) {
+                                c->reading = false;
+                                if (ec || stopping_) return close(c);
+                                c->in.resize(had + n);
+                                if (c->skip > 0) {
+                                  const std::size_t dropped = std::min(c->skip, c->in.size());
+                                  c->skip -= dropped;
+                                  c->in.erase(0, dropped);
+                                }
+                                const auto now = std::chrono::steady_clock::now();
+                                c->last_activity = now;
+                                if (!c->mid_request) {
+                                  c->mid_request = true;
+                                  c->request_started = now;
+                                }
+                                take_requests(c);
+                                read_more(c);
+                              });
+  }
+
+  // Handles every whole request in the connection's buffer.
+  void take_requests(const std::shared_ptr<client_conn>& c) {
+    std::size_t used = 0;
+    while (!c->closed && !c->close_when_flushed && c->in.size() - used >= 4) {
+      const std::size_t len = distkit::detail::load_le<std::uint32_t>(c->in.data() + used);
+      if (len < 17) {
+        ++client_stats_.malformed;
+        return close(c);
+      }
+      if (len > opts_.max_request_bytes) {
+        // Refused from its prefix and ids: a clear error; the body that follows is read in
+        // small pieces and dropped (under the request timeout), never buffered whole.
+        if (c->in.size() - used < 4 + 17) break;
+        const auto rid = distkit::detail::load_le<std::uint64_t>(c->in.data() + used + 4 + 9);
+        ++client_stats_.too_large;
+        send_reply(c, paxos_kv::reply_status::error, rid,
+                   "request too large: " + std::to_string(len) + " bytes, more than max_request_bytes (" +
+                       std::to_string(opts_.max_request_bytes) + ", from max_batch_bytes " +
+                       std::to_string(replica_.options().max_batch_bytes) + ")");
+        const std::size_t have = c->in.size() - used - 4;
+        c->skip = len - std::min(have, len);
+        used = c->in.size();
+        break;
+      }
+      if (c->in.size() - used < 4 + len) break;
+      auto req = paxos_kv::decode_request(std::string_view(c->in).substr(used + 4, len));
+      used += 4 + len;
+      if (!req) {
+        ++client_stats_.malformed;
+        return close(c);
+      }
+      handle(c, std::move(*req));
+    }
+    if (c->closed) return;
+    c->in.erase(0, used);
+    if (c->in.empty() && c->skip == 0) {
+      c->mid_request = false;
+      if (c->in.capacity() > (64 << 10)) std::string().swap(c->in);  // a large request's buffer goes
+    } else if (used > 0) {
+      c->request_started = std::chrono::steady_clock::now();  // the next request has begun
+    }
+  }
+
+  // Closes connections whose request did not arrive whole in time and idle ones (no request,
+  // nothing waiting, no reply taken for the idle timeout: a client that never reads ends here).
+  void arm_sweep() {
+    const auto every = std::clamp(std::min(opts_.client_idle_timeout, opts_.request_timeout) / 4,
+                                  std::chrono::milliseconds(10), std::chrono::milliseconds(1000));
+    sweep_timer_.expires_after(every);
+    sweep_timer_.async_wait([this](const asio::error_code& ec) {
+      if (ec || stopping_) return;
+      const auto now = std::chrono::steady_clock::now();
+      std::erase_if(clients_, [&](const std::weak_ptr<client_conn>& w) {
+        auto c = w.lock();
+        if (!c || c->closed) return true;
+        if (c->mid_request && now - c->request_started > opts_.request_timeout) {
+          ++client_stats_.request_timeout;
+          close(c);
+          return true;
+        }
+        if (c->inflight == 0 && now - c->last_activity > opts_.client_idle_timeout) {
+          ++client_stats_.idle_closed;
+          close(c);
+          return true;
+        }
+        return false;
       });
+      arm_sweep();
     });
   }
 
@@ -346,7 +615,32 @@ class server {
            " connects=" + std::to_string(nc.connects) + " connect_failures=" + std::to_string(nc.connect_failures) +
            " disconnects=" + std::to_string(nc.disconnects) + " inbound=" + std::to_string(nc.inbound_accepted) +
            " inbound_over_limit=" + std::to_string(nc.inbound_over_limit) +
-           " dropped=" + std::to_string(nc.dropped_oldest + nc.lost_on_disconnect) + drop_reasons();
+           " dropped=" + std::to_string(nc.dropped_oldest + nc.lost_on_disconnect) + drop_reasons() +
+           peer_port_counters() + client_port_counters();
+  }
+
+  auto peer_port_counters() -> std::string {
+    const auto nc = net_.counters();
+    return " peer_inbound_verified=" + std::to_string(nc.inbound_verified) +
+           " peer_unverified_evicted=" + std::to_string(nc.unverified_evicted) +
+           " peer_unverified_timed_out=" + std::to_string(nc.unverified_timed_out) +
+           " peer_inbound_replaced=" + std::to_string(nc.inbound_replaced) +
+           " peer_inbound_closed_bad=" + std::to_string(nc.inbound_closed_bad);
+  }
+
+  auto client_port_counters() -> std::string {
+    std::size_t open = 0;
+    for (const auto& w : clients_) {
+      if (auto c = w.lock(); c && !c->closed) ++open;
+    }
+    const auto& k = client_stats_;
+    return " clients=" + std::to_string(open) + " clients_refused_cap=" + std::to_string(k.refused_cap) +
+           " clients_idle_closed=" + std::to_string(k.idle_closed) +
+           " clients_request_timeout=" + std::to_string(k.request_timeout) +
+           " requests_too_large=" + std::to_string(k.too_large) + " requests_malformed=" + std::to_string(k.malformed) +
+           " client_reads_paused=" + std::to_string(k.reads_paused) + " waiters=" + std::to_string(waiters_.size()) +
+           " waiters_refused=" + std::to_string(k.waiters_refused) +
+           " value_too_large=" + std::to_string(k.value_too_large);
   }
 
   // Every dropped or refused message, by reason: the peer transport (send queue, disconnects,
@@ -384,7 +678,10 @@ class server {
     const auto now = std::chrono::steady_clock::now();
     std::erase_if(waiters_, [&](const waiter& w) {
       if (!all && replica_.chosen_index() < w.slot && now < w.deadline) return false;
-      if (auto c = w.conn.lock()) send_reply(c, paxos_kv::reply_status::ok, w.request_id, status());
+      if (auto c = w.conn.lock()) {
+        finish_one(c);
+        send_reply(c, paxos_kv::reply_status::ok, w.request_id, status());
+      }
       return true;
     });
   }
@@ -394,6 +691,12 @@ class server {
       if (req.command.size() != 8) return send_reply(c, paxos_kv::reply_status::error, req.request_id, "bad wait");
       auto slot = distkit::detail::load_le<std::uint64_t>(req.command.data());
       if (replica_.chosen_index() >= slot) return send_reply(c, paxos_kv::reply_status::ok, req.request_id, status());
+      if (waiters_.size() >= opts_.max_waiters) {
+        ++client_stats_.waiters_refused;
+        return send_reply(c, paxos_kv::reply_status::retry, req.request_id,
+                          "too many waiting requests (max_waiters " + std::to_string(opts_.max_waiters) + ")");
+      }
+      ++c->inflight;
       waiters_.push_back({c, req.request_id, slot, std::chrono::steady_clock::now() + 5s});
       return;
     }
@@ -408,10 +711,14 @@ class server {
     }
     const std::size_t command_bytes = req.command.size();
     switch (replica_.propose(req.client_id, req.request_id, std::move(req.command))) {
-      case px::propose_status::accepted:
-        pending_[{req.client_id, req.request_id}] = c;
+      case px::propose_status::accepted: {
+        auto& slot = pending_[{req.client_id, req.request_id}];
+        if (auto earlier = slot.lock()) finish_one(earlier);  // the same request again: one answer
+        slot = c;
+        ++c->inflight;
         schedule_cycle();
         break;
+      }
       case px::propose_status::not_leader:
         send_reply(c, paxos_kv::reply_status::redirect, req.request_id, leader_address());
         break;
@@ -430,17 +737,25 @@ class server {
                   std::string_view payload) {
     if (c->closed) return;
     c->out.push_back(paxos_kv::encode_reply(st, rid, payload));
+    c->out_bytes += c->out.back().size();
     flush(c);
   }
 
   void flush(const std::shared_ptr<client_conn>& c) {
-    if (c->writing || c->out.empty() || c->closed) return;
+    if (c->writing || c->closed) return;
+    if (c->out.empty()) {
+      if (c->close_when_flushed) close(c);
+      return;
+    }
     c->writing = true;
     asio::async_write(c->socket, asio::buffer(c->out.front()), [this, c](const asio::error_code& ec, std::size_t) {
       c->writing = false;
       if (ec) return close(c);
+      c->out_bytes -= c->out.front().size();
       c->out.pop_front();
+      c->last_activity = std::chrono::steady_clock::now();
       flush(c);
+      if (c->paused) read_more(c);  // the client drained: reads resume
     });
   }
 
@@ -454,7 +769,10 @@ class server {
   px::replica<px::kv_state_machine> replica_;
   asio::ip::tcp::acceptor acceptor_;
   asio::steady_timer tick_timer_;
+  asio::steady_timer sweep_timer_;
   asio::signal_set signals_;
+  std::vector<std::weak_ptr<client_conn>> clients_;
+  client_counters client_stats_;
   std::map<std::pair<std::uint64_t, std::uint64_t>, std::weak_ptr<client_conn>> pending_;
   struct waiter {
     std::weak_ptr<client_conn> conn;

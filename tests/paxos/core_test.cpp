@@ -153,6 +153,41 @@ TEST_CASE("paxos codec never crashes on random or bit-flipped bytes", "[paxos][c
   }
 }
 
+TEST_CASE("paxos codec refuses a length over 32 bits instead of truncating it", "[paxos][codec][security]") {
+  std::string out;
+  detail::writer w(out);
+  const char small[8] = {};
+  // A view that claims 4 GiB + 1 bytes: refused from its size alone, nothing is read.
+  const std::string_view huge(small, (std::size_t{1} << 32) + 1);
+  REQUIRE_THROWS_AS(w.bytes(huge), std::invalid_argument);
+  REQUIRE_THROWS_WITH(w.bytes(huge), Catch::Matchers::Contains("length"));
+  CHECK(out.empty());
+  w.bytes(std::string_view(small, 8));
+  CHECK(out.size() == 12);
+}
+
+TEST_CASE("kv_state_machine refuses a write that would make a value longer than max_value_bytes",
+          "[paxos][kv][security]") {
+  kv m(10);
+  CHECK(m.apply(kv::encode_put("k", "123456")).empty());
+  auto grown = m.apply(kv::encode_append("k", "78901"));  // 11 bytes: refused, the value stays
+  CHECK(grown.rfind(kv::value_too_large, 0) == 0);
+  CHECK(grown.find("11 bytes") != std::string::npos);
+  CHECK(grown.find("max_value_bytes (10)") != std::string::npos);
+  CHECK(m.value("k") == "123456");
+  CHECK(m.apply(kv::encode_append("k", "7890")).empty());  // exactly 10: kept
+  CHECK(m.value("k") == "1234567890");
+  CHECK(m.apply(kv::encode_put("big", std::string(11, 'b'))).rfind(kv::value_too_large, 0) == 0);
+  CHECK(m.apply(kv::encode_cas("k", "1234567890", std::string(11, 'c'))).rfind(kv::value_too_large, 0) == 0);
+  CHECK(m.apply(kv::encode_cas("k", "wrong", std::string(11, 'c'))) == "0");  // no swap, no refusal
+  CHECK(m.value("k") == "1234567890");
+  CHECK(m.apply(kv::encode_get("k")) == "1234567890");
+  CHECK(m.size() == 1);  // the refused put made no key
+  // The default is unbounded.
+  kv unbounded;
+  CHECK(unbounded.apply(kv::encode_put("k", std::string(1000, 'u'))).empty());
+}
+
 TEST_CASE("paxos synod acceptor keeps its promises and raises them on accept", "[paxos][synod]") {
   synod_acceptor<std::string> a;
   CHECK(a.on_prepare(ballot{2, 1}).ok);
@@ -421,6 +456,62 @@ TEST_CASE("paxos replica applies a retried request once and answers it with the 
   }
   CHECK(fresh == 1);
   CHECK(dup == 2);
+}
+
+TEST_CASE("paxos replica keeps only small results of read-only commands; a retry of a large one reads again",
+          "[paxos][replica][dedupe][security]") {
+  replica_options o;
+  o.max_cached_result_bytes = 8;
+  o.snapshot_interval = 2;
+  cluster c(3, o);
+  auto l = c.elect();
+  const std::string first(100, 'a'), second(100, 'b');
+  auto answers = [&](std::size_t at, std::uint64_t client, std::uint64_t request) {
+    std::vector<applied_command> out;
+    for (const auto& a : c.applied[at]) {
+      if (a.client_id == client && a.request_id == request) out.push_back(a);
+    }
+    return out;
+  };
+  (void)c.nodes[l]->propose(1, 1, kv::encode_put("k", first));
+  c.settle();
+  (void)c.nodes[l]->propose(9, 1, kv::encode_get("k"));
+  (void)c.nodes[l]->propose(8, 1, kv::encode_get("small"));  // an empty result: kept
+  c.settle();
+  (void)c.nodes[l]->propose(1, 2, kv::encode_put("k", second));
+  (void)c.nodes[l]->propose(1, 3, kv::encode_put("small", "new"));
+  c.settle();
+  // The retry of the large get is applied again (the current value); the small one is cached.
+  (void)c.nodes[l]->propose(9, 1, kv::encode_get("k"));
+  (void)c.nodes[l]->propose(8, 1, kv::encode_get("small"));
+  c.settle();
+  auto big = answers(l, 9, 1);
+  REQUIRE(big.size() == 2);
+  CHECK(big[0].result == first);
+  CHECK(big[1].duplicate);
+  CHECK(big[1].result == second);
+  auto small = answers(l, 8, 1);
+  REQUIRE(small.size() == 2);
+  CHECK(small[1].result.empty());  // the cached answer, not "new"
+  c.tick_all(3);                   // the followers learn the last slots
+  CHECK(c.nodes[l]->checksum() == c.nodes[(l + 1) % 3]->checksum());
+
+  // Through a snapshot and a restart the entry still says "read again" (not an empty result).
+  for (int i = 0; i < 4; ++i) (void)c.nodes[l]->propose(1, 4 + static_cast<std::uint64_t>(i), kv::encode_put("x", "y"));
+  c.settle();
+  c.tick_all(3);
+  for (std::size_t i = 0; i < 3; ++i) c.crash(i);
+  for (std::size_t i = 0; i < 3; ++i) {
+    c.applied[i].clear();
+    c.start(i, o);
+  }
+  l = c.elect();
+  (void)c.nodes[l]->propose(9, 1, kv::encode_get("k"));
+  c.settle();
+  auto after = answers(l, 9, 1);
+  REQUIRE_FALSE(after.empty());
+  CHECK(after.back().duplicate);
+  CHECK(after.back().result == second);
 }
 
 TEST_CASE("paxos replica catches up a lagging replica and sends a snapshot to one far behind",

@@ -251,7 +251,7 @@ TEST_CASE(
   for (int i = 1; i <= n; ++i) {
     auto s = admin.status(static_cast<std::size_t>(i - 1));
     REQUIRE(s.has_value());
-    too_large += number(*s, "propose_too_large");
+    too_large += number(*s, "propose_too_large") + number(*s, "requests_too_large");
   }
   CHECK(too_large == 1);
 
@@ -269,7 +269,8 @@ TEST_CASE(
               "--max-frame-bytes",
               "1048576",
               "--max-message-bytes",
-              "4194304"};
+              "4194304",
+              "--insecure"};
   bad.log = (dir / "bad.log").string();
   bad.start();
   CHECK(bad.wait_exit(20s) == 2);  // the usage error status

@@ -12,10 +12,12 @@
 
 #include <catch2/catch.hpp>
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -82,11 +84,26 @@ class raw_client {
     REQUIRE(::send(fd_, b.data(), b.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(b.size()));
   }
   void finish_sending() { ::shutdown(fd_, SHUT_WR); }
-  /// True if the server closed the connection (EOF or reset) within the receive timeout.
+  /// True if the server closed the connection (EOF or reset) within the receive timeout; what
+  /// it sent before (its challenge) is skipped.
   auto closed_by_server() -> bool {
-    char c = 0;
-    ssize_t n = ::recv(fd_, &c, 1, 0);
-    return n == 0 || (n < 0 && errno == ECONNRESET);
+    char buf[64];
+    for (;;) {
+      ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
+      if (n > 0) continue;
+      return n == 0 || (n < 0 && errno == ECONNRESET);
+    }
+  }
+  /// The challenge the server sent on this connection.
+  auto challenge() -> std::vector<std::byte> {
+    std::vector<std::byte> c(frame_format::challenge_size);
+    std::size_t got = 0;
+    while (got < c.size()) {
+      ssize_t n = ::recv(fd_, c.data() + got, c.size() - got, 0);
+      REQUIRE(n > 0);
+      got += static_cast<std::size_t>(n);
+    }
+    return c;
   }
 
  private:
@@ -98,6 +115,16 @@ auto frame_from(std::uint32_t from, std::uint32_t to, const std::string& body, s
   frame_encoder enc(cluster_id, from, std::move(key), sequence);
   std::vector<std::byte> out;
   enc.encode(to, bytes_of(body), out);
+  return out;
+}
+
+/// A hello from `from` answering the challenge `c` read, then `frames` (already encoded).
+auto hello_then(raw_client& c, std::uint32_t from, std::uint32_t to, std::optional<frame_key> key,
+                std::uint64_t sequence, std::vector<std::byte> frames = {}) -> std::vector<std::byte> {
+  frame_encoder enc(cluster, from, std::move(key), sequence);
+  std::vector<std::byte> out;
+  enc.encode_hello(to, c.challenge(), out);
+  out.insert(out.end(), frames.begin(), frames.end());
   return out;
 }
 
@@ -122,7 +149,7 @@ TEST_CASE("tcp_transport delivers messages both ways, in order, over loopback", 
       CHECK(at_b[i] == "a" + std::to_string(i));
       CHECK(at_a[i] == "b" + std::to_string(i));
     }
-    CHECK(b.frame_stats().accepted() == n);
+    CHECK(b.frame_stats().accepted() == n + 1);  // and the hello that opened the connection
     CHECK(b.frame_stats().refused_total() == 0);
     CHECK(a.counters().dropped_oldest == 0);
   }
@@ -195,6 +222,7 @@ TEST_CASE("tcp_transport keeps serving after garbage, truncated, oversized and f
       auto f1 = frame_from(3, 2, "first", good_key, 100);
       auto f2 = frame_from(3, 2, "second", good_key, 101);
       raw_client c(port);
+      c.send_bytes(hello_then(c, 3, 2, good_key, 99));
       c.send_bytes(f1);
       c.send_bytes(f1);
       c.send_bytes(f2);
@@ -206,7 +234,7 @@ TEST_CASE("tcp_transport keeps serving after garbage, truncated, oversized and f
     }
   }
   CHECK(b.counters().inbound_closed_bad == 9);
-  CHECK(stats.accepted() == 52);
+  CHECK(stats.accepted() == 54);  // 52 frames and two hellos
 
   // The real peer's connection was never disturbed: everything after the attacks arrives too.
   for (int i = 0; i < 50; ++i) REQUIRE(a.send(2, bytes_of("after " + std::to_string(i))));
@@ -267,19 +295,158 @@ TEST_CASE("tcp_transport bounds each peer's send queue", "[paxos_net][tcp_transp
   }
 }
 
-TEST_CASE("tcp_transport closes inbound connections beyond its limit", "[paxos_net][tcp_transport]") {
-  auto c = config_for(2, {1}, false);
-  c.max_inbound_connections = 2;
-  tcp_transport b(std::move(c));
-  raw_client c1(b.local_port());
-  raw_client c2(b.local_port());
-  // The two first connections are served: a frame over each arrives.
-  c1.send_bytes(frame_from(1, 2, "one", std::nullopt, 1));
-  c2.send_bytes(frame_from(1, 2, "two", std::nullopt, 2));
-  REQUIRE(receive_n(b, 2).size() == 2);
-  raw_client c3(b.local_port());
-  CHECK(c3.closed_by_server());
-  CHECK(b.counters().inbound_over_limit == 1);
+/// A header that passes every check a stranger can satisfy from public facts (magic, version,
+/// cluster id, node ids) and announces a body of `length` bytes; no body follows.
+auto header_announcing(std::uint32_t from, std::uint32_t to, std::uint32_t length, bool keyed)
+    -> std::vector<std::byte> {
+  auto f = frame_from(from, to, "", keyed ? std::optional<frame_key>(bad_key) : std::nullopt, 1);
+  f.resize(frame_format::header_size);
+  f[32] = std::byte(length & 0xFF);
+  f[33] = std::byte((length >> 8) & 0xFF);
+  f[34] = std::byte((length >> 16) & 0xFF);
+  f[35] = std::byte((length >> 24) & 0xFF);
+  return f;
+}
+
+TEST_CASE("tcp_transport gives strangers a small bounded share of its inbound connections",
+          "[paxos_net][tcp_transport][security]") {
+  SECTION("a new connection closes the oldest unverified one when all unverified slots are taken") {
+    auto c = config_for(2, {1}, false);
+    c.max_unverified_connections = 2;
+    tcp_transport b(std::move(c));
+    raw_client c1(b.local_port());
+    raw_client c2(b.local_port());
+    raw_client c3(b.local_port());
+    CHECK(c1.closed_by_server());
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (b.counters().inbound_accepted < 3 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+    CHECK(b.counters().unverified_evicted == 1);
+    // c2 and c3 were kept: a frame over each is served, and each becomes a member's connection.
+    c2.send_bytes(hello_then(c2, 1, 2, std::nullopt, 2, frame_from(1, 2, "two", std::nullopt, 3)));
+    REQUIRE(receive_n(b, 1).size() == 1);
+    c3.send_bytes(hello_then(c3, 1, 2, std::nullopt, 4, frame_from(1, 2, "three", std::nullopt, 5)));
+    REQUIRE(receive_n(b, 1).size() == 1);
+    CHECK(b.counters().inbound_verified == 2);
+    CHECK(b.counters().inbound_replaced == 1);  // one sender, one connection: c3 replaced c2
+    CHECK(c2.closed_by_server());
+  }
+  SECTION("an unverified connection may not announce more than unverified_max_body") {
+    for (bool keyed : {false, true}) {
+      auto c = config_for(2, {1}, keyed);
+      c.unverified_max_body = 64;
+      tcp_transport b(std::move(c));
+      raw_client stranger(b.local_port());
+      stranger.send_bytes(header_announcing(1, 2, 1U << 20, keyed));  // 1 MiB, within max_body
+      CHECK(stranger.closed_by_server());
+      CHECK(b.frame_stats().refused(frame_error_kind::oversized) == 1);
+      // A member's connection, once its first frame was verified, may send up to max_body.
+      raw_client member(b.local_port());
+      const auto key = keyed ? std::optional<frame_key>(good_key) : std::nullopt;
+      member.send_bytes(hello_then(member, 1, 2, key, 10, frame_from(1, 2, std::string(100'000, 'm'), key, 11)));
+      auto got = receive_n(b, 1);
+      REQUIRE(got.size() == 1);
+      CHECK(got[0].size() == 100'000);  // the hello itself is never delivered
+    }
+  }
+  SECTION("an unverified connection that shows no authentic frame in time is closed") {
+    auto c = config_for(2, {1}, true);
+    c.unverified_timeout = 50ms;
+    tcp_transport b(std::move(c));
+    raw_client idle(b.local_port());
+    CHECK(idle.closed_by_server());
+    CHECK(b.counters().unverified_timed_out == 1);
+  }
+  SECTION("a replayed connection does not verify: its hello answers another challenge") {
+    auto c = config_for(2, {1}, true);
+    tcp_transport b(std::move(c));
+    raw_client member(b.local_port());
+    const auto recorded = hello_then(member, 1, 2, good_key, 5, frame_from(1, 2, "recorded", good_key, 6));
+    member.send_bytes(recorded);
+    REQUIRE(receive_n(b, 1).size() == 1);
+    raw_client replayer(b.local_port());
+    replayer.send_bytes(recorded);
+    CHECK(replayer.closed_by_server());
+    CHECK(b.frame_stats().refused(frame_error_kind::bad_hello) == 1);
+    CHECK(b.counters().inbound_verified == 1);
+    CHECK(b.counters().inbound_replaced == 0);  // the member's connection stays
+    // A first frame that is not a hello, however authentic, does not verify either.
+    raw_client skipper(b.local_port());
+    skipper.send_bytes(frame_from(1, 2, "no hello", good_key, 7));
+    CHECK(skipper.closed_by_server());
+    CHECK(b.frame_stats().refused(frame_error_kind::bad_hello) == 2);
+  }
+}
+
+TEST_CASE(
+    "tcp_transport: a recorded connection replayed to the receiver's next process is refused, and a sender "
+    "whose clock stepped back is not locked out",
+    "[paxos_net][tcp_transport][security]") {
+  // A stranger records what member 1 sends to "node 2" (the stranger plays node 2 and sends it
+  // a challenge, as a receiver would).
+  asio::io_context io;
+  asio::ip::tcp::acceptor recorder(io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  auto ca = config_for(1, {2}, true);
+  ca.peers[2] = {"127.0.0.1", recorder.local_endpoint().port()};
+  std::vector<std::byte> recorded;
+  {
+    tcp_transport a(std::move(ca));
+    REQUIRE(a.send(2, bytes_of("put balance=100")));
+    asio::ip::tcp::socket s(io);
+    recorder.accept(s);
+    std::array<std::byte, frame_format::challenge_size> challenge{};
+    challenge.fill(std::byte{0x5A});
+    asio::write(s, asio::buffer(challenge));
+    const std::size_t hello = frame_format::header_size + frame_format::challenge_size + frame_format::mac_size;
+    recorded.resize(hello + frame_format::header_size + 15 + frame_format::mac_size);
+    asio::read(s, asio::buffer(recorded));
+  }
+  // The real node 2 (a new process, with an empty replay window) is sent the recording.
+  tcp_transport b(config_for(2, {1}, true));
+  {
+    raw_client replay(b.local_port());
+    replay.send_bytes(recorded);
+    CHECK(replay.closed_by_server());
+  }
+  tcp_message m;
+  CHECK_FALSE(b.try_receive(m));
+  CHECK(b.frame_stats().refused(frame_error_kind::bad_hello) == 1);
+  CHECK(b.counters().frames_received == 0);
+
+  // Member 1 sends from a high sequence; restarted with its clock stepped back it sends from a
+  // low one, on a new connection: accepted, not refused as a replay.
+  for (std::uint64_t first : {std::uint64_t{1} << 40, std::uint64_t{1000}}) {
+    auto c = config_for(1, {2}, true);
+    c.first_sequence = first;
+    tcp_transport a(std::move(c));
+    a.set_peer(2, {"127.0.0.1", b.local_port()});
+    REQUIRE(a.send(2, bytes_of("from " + std::to_string(first))));
+    auto got = receive_n(b, 1);
+    REQUIRE(got.size() == 1);
+    CHECK(got[0] == "from " + std::to_string(first));
+  }
+  CHECK(b.frame_stats().refused(frame_error_kind::replayed) == 0);
+}
+
+TEST_CASE("tcp_transport: strangers holding every unverified slot do not keep a member out",
+          "[paxos_net][tcp_transport][security]") {
+  auto cb = config_for(2, {1}, true);
+  cb.max_unverified_connections = 8;
+  tcp_transport b(std::move(cb));
+  // 64 strangers connect and hold their connections (the first 56 are closed in turn as newer
+  // ones arrive), half of them with a header that announces a 16 MiB body.
+  std::vector<std::unique_ptr<raw_client>> strangers;
+  for (int i = 0; i < 64; ++i) {
+    strangers.push_back(std::make_unique<raw_client>(b.local_port()));
+    if (i % 2 == 0) strangers.back()->send_bytes(header_announcing(1, 2, 16U << 20, true));
+  }
+  tcp_transport a(config_for(1, {2}, true));
+  for (int i = 0; i < 10; ++i) REQUIRE(a.send(2, bytes_of("member " + std::to_string(i))));
+  a.set_peer(2, {"127.0.0.1", b.local_port()});
+  auto got = receive_n(b, 10);
+  REQUIRE(got.size() == 10);
+  for (int i = 0; i < 10; ++i) CHECK(got[i] == "member " + std::to_string(i));
+  CHECK(b.counters().inbound_verified == 1);
+  CHECK(b.frame_stats().refused(frame_error_kind::oversized) > 0);
 }
 
 TEST_CASE("tcp_transport configuration errors name the parameter", "[paxos_net][tcp_transport]") {
@@ -293,6 +460,12 @@ TEST_CASE("tcp_transport configuration errors name the parameter", "[paxos_net][
   backoff.reconnect_max = 1ms;
   backoff.reconnect_min = 5ms;
   REQUIRE_THROWS_WITH(tcp_transport(backoff), Catch::Matchers::Contains("reconnect_min"));
+  auto unverified = config_for(1, {2}, false);
+  unverified.unverified_max_body = unverified.max_body + 1;
+  REQUIRE_THROWS_WITH(tcp_transport(unverified), Catch::Matchers::Contains("unverified_max_body"));
+  auto no_strangers = config_for(1, {2}, false);
+  no_strangers.max_unverified_connections = 0;
+  REQUIRE_THROWS_WITH(tcp_transport(no_strangers), Catch::Matchers::Contains("max_unverified_connections"));
   tcp_transport a(config_for(1, {2}, false));
   REQUIRE_THROWS_WITH(a.send(7, bytes_of("x")), Catch::Matchers::Contains("to"));
   REQUIRE_THROWS_WITH(a.set_peer(7, {"127.0.0.1", 1}), Catch::Matchers::Contains("peer id"));

@@ -28,6 +28,14 @@ concept state_machine = requires(S& sm, const S& csm, std::string_view bytes) {
   sm.restore(bytes);
 };
 
+/// @brief A state machine that can tell a read-only command (one whose `apply` changes
+/// nothing): `csm.is_read_only(command) -> bool`. A replica may then keep only small results of
+/// such commands in its dedupe table and answer a retry by applying the command again.
+template <class S>
+concept read_only_aware = requires(const S& csm, std::string_view bytes) {
+  { csm.is_read_only(bytes) } -> std::convertible_to<bool>;
+};
+
 /// What a replica finds in its storage when it starts: the durable acceptor state.
 struct recovered_state {
   ballot promised;                 ///< highest promise made (accepted ballots count too)

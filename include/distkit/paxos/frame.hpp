@@ -6,7 +6,9 @@
 //   offset size field
 //        0    4 magic "DKPX" (0x58504B44 read as little-endian)
 //        4    1 version (2)
-//        5    1 flags: bit 0 = an HMAC-SHA256 trailer follows the body; other bits must be 0
+//        5    1 flags: bit 0 = an HMAC-SHA256 trailer follows the body; bit 1 = hello (its body
+//                 is the receiver's 16-byte challenge: it proves the connection's sender);
+//                 other bits must be 0
 //        6    2 reserved, must be 0
 //        8    8 cluster id
 //       16    4 sender node id
@@ -21,6 +23,14 @@
 // the fixed header is validated first (magic, version, flags, cluster, receiver, known sender,
 // body length against the configured maximum), then the CRC, then the MAC (constant-time
 // compare), and only a frame that passed all of them may advance the sender's sequence number.
+//
+// A receiver opens every connection by writing a fresh random 16-byte challenge; the sender's
+// first frame is a hello (flag bit 1) whose body is that challenge. So a receiver can hold a
+// connection that has not yet shown one authentic frame to a small body bound (`check_header`'s
+// `max_body` argument) and give it nothing more until it does, and a recorded connection
+// replayed to it (even to its next process) never gets past the hello. Sequence numbers are
+// checked per connection from its hello on, so a sender whose clock stepped back across a
+// restart is not locked out.
 #pragma once
 
 #include <openssl/core_names.h>
@@ -64,6 +74,9 @@ struct frame_format {
   /// rather than misreading its messages.
   static constexpr std::uint8_t version = 2;
   static constexpr std::uint8_t flag_mac = 0x01;
+  static constexpr std::uint8_t flag_hello = 0x02;
+  /// Bytes of the challenge a receiver sends on each new connection (the hello's body).
+  static constexpr std::size_t challenge_size = 16;
   static constexpr std::size_t header_size = 40;
   static constexpr std::size_t crc_offset = 36;
   static constexpr std::size_t mac_size = 32;
@@ -90,8 +103,9 @@ enum class frame_error_kind : std::uint8_t {
   missing_mac,
   bad_mac,
   replayed,
+  bad_hello,  ///< a connection's first frame was not a hello answering its challenge
 };
-inline constexpr std::size_t frame_error_kind_count = 13;
+inline constexpr std::size_t frame_error_kind_count = 14;
 
 /// A short lower-case name for a refusal reason ("bad_mac", ...).
 [[nodiscard]] constexpr auto to_string(frame_error_kind kind) noexcept -> std::string_view {
@@ -122,6 +136,8 @@ inline constexpr std::size_t frame_error_kind_count = 13;
       return "bad_mac";
     case frame_error_kind::replayed:
       return "replayed";
+    case frame_error_kind::bad_hello:
+      return "bad_hello";
   }
   return "unknown";
 }
@@ -149,6 +165,9 @@ struct frame_header {
   std::uint32_t crc = 0;
 
   [[nodiscard]] auto has_mac() const noexcept -> bool { return (flags & frame_format::flag_mac) != 0; }
+  /// A hello: its body answers the receiver's challenge; it authenticates the connection and is
+  /// never delivered.
+  [[nodiscard]] auto is_hello() const noexcept -> bool { return (flags & frame_format::flag_hello) != 0; }
   /// Bytes that follow the header on the wire: body and, if present, the MAC.
   [[nodiscard]] auto trailer_size() const noexcept -> std::size_t {
     return std::size_t{body_length} + (has_mac() ? frame_format::mac_size : 0);
@@ -281,6 +300,42 @@ class frame_encoder {
   /// Appends one frame carrying `body` addressed to `to` to `out`; returns its sequence number.
   /// @throws std::invalid_argument if the body exceeds the format's 1 GiB limit.
   auto encode(frame_node_id to, std::span<const std::byte> body, std::vector<std::byte>& out) -> std::uint64_t {
+    return encode_frame(to, body, out, 0);
+  }
+
+  /// Appends a hello frame (flag bit 1) carrying `challenge` (the 16 bytes the receiver sent
+  /// on this connection) addressed to `to`: the first frame of every connection, so that the
+  /// receiver can authenticate the connection before it gives it more than a small buffer.
+  /// Returns its sequence number.
+  ///
+  /// With `sequence`, the hello carries that number instead of the next one (the encoder's
+  /// counter does not move): a sender that reserved a number before each queued frame (see
+  /// `skip_sequence`) sends its hello just below the first frame still queued, so the frames
+  /// queued before the connection was made are not refused as replays after it.
+  auto encode_hello(frame_node_id to, std::span<const std::byte> challenge, std::vector<std::byte>& out,
+                    std::optional<std::uint64_t> sequence = std::nullopt) -> std::uint64_t {
+    if (!sequence) return encode_frame(to, challenge, out, frame_format::flag_hello);
+    const std::uint64_t saved = std::exchange(next_sequence_, *sequence);
+    const std::uint64_t used = encode_frame(to, challenge, out, frame_format::flag_hello);
+    next_sequence_ = saved;
+    return used;
+  }
+
+  /// Leaves the next sequence number unused (reserved for a hello sent before the next frame).
+  void skip_sequence() noexcept { ++next_sequence_; }
+
+  /// The sequence number of an encoded frame (`frame` starts with its header).
+  [[nodiscard]] static auto sequence_of(std::span<const std::byte> frame) noexcept -> std::uint64_t {
+    return frame.size() < frame_format::header_size ? 0 : distkit::detail::load_le<std::uint64_t>(frame.data() + 24);
+  }
+
+  [[nodiscard]] auto next_sequence() const noexcept -> std::uint64_t { return next_sequence_; }
+  [[nodiscard]] auto from() const noexcept -> frame_node_id { return from_; }
+  [[nodiscard]] auto cluster_id() const noexcept -> std::uint64_t { return cluster_id_; }
+
+ private:
+  auto encode_frame(frame_node_id to, std::span<const std::byte> body, std::vector<std::byte>& out,
+                    std::uint8_t extra_flags) -> std::uint64_t {
     if (body.size() > frame_format::max_body_limit) {
       distkit::detail::throw_invalid_argument("paxos::frame_encoder", "body", "must be at most 1 GiB",
                                               std::to_string(body.size()) + " bytes");
@@ -292,7 +347,7 @@ class frame_encoder {
     const std::uint64_t sequence = next_sequence_++;
     distkit::detail::store_le<std::uint32_t>(p + 0, frame_format::magic);
     p[4] = std::byte{frame_format::version};
-    p[5] = std::byte{hmac_ ? frame_format::flag_mac : std::uint8_t{0}};
+    p[5] = std::byte{static_cast<std::uint8_t>((hmac_ ? frame_format::flag_mac : 0) | extra_flags)};
     distkit::detail::store_le<std::uint16_t>(p + 6, 0);
     distkit::detail::store_le<std::uint64_t>(p + 8, cluster_id_);
     distkit::detail::store_le<std::uint32_t>(p + 16, from_);
@@ -310,11 +365,6 @@ class frame_encoder {
     return sequence;
   }
 
-  [[nodiscard]] auto next_sequence() const noexcept -> std::uint64_t { return next_sequence_; }
-  [[nodiscard]] auto from() const noexcept -> frame_node_id { return from_; }
-  [[nodiscard]] auto cluster_id() const noexcept -> std::uint64_t { return cluster_id_; }
-
- private:
   std::uint64_t cluster_id_;
   frame_node_id from_;
   std::uint64_t next_sequence_;
@@ -397,12 +447,19 @@ class frame_decoder {
   /// Checks the fixed header (no allocation, no trust in the length before the cap is applied).
   /// Counts and returns the refusal reason, or `none`.
   auto check_header(std::span<const std::byte> bytes, frame_header& header) -> frame_error_kind {
+    return check_header(bytes, header, config_.max_body);
+  }
+
+  /// As above with a tighter body bound `max_body` (at most the configured one), for example
+  /// for a connection that has not yet shown an authentic frame.
+  auto check_header(std::span<const std::byte> bytes, frame_header& header, std::size_t max_body) -> frame_error_kind {
     if (bytes.size() < frame_format::header_size) return refuse(frame_error_kind::truncated);
     const std::byte* p = bytes.data();
     if (distkit::detail::load_le<std::uint32_t>(p) != frame_format::magic) return refuse(frame_error_kind::bad_magic);
     if (std::to_integer<std::uint8_t>(p[4]) != frame_format::version) return refuse(frame_error_kind::bad_version);
     header.flags = std::to_integer<std::uint8_t>(p[5]);
-    if ((header.flags & ~frame_format::flag_mac) != 0 || distkit::detail::load_le<std::uint16_t>(p + 6) != 0) {
+    constexpr auto known_flags = static_cast<std::uint8_t>(frame_format::flag_mac | frame_format::flag_hello);
+    if ((header.flags & ~known_flags) != 0 || distkit::detail::load_le<std::uint16_t>(p + 6) != 0) {
       return refuse(frame_error_kind::bad_flags);
     }
     header.cluster_id = distkit::detail::load_le<std::uint64_t>(p + 8);
@@ -411,7 +468,10 @@ class frame_decoder {
     header.sequence = distkit::detail::load_le<std::uint64_t>(p + 24);
     header.body_length = distkit::detail::load_le<std::uint32_t>(p + 32);
     header.crc = distkit::detail::load_le<std::uint32_t>(p + frame_format::crc_offset);
-    if (header.body_length > config_.max_body) return refuse(frame_error_kind::oversized);
+    if (header.body_length > std::min(max_body, config_.max_body)) return refuse(frame_error_kind::oversized);
+    if (header.is_hello() && header.body_length != frame_format::challenge_size) {
+      return refuse(frame_error_kind::bad_flags);
+    }
     if (header.cluster_id != config_.cluster_id) return refuse(frame_error_kind::wrong_cluster);
     if (header.to != config_.node_id) return refuse(frame_error_kind::wrong_receiver);
     if (!known_sender(header.from)) return refuse(frame_error_kind::unknown_sender);
@@ -423,6 +483,35 @@ class frame_decoder {
   /// Checks a whole frame whose header already passed `check_header`: `frame` holds the header
   /// followed by at least `trailer_size()` bytes. On success the sender's sequence advances.
   auto check_frame(const frame_header& header, std::span<const std::byte> frame) -> frame_error_kind {
+    if (auto integrity = check_integrity(header, frame); integrity != frame_error_kind::none) return integrity;
+    // Only an intact (and, when keyed, authentic) frame may move the replay window.
+    auto [it, inserted] = last_sequence_.try_emplace(header.from, header.sequence);
+    if (!inserted) {
+      if (header.sequence <= it->second) return refuse(frame_error_kind::replayed);
+      it->second = header.sequence;
+    }
+    stats_.count_accepted();
+    return frame_error_kind::none;
+  }
+
+  /// Checks a connection's first frame (header already passed `check_header`): it must be an
+  /// intact, authentic hello whose body is `challenge`, the bytes this receiver sent on the
+  /// connection. On success the sender's replay window restarts at the hello's sequence number:
+  /// from here on its frames are checked against this connection (one per sender at a time).
+  auto check_hello(const frame_header& header, std::span<const std::byte> frame, std::span<const std::byte> challenge)
+      -> frame_error_kind {
+    if (auto integrity = check_integrity(header, frame); integrity != frame_error_kind::none) return integrity;
+    if (!header.is_hello() || header.body_length != challenge.size() ||
+        std::memcmp(frame.data() + frame_format::header_size, challenge.data(), challenge.size()) != 0) {
+      return refuse(frame_error_kind::bad_hello);
+    }
+    last_sequence_[header.from] = header.sequence;
+    stats_.count_accepted();
+    return frame_error_kind::none;
+  }
+
+ private:
+  auto check_integrity(const frame_header& header, std::span<const std::byte> frame) -> frame_error_kind {
     const std::size_t needed = frame_format::header_size + header.trailer_size();
     if (frame.size() < needed) return refuse(frame_error_kind::truncated);
     const std::byte* p = frame.data();
@@ -437,16 +526,10 @@ class frame_decoder {
         return refuse(frame_error_kind::bad_mac);
       }
     }
-    // Only an intact (and, when keyed, authentic) frame may move the replay window.
-    auto [it, inserted] = last_sequence_.try_emplace(header.from, header.sequence);
-    if (!inserted) {
-      if (header.sequence <= it->second) return refuse(frame_error_kind::replayed);
-      it->second = header.sequence;
-    }
-    stats_.count_accepted();
     return frame_error_kind::none;
   }
 
+ public:
   /// Decodes the first frame of `bytes` without throwing.
   auto try_decode(std::span<const std::byte> bytes) -> result {
     result r;

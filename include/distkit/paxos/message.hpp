@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "distkit/detail/endian.hpp"
+#include "distkit/detail/error.hpp"
 #include "distkit/paxos/types.hpp"
 
 namespace distkit::inline v0::paxos {
@@ -149,15 +150,23 @@ class writer {
   void u64(std::uint64_t v) { put(v); }
   void boolean(bool v) { u8(v ? 1 : 0); }
   void bytes(std::string_view s) {
-    u32(static_cast<std::uint32_t>(s.size()));
+    length(s.size());
     out_.append(s);
+  }
+  /// A 32-bit length or count: one that does not fit is refused, never truncated.
+  /// @throws std::invalid_argument naming the length.
+  void length(std::size_t n) {
+    if (n > 0xFFFF'FFFFU) {
+      distkit::detail::throw_invalid_argument("paxos::codec", "length", "must fit 32 bits (under 4 GiB)", n);
+    }
+    u32(static_cast<std::uint32_t>(n));
   }
   void bal(const ballot& b) {
     u64(b.counter);
     u32(b.node);
   }
   void cmds(const batch& b) {
-    u32(static_cast<std::uint32_t>(b.size()));
+    length(b.size());
     for (const auto& c : b) {
       u64(c.client_id);
       u64(c.request_id);
@@ -321,7 +330,7 @@ inline void encode_to(const message& m, std::string& out) {
           w.boolean(x.ok);
           w.bal(x.promised);
           w.u64(x.chosen_index);
-          w.u32(static_cast<std::uint32_t>(x.accepted.size()));
+          w.length(x.accepted.size());
           for (const auto& e : x.accepted) w.entry(e);
           w.u64(x.resume_from);
         } else if constexpr (std::is_same_v<T, accept_msg>) {
@@ -346,7 +355,7 @@ inline void encode_to(const message& m, std::string& out) {
           w.u64(x.first_slot);
         } else if constexpr (std::is_same_v<T, catchup_reply_msg>) {
           w.u64(x.first_slot);
-          w.u32(static_cast<std::uint32_t>(x.values.size()));
+          w.length(x.values.size());
           for (const auto& v : x.values) w.cmds(v);
           w.u64(x.chosen_index);
         } else if constexpr (std::is_same_v<T, snapshot_msg>) {

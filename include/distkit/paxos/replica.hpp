@@ -6,6 +6,7 @@
 #include <bit>
 #include <cstdint>
 #include <deque>
+#include <limits>
 #include <map>
 #include <optional>
 #include <random>
@@ -52,6 +53,11 @@ struct replica_options {
   /// Batch bytes in flight (proposed, not chosen) before the leader waits, with `window`: what
   /// the followers' links must carry at once (MaxInflightMsgs x MaxSizePerMsg in etcd/raft).
   std::size_t max_inflight_bytes = std::size_t{16} << 20;
+  /// A read-only command's result longer than this is not kept in the dedupe table (state
+  /// machines that model `read_only_aware` only): a retry of it is answered by applying it
+  /// again, which reads the state at the retry's slot (still linearizable: the client has no
+  /// answer yet). Every replica of a cluster must use the same value.
+  std::size_t max_cached_result_bytes = std::numeric_limits<std::size_t>::max();
   std::uint64_t seed = 1;  ///< seeds the election back-off (with the id)
 };
 
@@ -310,6 +316,7 @@ class replica {
   struct client_entry {
     std::uint64_t request_id = 0;
     std::string result;
+    bool result_dropped = false;  ///< a large read-only result, read again on a retry
   };
 
   void validate() const {
@@ -638,7 +645,7 @@ class replica {
         auto& e = clients_[c.client_id];
         if (c.request_id <= e.request_id) {
           if (c.request_id == e.request_id) {
-            a.result = e.result;
+            a.result = e.result_dropped ? sm_.apply(c.payload) : e.result;
             a.duplicate = true;
             out_.applied.push_back(std::move(a));
           }
@@ -646,13 +653,26 @@ class replica {
         }
         a.result = sm_.apply(c.payload);
         e.request_id = c.request_id;
-        e.result = a.result;
+        e.result_dropped = drop_result(c.payload, a.result);
+        if (e.result_dropped) {
+          e.result.clear();
+        } else {
+          e.result = a.result;
+        }
       } else {
         a.result = sm_.apply(c.payload);
       }
       out_.applied.push_back(std::move(a));
     }
     checksum_ = h;
+  }
+
+  [[nodiscard]] auto drop_result(std::string_view command, const std::string& result) const -> bool {
+    if constexpr (read_only_aware<StateMachine>) {
+      return result.size() > opts_.max_cached_result_bytes && sm_.is_read_only(command);
+    } else {
+      return false;
+    }
   }
 
   // ---- snapshots ------------------------------------------------------------------------
@@ -672,6 +692,16 @@ class replica {
       w.bytes(e.result);
     }
     w.bytes(sm_.snapshot());
+    // Entries whose result was dropped, after the state (absent when there are none, so the
+    // bytes are those of a table that keeps every result).
+    std::vector<std::uint64_t> dropped;
+    for (auto id : ids) {
+      if (clients_.at(id).result_dropped) dropped.push_back(id);
+    }
+    if (!dropped.empty()) {
+      w.u64(dropped.size());
+      for (auto id : dropped) w.u64(id);
+    }
     return out;
   }
 
@@ -688,6 +718,15 @@ class replica {
       clients_[id] = std::move(e);
     }
     auto sm_bytes = r.bytes();
+    if (r.remaining() > 0) {
+      auto d = r.u64();
+      if (d > r.remaining() / 8) detail::reader::fail("snapshot dropped-result count");
+      for (std::uint64_t i = 0; i < d; ++i) {
+        auto it = clients_.find(r.u64());
+        if (it == clients_.end()) detail::reader::fail("snapshot dropped-result client");
+        it->second.result_dropped = true;
+      }
+    }
     r.expect_end();
     sm_.restore(sm_bytes);
     snap_index_ = s.index;

@@ -181,6 +181,11 @@ inline void wal_append_record(std::string& out, const storage_record& r) {
   } else {
     return;  // snapshots live in their own file
   }
+  // A record the reader would refuse is refused here instead of being written.
+  if (payload.size() > wal_max_record) {
+    distkit::detail::throw_invalid_argument("paxos::storage", "log record",
+                                            "must be at most 1 GiB (the reader's limit)", payload.size());
+  }
   char hdr[wal_header];
   auto len = static_cast<std::uint32_t>(payload.size());
   distkit::detail::store_le<std::uint32_t>(hdr, len);
@@ -504,6 +509,9 @@ class basic_file_storage {
     std::string body;
     detail::writer w(body);
     w.snap(s);
+    if (body.size() > 0xFFFF'FFFFU) {  // its length field is 32 bits: refused, never truncated
+      distkit::detail::throw_invalid_argument("paxos::file_storage", "snapshot", "must be under 4 GiB", body.size());
+    }
     std::string img(8, '\0');
     distkit::detail::store_le<std::uint32_t>(img.data(), static_cast<std::uint32_t>(body.size()));
     distkit::detail::store_le<std::uint32_t>(img.data() + 4, distkit::detail::crc32c(body.data(), body.size()));

@@ -11,14 +11,29 @@
 // the protocol). Frames that arrive are verified (frame.hpp) on the I/O thread and handed to
 // the replica's thread through a bounded inbox. A connection that sends a malformed, oversized,
 // forged or misaddressed frame is closed; the node keeps serving every other connection.
+//
+// Authenticate before allocating: the receiver writes a fresh random challenge on each accepted
+// connection, and the connection is *unverified* until its first frame, a hello carrying that
+// challenge, passed every check (CRC, and the HMAC when keyed). Until then it gets a buffer of at most
+// `unverified_max_body` bytes, `unverified_timeout` to show that frame, and one of
+// `max_unverified_connections` slots; when those are all taken, a new connection closes the
+// oldest unverified one, so strangers that hold connections open cannot keep a member out (a
+// member's first frame, a hello, follows its connect at once). Verified connections (members)
+// have their own `max_inbound_connections` slots, one per sender: a sender's new verified
+// connection replaces its old one. A sender reads the challenge, then opens with its hello.
+// A recorded connection replayed to the receiver (or to its next process) cannot answer a new
+// challenge; sequence numbers are checked from each connection's hello on, so a sender whose
+// clock stepped back across a restart is accepted on its new connection.
 #pragma once
 
 #ifndef ASIO_STANDALONE
 #define ASIO_STANDALONE
 #endif
+#include <openssl/rand.h>
 #include <asio.hpp>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -71,13 +86,23 @@ struct tcp_transport_config {
   overflow_policy overflow = overflow_policy::drop_oldest;
   /// Frames received but not yet taken by `receive`; more are dropped (and counted).
   std::size_t inbox_frames = 65536;
-  /// Inbound connections served at once; more are closed on accept.
+  /// Verified inbound connections (members) served at once; one more is closed once verified.
   std::size_t max_inbound_connections = 64;
-  /// An inbound connection with no complete frame for this long is closed.
+  /// A verified inbound connection with no complete frame for this long is closed.
   std::chrono::milliseconds inbound_idle_timeout{60'000};
+  /// Inbound connections not yet verified (no authentic frame yet) held at once; a new one
+  /// closes the oldest when all are taken.
+  std::size_t max_unverified_connections = 16;
+  /// An unverified connection that shows no authentic frame within this time is closed.
+  std::chrono::milliseconds unverified_timeout{2000};
+  /// Largest body an unverified connection may announce; a longer length is refused (and the
+  /// connection closed) before anything is allocated for it. At most `max_body`.
+  std::size_t unverified_max_body = 1024;
   /// Reconnect back-off: doubles from min to max, with up to 50% random jitter.
   std::chrono::milliseconds reconnect_min{5};
   std::chrono::milliseconds reconnect_max{1000};
+  /// First sequence number of the frames this node sends (default: wall-clock nanoseconds).
+  std::optional<std::uint64_t> first_sequence;
   /// Called on the I/O thread after a frame was put into the inbox (for example to wake an
   /// event loop). Must not block.
   std::function<void()> on_receive;
@@ -100,8 +125,12 @@ struct tcp_transport_counters {
   std::uint64_t connect_failures = 0;
   std::uint64_t disconnects = 0;  ///< established outbound connections that closed
   std::uint64_t inbound_accepted = 0;
-  std::uint64_t inbound_over_limit = 0;  ///< connections closed because too many were open
-  std::uint64_t inbound_closed_bad = 0;  ///< connections closed after a refused frame
+  std::uint64_t inbound_over_limit = 0;    ///< verified connections closed because too many were open
+  std::uint64_t inbound_verified = 0;      ///< connections that showed an authentic first frame
+  std::uint64_t unverified_evicted = 0;    ///< unverified connections closed to make room for a new one
+  std::uint64_t unverified_timed_out = 0;  ///< unverified connections closed by `unverified_timeout`
+  std::uint64_t inbound_replaced = 0;      ///< verified connections replaced by their sender's newer one
+  std::uint64_t inbound_closed_bad = 0;    ///< connections closed after a refused frame
   std::uint64_t inbound_idle_closed = 0;
   std::uint64_t frames_received = 0;  ///< verified frames put into the inbox
   std::uint64_t inbox_dropped = 0;    ///< verified frames dropped because the inbox was full
@@ -145,7 +174,8 @@ class tcp_transport {
     std::uint64_t jitter_seed = static_cast<std::uint64_t>(std::random_device{}()) ^ config_.node_id;
     rng_.seed(jitter_seed);
     for (const auto& [id, ep] : config_.peers) {
-      auto link = std::make_shared<peer_link>(io_, id, config_.cluster_id, config_.node_id, config_.key);
+      auto link = std::make_shared<peer_link>(io_, id, config_.cluster_id, config_.node_id, config_.key,
+                                              config_.first_sequence);
       if (ep.port != 0) link->endpoint = resolve(ep, "peers");
       links_.emplace(id, std::move(link));
     }
@@ -221,6 +251,7 @@ class tcp_transport {
       }
       std::vector<std::byte> frame;
       frame.reserve(frame_size);
+      link.encoder.skip_sequence();  // room for a hello just below this frame (see pump)
       link.encoder.encode(to, body, frame);
       link.queued_bytes += frame.size();
       link.queue.push_back(std::move(frame));
@@ -266,6 +297,10 @@ class tcp_transport {
     c.disconnects = load(counters_.disconnects);
     c.inbound_accepted = load(counters_.inbound_accepted);
     c.inbound_over_limit = load(counters_.inbound_over_limit);
+    c.inbound_verified = load(counters_.inbound_verified);
+    c.unverified_evicted = load(counters_.unverified_evicted);
+    c.unverified_timed_out = load(counters_.unverified_timed_out);
+    c.inbound_replaced = load(counters_.inbound_replaced);
     c.inbound_closed_bad = load(counters_.inbound_closed_bad);
     c.inbound_idle_closed = load(counters_.inbound_idle_closed);
     c.frames_received = load(counters_.frames_received);
@@ -304,6 +339,8 @@ class tcp_transport {
         }
       }
       inbound_.clear();
+      unverified_.clear();
+      members_.clear();
     });
     work_.reset();
     if (thread_.joinable()) thread_.join();
@@ -318,13 +355,14 @@ class tcp_transport {
   struct atomic_counters {
     std::atomic<std::uint64_t> frames_sent{0}, bytes_sent{0}, dropped_oldest{0}, refused{0}, lost_on_disconnect{0},
         connects{0}, connect_failures{0}, disconnects{0}, inbound_accepted{0}, inbound_over_limit{0},
-        inbound_closed_bad{0}, inbound_idle_closed{0}, frames_received{0}, inbox_dropped{0};
+        inbound_verified{0}, unverified_evicted{0}, unverified_timed_out{0}, inbound_replaced{0}, inbound_closed_bad{0},
+        inbound_idle_closed{0}, frames_received{0}, inbox_dropped{0};
   };
 
   struct peer_link {
     peer_link(asio::io_context& io, frame_node_id peer_id, std::uint64_t cluster, frame_node_id self,
-              const std::optional<frame_key>& key)
-        : id(peer_id), encoder(cluster, self, key), socket(io), retry_timer(io) {}
+              const std::optional<frame_key>& key, std::optional<std::uint64_t> first_sequence)
+        : id(peer_id), encoder(cluster, self, key, first_sequence), socket(io), retry_timer(io) {}
     frame_node_id id;
     // Guarded by `mutex` (touched by senders and the I/O thread).
     mutable std::mutex mutex;
@@ -339,6 +377,8 @@ class tcp_transport {
     bool connected = false;
     bool connecting = false;
     bool writing = false;
+    bool needs_hello = false;  // a new connection: its first write starts with a hello
+    std::array<std::byte, frame_format::challenge_size> challenge{};  // the receiver's, for the hello
     std::uint64_t generation = 0;  // bumps on every close, so stale completions are ignored
     std::chrono::milliseconds backoff{0};
     std::vector<std::byte> write_buffer;
@@ -353,6 +393,10 @@ class tcp_transport {
     std::vector<std::byte> buffer;
     frame_header header;
     bool got_frame = false;
+    bool verified = false;  // showed one authentic frame: a member's connection
+    std::array<std::byte, frame_format::challenge_size> challenge{};  // sent on accept
+    bool closed = false;
+    frame_node_id peer = 0;
   };
 
   static auto load(const std::atomic<std::uint64_t>& a) noexcept -> std::uint64_t {
@@ -400,6 +444,18 @@ class tcp_transport {
       distkit::detail::throw_invalid_argument("paxos::tcp_transport", "inbound_idle_timeout", "must be positive",
                                               std::to_string(c.inbound_idle_timeout.count()) + " ms");
     }
+    if (c.max_unverified_connections == 0) {
+      distkit::detail::throw_invalid_argument("paxos::tcp_transport", "max_unverified_connections",
+                                              "must be at least 1", "0");
+    }
+    if (c.unverified_timeout.count() <= 0) {
+      distkit::detail::throw_invalid_argument("paxos::tcp_transport", "unverified_timeout", "must be positive",
+                                              std::to_string(c.unverified_timeout.count()) + " ms");
+    }
+    if (c.unverified_max_body > c.max_body) {
+      distkit::detail::throw_invalid_argument("paxos::tcp_transport", "unverified_max_body", "must be at most max_body",
+                                              std::to_string(c.unverified_max_body));
+    }
   }
 
   auto resolve(const tcp_endpoint& ep, const char* parameter) -> asio::ip::tcp::endpoint {
@@ -422,25 +478,35 @@ class tcp_transport {
     const std::uint64_t gen = link->generation;
     link->socket.async_connect(*link->endpoint, [this, link, gen](const asio::error_code& ec) {
       if (gen != link->generation) return;
-      link->connecting = false;
       if (stopping_.load(std::memory_order_acquire)) return;
-      if (ec) {
-        bump(counters_.connect_failures);
-        asio::error_code ignored;
-        link->socket.close(ignored);
-        ++link->generation;
-        schedule_reconnect(link);
-        return;
-      }
+      if (ec) return connect_failed(link);
       asio::error_code ignored;
       link->socket.set_option(asio::ip::tcp::no_delay(true), ignored);
-      // The back-off is reset only once a write went through: a peer (or a proxy) that accepts
-      // and immediately closes must not be hammered.
-      link->connected = true;
-      bump(counters_.connects);
-      watch_close(link);
-      pump(link);
+      // The receiver speaks first: its challenge, which our hello must carry.
+      asio::async_read(link->socket, asio::buffer(link->challenge),
+                       [this, link, gen](const asio::error_code& ec2, std::size_t) {
+                         if (gen != link->generation) return;
+                         if (stopping_.load(std::memory_order_acquire)) return;
+                         if (ec2) return connect_failed(link);
+                         link->connecting = false;
+                         // The back-off is reset only once a write went through: a peer (or a
+                         // proxy) that accepts and immediately closes must not be hammered.
+                         link->connected = true;
+                         link->needs_hello = true;
+                         bump(counters_.connects);
+                         watch_close(link);
+                         pump(link);
+                       });
     });
+  }
+
+  void connect_failed(const std::shared_ptr<peer_link>& link) {
+    link->connecting = false;
+    bump(counters_.connect_failures);
+    asio::error_code ignored;
+    link->socket.close(ignored);
+    ++link->generation;
+    schedule_reconnect(link);
   }
 
   void schedule_reconnect(const std::shared_ptr<peer_link>& link) {
@@ -488,10 +554,21 @@ class tcp_transport {
       link->pump_posted = false;
       // Not connected: the frames wait (bounded) for the connection, which is being made or
       // scheduled; a completed connect pumps again.
-      if (!link->connected || link->writing || link->queue.empty()) return;
-      // Gather queued frames into one write (up to 1 MiB, at least one frame).
+      if (!link->connected || link->writing || (link->queue.empty() && !link->needs_hello)) return;
+      // Gather queued frames into one write (up to 1 MiB, at least one frame), after a hello on
+      // a new connection. The hello takes the number reserved just below the first queued frame
+      // (or the next one), so it is accepted and the queued frames after it too.
       link->write_buffer.clear();
       link->write_frames = 0;
+      if (link->needs_hello) {
+        link->needs_hello = false;
+        if (link->queue.empty()) {
+          link->encoder.encode_hello(link->id, link->challenge, link->write_buffer);
+        } else {
+          link->encoder.encode_hello(link->id, link->challenge, link->write_buffer,
+                                     frame_encoder::sequence_of(link->queue.front()) - 1);
+        }
+      }
       while (!link->queue.empty() &&
              (link->write_frames == 0 || link->write_buffer.size() + link->queue.front().size() <= (1U << 20))) {
         auto& f = link->queue.front();
@@ -526,22 +603,75 @@ class tcp_transport {
       if (stopping_.load(std::memory_order_acquire) || !acceptor_.is_open()) return;
       if (!ec) {
         std::erase_if(inbound_, [](const std::weak_ptr<inbound_conn>& w) { return w.expired(); });
-        if (inbound_.size() >= config_.max_inbound_connections) {
-          bump(counters_.inbound_over_limit);
-          asio::error_code ignored;
-          socket.close(ignored);
+        std::erase_if(unverified_, [](const std::weak_ptr<inbound_conn>& w) {
+          auto c = w.lock();
+          return !c || c->closed || c->verified;
+        });
+        // All unverified slots taken: the oldest goes (a member shows its hello at once, a
+        // stranger that holds a slot is only ever the oldest for a while).
+        while (unverified_.size() >= config_.max_unverified_connections) {
+          if (auto oldest = unverified_.front().lock()) {
+            bump(counters_.unverified_evicted);
+            close_inbound(oldest, false);
+          }
+          unverified_.pop_front();
+        }
+        bump(counters_.inbound_accepted);
+        asio::error_code ignored;
+        socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+        auto conn = std::make_shared<inbound_conn>(std::move(socket));
+        if (RAND_bytes(reinterpret_cast<unsigned char*>(conn->challenge.data()),
+                       static_cast<int>(conn->challenge.size())) != 1) {
+          close_inbound(conn, false);  // no fresh challenge, no connection
         } else {
-          bump(counters_.inbound_accepted);
-          asio::error_code ignored;
-          socket.set_option(asio::ip::tcp::no_delay(true), ignored);
-          auto conn = std::make_shared<inbound_conn>(std::move(socket));
           inbound_.push_back(conn);
-          arm_idle(conn);
+          unverified_.push_back(conn);
+          arm_unverified(conn);
+          asio::async_write(conn->socket, asio::buffer(conn->challenge),
+                            [this, conn](const asio::error_code& wec, std::size_t) {
+                              if (wec && !conn->closed) close_inbound(conn, false);
+                            });
           read_header(conn);
         }
       }
       accept_next();
     });
+  }
+
+  void arm_unverified(const std::shared_ptr<inbound_conn>& conn) {
+    conn->idle_timer.expires_after(config_.unverified_timeout);
+    conn->idle_timer.async_wait([this, weak = std::weak_ptr<inbound_conn>(conn)](const asio::error_code& ec) {
+      if (ec || stopping_.load(std::memory_order_acquire)) return;
+      auto c = weak.lock();
+      if (!c || c->verified || c->closed) return;
+      bump(counters_.unverified_timed_out);
+      close_inbound(c, false);
+    });
+  }
+
+  // The connection's first authentic frame came from `from`: it becomes a member's connection.
+  auto promote(const std::shared_ptr<inbound_conn>& conn, frame_node_id from) -> bool {
+    conn->verified = true;
+    conn->peer = from;
+    bump(counters_.inbound_verified);
+    auto& slot = members_[from];
+    if (auto old = slot.lock(); old && old != conn && !old->closed) {
+      bump(counters_.inbound_replaced);  // the sender reconnected: its old connection is dead
+      close_inbound(old, false);
+    }
+    slot.reset();
+    std::size_t live = 0;
+    for (const auto& [id, weak] : members_) {
+      if (auto c = weak.lock(); c && !c->closed) ++live;
+    }
+    if (live >= config_.max_inbound_connections) {
+      bump(counters_.inbound_over_limit);
+      close_inbound(conn, false);
+      return false;
+    }
+    slot = conn;
+    arm_idle(conn);
+    return true;
   }
 
   void arm_idle(const std::shared_ptr<inbound_conn>& conn) {
@@ -556,14 +686,14 @@ class tcp_transport {
         return;
       }
       bump(counters_.inbound_idle_closed);
-      asio::error_code ignored;
-      c->socket.close(ignored);
+      close_inbound(c, false);
     });
   }
 
   void close_inbound(const std::shared_ptr<inbound_conn>& conn, bool bad) {
     if (bad) bump(counters_.inbound_closed_bad);
     asio::error_code ignored;
+    conn->closed = true;
     conn->idle_timer.cancel();
     conn->socket.close(ignored);
   }
@@ -571,7 +701,8 @@ class tcp_transport {
   void read_header(const std::shared_ptr<inbound_conn>& conn) {
     conn->buffer.resize(frame_format::header_size);
     asio::async_read(conn->socket, asio::buffer(conn->buffer), [this, conn](const asio::error_code& ec, std::size_t n) {
-      if (stopping_.load(std::memory_order_acquire)) return;
+      // A closed connection (replaced by its sender's newer one) is not read on.
+      if (stopping_.load(std::memory_order_acquire) || conn->closed) return;
       if (ec) {
         // A frame cut short by the peer closing counts as truncated.
         if (n > 0) {
@@ -582,7 +713,10 @@ class tcp_transport {
         }
         return;
       }
-      if (decoder_.check_header(conn->buffer, conn->header) != frame_error_kind::none) {
+      // An unverified connection may announce only a small body: nothing larger is allocated
+      // before one of its frames proved to be authentic.
+      const std::size_t limit = conn->verified ? config_.max_body : config_.unverified_max_body;
+      if (decoder_.check_header(conn->buffer, conn->header, limit) != frame_error_kind::none) {
         close_inbound(conn, true);
         return;
       }
@@ -594,29 +728,38 @@ class tcp_transport {
     // The length was checked against max_body before this allocation.
     const std::size_t trailer = conn->header.trailer_size();
     conn->buffer.resize(frame_format::header_size + trailer);
-    asio::async_read(conn->socket, asio::buffer(conn->buffer.data() + frame_format::header_size, trailer),
-                     [this, conn](const asio::error_code& ec, std::size_t n) {
-                       if (stopping_.load(std::memory_order_acquire)) return;
-                       if (ec) {
-                         decoder_.check_frame(conn->header,
-                                              std::span(conn->buffer).first(frame_format::header_size + n));
-                         close_inbound(conn, true);
-                         return;
-                       }
-                       auto verdict = decoder_.check_frame(conn->header, conn->buffer);
-                       if (verdict == frame_error_kind::replayed) {
-                         read_header(conn);  // intact but stale: drop it, keep the connection
-                         return;
-                       }
-                       if (verdict != frame_error_kind::none) {
-                         close_inbound(conn, true);
-                         return;
-                       }
-                       conn->got_frame = true;
-                       deliver(conn->header.from,
-                               std::span(conn->buffer).subspan(frame_format::header_size, conn->header.body_length));
-                       read_header(conn);
-                     });
+    asio::async_read(
+        conn->socket, asio::buffer(conn->buffer.data() + frame_format::header_size, trailer),
+        [this, conn](const asio::error_code& ec, std::size_t n) {
+          if (stopping_.load(std::memory_order_acquire) || conn->closed) return;
+          if (ec) {
+            decoder_.check_frame(conn->header, std::span(conn->buffer).first(frame_format::header_size + n));
+            close_inbound(conn, true);
+            return;
+          }
+          // The first frame must answer this connection's challenge.
+          auto verdict = conn->verified ? decoder_.check_frame(conn->header, conn->buffer)
+                                        : decoder_.check_hello(conn->header, conn->buffer, conn->challenge);
+          if (verdict == frame_error_kind::replayed) {
+            read_header(conn);  // intact but stale: drop it, keep the connection
+            return;
+          }
+          if (verdict != frame_error_kind::none) {
+            close_inbound(conn, true);
+            return;
+          }
+          if (!conn->verified && !promote(conn, conn->header.from)) return;
+          if (conn->header.from != conn->peer) {
+            close_inbound(conn, true);  // one connection, one sender
+            return;
+          }
+          conn->got_frame = true;
+          if (!conn->header.is_hello()) {
+            deliver(conn->header.from,
+                    std::span(conn->buffer).subspan(frame_format::header_size, conn->header.body_length));
+          }
+          read_header(conn);
+        });
   }
 
   void deliver(frame_node_id from, std::span<const std::byte> body) {
@@ -638,8 +781,10 @@ class tcp_transport {
   asio::io_context io_;
   asio::ip::tcp::acceptor acceptor_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
-  std::map<frame_node_id, std::shared_ptr<peer_link>> links_;  // the map itself is immutable after construction
-  std::vector<std::weak_ptr<inbound_conn>> inbound_;
+  std::map<frame_node_id, std::shared_ptr<peer_link>> links_;     // the map itself is immutable after construction
+  std::vector<std::weak_ptr<inbound_conn>> inbound_;              // every open inbound connection
+  std::deque<std::weak_ptr<inbound_conn>> unverified_;            // not yet verified, oldest first
+  std::map<frame_node_id, std::weak_ptr<inbound_conn>> members_;  // verified, one per sender
   std::mt19937_64 rng_;
   std::uint16_t local_port_ = 0;
   atomic_counters counters_;
