@@ -19,3 +19,9 @@ if(TARGET metrics_mutation_test)
 endif()
 
 distkit_add_test(metrics_concurrent SOURCES metrics_concurrent_test.cpp CONCURRENT)
+
+distkit_add_test(metrics_policy SOURCES metrics_policy_test.cpp)
+if(TARGET metrics_policy_test)
+  target_compile_definitions(metrics_policy_test PRIVATE DISTKIT_PROMTOOL="${DISTKIT_PROMTOOL}"
+                                                         DISTKIT_TEST_OUTPUT_DIR="${CMAKE_CURRENT_BINARY_DIR}")
+endif()

@@ -5,12 +5,15 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "distkit/metrics.hpp"
+#include "distkit/metrics/circuit_breaker.hpp"
+#include "distkit/metrics/rate_limiter.hpp"
 
 TEST_CASE("metrics concurrent increments from several threads lose nothing", "[metrics][concurrent]") {
   // More threads than shard slots, so some of them use the shared overflow cells.
@@ -99,4 +102,34 @@ TEST_CASE("metrics families create children concurrently, one per label tuple", 
   std::uint64_t total = 0;
   for (int code = 0; code < 7; ++code) total += fam.with({std::to_string(code)}).value();
   CHECK(total == 4000);
+}
+
+TEST_CASE("metrics of a breaker and a limiter shared by several threads count every call", "[metrics][concurrent]") {
+  using namespace std::chrono_literals;
+  distkit::metrics_registry reg;
+  distkit::circuit_breaker<distkit::count_window, distkit::steady_time, distkit::breaker_registry_metrics> breaker{
+      {}, {}, {reg, "b"}};
+  distkit::rate_limiter<distkit::gcra, distkit::steady_time, distkit::local_store<distkit::gcra>,
+                        distkit::limiter_registry_metrics>
+      limiter{{.limit = 1000, .window = 3600s}, {}, {reg, "l"}};
+  constexpr int threads = 4;
+  constexpr int calls = 5000;
+  std::atomic<std::uint64_t> allowed{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < threads; ++t) {
+    ts.emplace_back([&, t] {
+      for (int i = 0; i < calls; ++i) {
+        if (auto p = breaker.try_acquire()) p->record_success(1ms);
+        if (limiter.try_acquire(t)) allowed.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  const std::string text = reg.to_prometheus();
+  CHECK(text.find("distkit_circuit_breaker_calls_total{breaker=\"b\",outcome=\"success\"} " +
+                  std::to_string(threads * calls) + "\n") != std::string::npos);
+  CHECK(text.find("decision=\"allowed\",reason=\"none\"} " + std::to_string(allowed.load()) + "\n") !=
+        std::string::npos);
+  CHECK(text.find("decision=\"denied\",reason=\"rate_limited\"} " + std::to_string(threads * calls - allowed.load()) +
+                  "\n") != std::string::npos);
 }
