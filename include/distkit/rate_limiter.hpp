@@ -635,17 +635,11 @@ class rate_limiter {
   /// the key's own (as redis-cell answers), `retry_after` is `nanoseconds::max()`.
   template <byte_hashable Key>
   auto try_acquire(const Key& key, std::uint64_t cost, time_point now) -> decision {
-    if (DISTKIT_UNLIKELY(cost > store_.policy().limit)) {
-      decision refused = refuse_cost(detail::key_bytes(key), to_ns(now));
-      metrics_.on_decision(refused);
-      return refused;
-    }
     if constexpr (std::is_same_v<Metrics, limiter_no_metrics>) {
+      if (DISTKIT_UNLIKELY(cost > store_.policy().limit)) return refuse_cost(detail::key_bytes(key), to_ns(now));
       return store_.try_acquire(detail::key_bytes(key), cost, to_ns(now));
     } else {
-      decision d = store_.try_acquire(detail::key_bytes(key), cost, to_ns(now));
-      metrics_.on_decision(d);
-      return d;
+      return decide_observed(detail::key_bytes(key), cost, to_ns(now));
     }
   }
 
@@ -702,6 +696,15 @@ class rate_limiter {
 
  private:
   static auto to_ns(time_point t) noexcept -> std::int64_t { return detail::saturating_ns(t.time_since_epoch()); }
+
+  // A decision passed to the metrics policy. Its own function with one named result, so the
+  // result is built in the caller's slot (with several return statements g++ copies it).
+  DISTKIT_ALWAYS_INLINE auto decide_observed(std::string_view key, std::uint64_t cost, std::int64_t now) -> decision {
+    decision d =
+        DISTKIT_UNLIKELY(cost > store_.policy().limit) ? refuse_cost(key, now) : store_.try_acquire(key, cost, now);
+    metrics_.on_decision(d);
+    return d;
+  }
 
   // A cost above the limit: the key's figures from a request of cost 0 (which changes no
   // answer), refused. A store that cannot answer gives no figures.

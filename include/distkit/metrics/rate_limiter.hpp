@@ -47,7 +47,7 @@ class limiter_registry_metrics {
     }};
   }
 
-  void on_decision(const decision& d) noexcept {
+  DISTKIT_ALWAYS_INLINE void on_decision(const decision& d) noexcept {
     table_[d.allowed ? 1 : 0][static_cast<std::size_t>(d.reason) & 3U]->inc();
   }
 
