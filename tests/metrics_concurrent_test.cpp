@@ -14,6 +14,7 @@
 #include "distkit/metrics.hpp"
 #include "distkit/metrics/circuit_breaker.hpp"
 #include "distkit/metrics/rate_limiter.hpp"
+#include "distkit/metrics/worker_pool.hpp"
 
 TEST_CASE("metrics concurrent increments from several threads lose nothing", "[metrics][concurrent]") {
   // More threads than shard slots, so some of them use the shared overflow cells.
@@ -132,4 +133,35 @@ TEST_CASE("metrics of a breaker and a limiter shared by several threads count ev
         std::string::npos);
   CHECK(text.find("decision=\"denied\",reason=\"rate_limited\"} " + std::to_string(threads * calls - allowed.load()) +
                   "\n") != std::string::npos);
+}
+
+TEST_CASE("metrics of a worker pool are read from its counters at scrape time", "[metrics][worker_pool][concurrent]") {
+  distkit::metrics_registry reg;
+  const auto sample = [&](const std::string& series) {
+    const std::string text = reg.to_prometheus();
+    const auto at = text.find(series + " ");
+    if (at == std::string::npos) return std::string("<absent>");
+    const auto start = at + series.size() + 1;
+    return text.substr(start, text.find('\n', start) - start);
+  };
+  {
+    distkit::worker_pool<distkit::pool_queue::work_stealing, distkit::overflow::reject> pool{
+        distkit::worker_pool_options{.threads = 2, .capacity = 1}};
+    distkit::worker_pool_metrics exported{reg, pool, "io"};
+    std::atomic<int> ran{0};
+    for (int i = 0; i < 100; ++i) {
+      while (pool.try_post([&] { ran.fetch_add(1); }) != distkit::admission::accepted) std::this_thread::yield();
+    }
+    pool.wait_idle();
+    CHECK(ran.load() == 100);
+    CHECK(sample("distkit_worker_pool_tasks_submitted_total{pool=\"io\"}") == "100");
+    CHECK(sample("distkit_worker_pool_tasks_completed_total{pool=\"io\"}") == "100");
+    CHECK(sample("distkit_worker_pool_queue_depth{pool=\"io\"}") == "0");
+    CHECK(sample("distkit_worker_pool_threads{pool=\"io\"}") == "2");
+    CHECK(sample("distkit_worker_pool_tasks_rejected_total{pool=\"io\"}") == std::to_string(pool.stats().rejected));
+    CHECK_THROWS_WITH((distkit::worker_pool_metrics{reg, pool, "io"}), Catch::Contains("label_values"));
+    // The registration is destroyed before the pool: its series leave the exposition.
+  }
+  CHECK(sample("distkit_worker_pool_tasks_submitted_total{pool=\"io\"}") == "<absent>");
+  CHECK(reg.to_prometheus().find("# TYPE distkit_worker_pool_tasks_submitted_total counter") != std::string::npos);
 }

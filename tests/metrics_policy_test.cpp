@@ -16,6 +16,7 @@
 #include "distkit/clock.hpp"
 #include "distkit/metrics/circuit_breaker.hpp"
 #include "distkit/metrics/rate_limiter.hpp"
+#include "distkit/metrics/worker_pool.hpp"
 
 using namespace std::chrono_literals;
 using distkit::breaker_state;
@@ -125,7 +126,7 @@ TEST_CASE("metrics limiter policy counts decisions by outcome and reason", "[met
   CHECK(sample(text, d + "decision=\"allowed\",reason=\"store_unavailable\"}") == "0");
 }
 
-TEST_CASE("metrics of a breaker and a limiter in one registry pass promtool check metrics",
+TEST_CASE("metrics of breakers, a limiter and a worker pool in one registry pass promtool check metrics",
           "[metrics][exposition][promtool]") {
   INFO("promtool comes with the Debian package `prometheus` (scripts/install-deps installs it)");
   REQUIRE(!std::string(DISTKIT_PROMTOOL).empty());
@@ -137,6 +138,10 @@ TEST_CASE("metrics of a breaker and a limiter in one registry pass promtool chec
   a.try_acquire()->record_success(1ms);
   b.force_open();
   for (int i = 0; i < 5; ++i) (void)limiter.try_acquire(i);
+  distkit::worker_pool<> pool{distkit::worker_pool_options{.threads = 1}};
+  distkit::worker_pool_metrics pool_metrics{reg, pool, "handlers"};
+  pool.post([] {});
+  pool.wait_idle();
   const std::string path = std::string(DISTKIT_TEST_OUTPUT_DIR) + "/metrics_policies.prom";
   {
     std::ofstream out(path, std::ios::binary);

@@ -255,6 +255,32 @@ TEST_CASE("metrics registry refuses bad names and labels, naming the parameter",
   CHECK(&fam.with({"ok"}) == &fam.with({"ok"}));
 }
 
+TEST_CASE("metrics callback families read their values at scrape time until the handle goes", "[metrics][callback]") {
+  distkit::metrics_registry reg;
+  std::uint64_t served = 7;
+  double depth = 1.5;
+  auto& served_family = reg.counter_callback_family("distkit_test_served_total", "Served.", {"shard"});
+  auto& depth_family = reg.gauge_callback_family("distkit_test_depth", "Depth.", {"shard"});
+  auto a = served_family.add({"a"}, [&] { return served; });
+  {
+    auto d = depth_family.add({"a"}, [&] { return depth; });
+    served = 9;
+    const std::string text = reg.to_prometheus();
+    CHECK(text.find("distkit_test_served_total{shard=\"a\"} 9\n") != std::string::npos);
+    CHECK(text.find("distkit_test_depth{shard=\"a\"} 1.5\n") != std::string::npos);
+    CHECK(reg.to_openmetrics().find("# TYPE distkit_test_served counter\n") != std::string::npos);
+    CHECK_THROWS_WITH(depth_family.add({"a"}, [] { return 0.0; }), Catch::Contains("label_values are already"));
+    CHECK_THROWS_WITH(depth_family.add({"b"}, {}), Catch::Contains("read must not be empty"));
+    CHECK_THROWS_WITH(depth_family.add({}, [] { return 0.0; }), Catch::Contains("label_values must have one"));
+  }
+  CHECK(reg.to_prometheus().find("distkit_test_depth{") == std::string::npos);
+  auto moved = std::move(a);
+  moved.reset();
+  CHECK(reg.to_prometheus().find("distkit_test_served_total{") == std::string::npos);
+  CHECK_THROWS_WITH(reg.counter_callback_family("distkit_test_served", "h"), Catch::Contains("must end in _total"));
+  CHECK_THROWS_WITH(reg.counter_family("distkit_test_served_total", "Served.", {"shard"}), Catch::Contains("name"));
+}
+
 TEST_CASE("metrics registry writes the Prometheus text format 0.0.4 and OpenMetrics", "[metrics][exposition]") {
   distkit::metrics_registry reg;
   auto& calls = reg.counter_family("distkit_demo_calls_total", "Calls by outcome.", {"outcome"});

@@ -24,6 +24,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <limits>
 #include <map>
@@ -694,6 +695,96 @@ class metric_family final : public detail::metric_family_base {
   std::map<std::vector<std::string>, std::unique_ptr<Metric>> children_;
 };
 
+/// @brief A family whose values are read by functions when the registry is scraped: for figures
+/// a component already keeps (a pool's task counts, a queue's depth), so recording them costs
+/// nothing on the hot path. `T` is `std::uint64_t` for a counter family, `double` for a gauge.
+///
+/// `add(values, read)` registers a child and returns a handle that removes it when destroyed;
+/// destroy it before whatever `read` reads, and before the registry.
+/// **Thread safety:** `add`, handle destruction and scrapes may run concurrently; `read` runs
+/// on the scraping thread, under the family's lock.
+template <class T>
+class callback_family final : public detail::metric_family_base {
+ public:
+  using reader = std::function<T()>;
+
+  /// Removes its child from the family when destroyed (or on `reset()`).
+  class handle {
+   public:
+    handle() = default;
+    handle(handle&& other) noexcept
+        : family_(std::exchange(other.family_, nullptr)), id_(std::exchange(other.id_, 0)) {}
+    auto operator=(handle&& other) noexcept -> handle& {
+      if (this != &other) {
+        reset();
+        family_ = std::exchange(other.family_, nullptr);
+        id_ = std::exchange(other.id_, 0);
+      }
+      return *this;
+    }
+    handle(const handle&) = delete;
+    auto operator=(const handle&) -> handle& = delete;
+    ~handle() { reset(); }
+    void reset() noexcept {
+      if (auto* f = std::exchange(family_, nullptr)) f->remove(id_);
+    }
+
+   private:
+    friend class callback_family;
+    handle(callback_family* family, std::uint64_t id) noexcept : family_(family), id_(id) {}
+    callback_family* family_ = nullptr;
+    std::uint64_t id_ = 0;
+  };
+
+  callback_family(detail::metric_kind kind, std::string name, std::string help, std::vector<std::string> labels,
+                  histogram_options /*unused*/)
+      : metric_family_base(kind, std::move(name), std::move(help), std::move(labels)) {}
+
+  /// Registers `read` as the child for `values`.
+  /// @throws std::invalid_argument naming `label_values` (wrong count, invalid UTF-8, or a
+  ///         child with these values already registered) or `read` (empty).
+  [[nodiscard]] auto add(std::initializer_list<std::string_view> values, reader read) -> handle {
+    std::vector<std::string> key = check_values(std::span<const std::string_view>(values.begin(), values.size()));
+    if (!read) detail::throw_invalid_argument("callback_family", "read", "must not be empty");
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, child] : children_) {
+      if (child.first == key) {
+        detail::throw_invalid_argument("callback_family", "label_values", "are already registered in " + name());
+      }
+    }
+    const std::uint64_t id = ++next_id_;
+    children_.emplace(id, std::make_pair(std::move(key), std::move(read)));
+    return handle(this, id);
+  }
+
+ private:
+  void remove(std::uint64_t id) noexcept {
+    std::lock_guard lock(mutex_);
+    children_.erase(id);
+  }
+
+  void write_samples(std::string& out) const override {
+    std::lock_guard lock(mutex_);
+    std::vector<const std::pair<std::vector<std::string>, reader>*> sorted;
+    sorted.reserve(children_.size());
+    for (const auto& [id, child] : children_) sorted.push_back(&child);
+    std::sort(sorted.begin(), sorted.end(), [](const auto* a, const auto* b) { return a->first < b->first; });
+    for (const auto* child : sorted) {
+      sample(out, "", child->first);
+      if constexpr (std::is_same_v<T, std::uint64_t>) {
+        detail::append_u64(out, child->second());
+      } else {
+        detail::append_double(out, static_cast<double>(child->second()));
+      }
+      out += '\n';
+    }
+  }
+
+  mutable std::mutex mutex_;
+  std::uint64_t next_id_ = 0;
+  std::map<std::uint64_t, std::pair<std::vector<std::string>, reader>> children_;
+};
+
 /// @brief Owns metric families and writes them in the Prometheus text format or OpenMetrics.
 ///
 /// Names follow Prometheus's conventions, checked on registration: `[a-zA-Z_][a-zA-Z0-9_]*`
@@ -724,16 +815,27 @@ class metrics_registry {
   /// @throws std::invalid_argument naming `name`, `help` or `label_names`.
   auto counter_family(std::string_view name, std::string_view help, std::initializer_list<std::string_view> labels = {})
       -> metric_family<counter>& {
-    return add<counter>(detail::metric_kind::counter, name, help, labels, {});
+    return add<metric_family<counter>>(detail::metric_kind::counter, name, help, labels, {});
   }
   auto gauge_family(std::string_view name, std::string_view help, std::initializer_list<std::string_view> labels = {})
       -> metric_family<gauge>& {
-    return add<gauge>(detail::metric_kind::gauge, name, help, labels, {});
+    return add<metric_family<gauge>>(detail::metric_kind::gauge, name, help, labels, {});
   }
   auto histogram_family(std::string_view name, std::string_view help,
                         std::initializer_list<std::string_view> labels = {}, histogram_options options = {})
       -> metric_family<histogram>& {
-    return add<histogram>(detail::metric_kind::histogram, name, help, labels, std::move(options));
+    return add<metric_family<histogram>>(detail::metric_kind::histogram, name, help, labels, std::move(options));
+  }
+
+  /// A counter family read by functions at scrape time (see `callback_family`).
+  auto counter_callback_family(std::string_view name, std::string_view help,
+                               std::initializer_list<std::string_view> labels = {}) -> callback_family<std::uint64_t>& {
+    return add<callback_family<std::uint64_t>>(detail::metric_kind::counter, name, help, labels, {});
+  }
+  /// A gauge family read by functions at scrape time (see `callback_family`).
+  auto gauge_callback_family(std::string_view name, std::string_view help,
+                             std::initializer_list<std::string_view> labels = {}) -> callback_family<double>& {
+    return add<callback_family<double>>(detail::metric_kind::gauge, name, help, labels, {});
   }
 
   /// An unlabelled counter (the single child of its family).
@@ -763,13 +865,13 @@ class metrics_registry {
   }
 
  private:
-  template <class Metric>
+  template <class Family>
   auto add(detail::metric_kind kind, std::string_view name, std::string_view help,
-           std::initializer_list<std::string_view> labels, histogram_options options) -> metric_family<Metric>& {
+           std::initializer_list<std::string_view> labels, histogram_options options) -> Family& {
     check_name(kind, name);
     if (help.empty()) detail::throw_invalid_argument("metrics_registry", "help", "must not be empty", name);
     if (!detail::is_valid_utf8(help)) detail::throw_invalid_argument("metrics_registry", "help", "must be valid UTF-8");
-    if constexpr (std::is_same_v<Metric, histogram>) histogram::validate(options);
+    if constexpr (std::is_same_v<Family, metric_family<histogram>>) histogram::validate(options);
     std::vector<std::string> label_names;
     for (const std::string_view l : labels) {
       if (!detail::is_valid_name(l) || l.starts_with("__")) {
@@ -787,15 +889,15 @@ class metrics_registry {
     std::lock_guard lock(mutex_);
     auto it = families_.find(name);
     if (it != families_.end()) {
-      auto* same = dynamic_cast<metric_family<Metric>*>(it->second.get());
+      auto* same = dynamic_cast<Family*>(it->second.get());
       if (same == nullptr || same->help() != help || same->label_names() != label_names) {
         detail::throw_invalid_argument("metrics_registry", "name",
                                        "is already registered with another type, help or label names", name);
       }
       return *same;
     }
-    auto family = std::make_unique<metric_family<Metric>>(kind, std::string(name), std::string(help),
-                                                          std::move(label_names), std::move(options));
+    auto family = std::make_unique<Family>(kind, std::string(name), std::string(help), std::move(label_names),
+                                           std::move(options));
     auto& ref = *family;
     families_.emplace(std::string(name), std::move(family));
     return ref;
