@@ -25,3 +25,11 @@ if(TARGET metrics_policy_test)
   target_compile_definitions(metrics_policy_test PRIVATE DISTKIT_PROMTOOL="${DISTKIT_PROMTOOL}"
                                                          DISTKIT_TEST_OUTPUT_DIR="${CMAKE_CURRENT_BINARY_DIR}")
 endif()
+
+if(TARGET distkit::prometheus_cpp)
+  distkit_add_test(metrics_prometheus_cpp SOURCES metrics_prometheus_cpp_test.cpp LIBS distkit::prometheus_cpp)
+  if(TARGET metrics_prometheus_cpp_test)
+    target_compile_definitions(metrics_prometheus_cpp_test PRIVATE DISTKIT_PROMTOOL="${DISTKIT_PROMTOOL}"
+                                                                   DISTKIT_TEST_OUTPUT_DIR="${CMAKE_CURRENT_BINARY_DIR}")
+  endif()
+endif()

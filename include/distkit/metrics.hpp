@@ -511,9 +511,31 @@ class histogram {
   std::unique_ptr<std::atomic<std::uint64_t>[]> shared_;
 };
 
+/// @brief The type of a metric family.
+enum class metric_type : std::uint8_t { counter, gauge, histogram };
+
+/// @brief One child of a family as read by `metrics_registry::collect()`.
+struct collected_metric {
+  std::vector<std::string> label_values;  ///< in the order of the family's label names
+  double value = 0.0;                     ///< counter or gauge
+  /// Histogram: (`le` bound in exposed units, cumulative count), ending with (+inf, count).
+  std::vector<std::pair<double, std::uint64_t>> buckets;
+  double sum = 0.0;         ///< histogram: sum of values, in exposed units
+  std::uint64_t count = 0;  ///< histogram: values recorded
+};
+
+/// @brief A family as read by `metrics_registry::collect()`: for adapters to other systems.
+struct collected_family {
+  std::string name;  ///< as registered (a counter's ends in `_total`)
+  std::string help;
+  metric_type type = metric_type::counter;
+  std::vector<std::string> label_names;
+  std::vector<collected_metric> metrics;  ///< sorted by label values
+};
+
 namespace detail {
 
-enum class metric_kind : std::uint8_t { counter, gauge, histogram };
+using metric_kind = metric_type;
 
 inline auto kind_name(metric_kind k) noexcept -> std::string_view {
   switch (k) {
@@ -588,6 +610,12 @@ class metric_family_base {
 
   virtual void write_samples(std::string& out) const = 0;
 
+ public:
+  /// Appends this family's children to `out.metrics` (name, help, type and labels are set by
+  /// the registry).
+  virtual void collect_samples(collected_family& out) const = 0;
+
+ protected:
   auto check_values(std::span<const std::string_view> values) const -> std::vector<std::string> {
     if (values.size() != labels_.size()) {
       throw_invalid_argument(
@@ -659,24 +687,45 @@ class metric_family final : public detail::metric_family_base {
         detail::append_double(out, child->value());
         out += '\n';
       } else {
-        const histogram_snapshot s = child->snapshot();
-        const double units = child->units_per_exposed();
-        std::uint64_t cumulative = 0;
-        std::size_t next = 0;
-        for (const std::uint64_t bound : child->bounds()) {
-          const std::size_t last = log_linear_layout::bucket_of(bound);
-          for (; next <= last && next < s.buckets.size(); ++next) cumulative += s.buckets[next];
-          write_bucket(out, values, static_cast<double>(bound) / units, cumulative);
-        }
-        write_bucket(out, values, std::numeric_limits<double>::infinity(), s.count);
+        const collected_metric m = collect_child(values, *child);
+        for (const auto& [le, n] : m.buckets) write_bucket(out, values, le, n);
         sample(out, "_sum", values);
-        detail::append_double(out, static_cast<double>(s.sum) / units);
+        detail::append_double(out, m.sum);
         out += '\n';
         sample(out, "_count", values);
-        detail::append_u64(out, s.count);
+        detail::append_u64(out, m.count);
         out += '\n';
       }
     }
+  }
+
+ public:
+  void collect_samples(collected_family& out) const override {
+    std::lock_guard lock(mutex_);
+    for (const auto& [values, child] : children_) out.metrics.push_back(collect_child(values, *child));
+  }
+
+ private:
+  static auto collect_child(const std::vector<std::string>& values, const Metric& child) -> collected_metric {
+    collected_metric m;
+    m.label_values = values;
+    if constexpr (std::is_same_v<Metric, histogram>) {
+      const histogram_snapshot s = child.snapshot();
+      const double units = child.units_per_exposed();
+      std::uint64_t cumulative = 0;
+      std::size_t next = 0;
+      for (const std::uint64_t bound : child.bounds()) {
+        const std::size_t last = log_linear_layout::bucket_of(bound);
+        for (; next <= last && next < s.buckets.size(); ++next) cumulative += s.buckets[next];
+        m.buckets.emplace_back(static_cast<double>(bound) / units, cumulative);
+      }
+      m.buckets.emplace_back(std::numeric_limits<double>::infinity(), s.count);
+      m.sum = static_cast<double>(s.sum) / units;
+      m.count = s.count;
+    } else {
+      m.value = static_cast<double>(child.value());
+    }
+    return m;
   }
 
   void write_bucket(std::string& out, const std::vector<std::string>& values, double le, std::uint64_t n) const {
@@ -780,6 +829,18 @@ class callback_family final : public detail::metric_family_base {
     }
   }
 
+  void collect_samples(collected_family& out) const override {
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, child] : children_) {
+      collected_metric m;
+      m.label_values = child.first;
+      m.value = static_cast<double>(child.second());
+      out.metrics.push_back(std::move(m));
+    }
+    std::sort(out.metrics.begin(), out.metrics.end(),
+              [](const collected_metric& a, const collected_metric& b) { return a.label_values < b.label_values; });
+  }
+
   mutable std::mutex mutex_;
   std::uint64_t next_id_ = 0;
   std::map<std::uint64_t, std::pair<std::vector<std::string>, reader>> children_;
@@ -853,6 +914,23 @@ class metrics_registry {
     for (const auto& [name, family] : families_) family->write(out, format);
     if (format == exposition_format::openmetrics) out += "# EOF\n";
   }
+  /// Reads every family, sorted by name, as values (for adapters to other metrics systems).
+  [[nodiscard]] auto collect() const -> std::vector<collected_family> {
+    std::lock_guard lock(mutex_);
+    std::vector<collected_family> out;
+    out.reserve(families_.size());
+    for (const auto& [name, family] : families_) {
+      collected_family f;
+      f.name = family->name();
+      f.help = family->help();
+      f.type = family->kind();
+      f.label_names = family->label_names();
+      family->collect_samples(f);
+      out.push_back(std::move(f));
+    }
+    return out;
+  }
+
   [[nodiscard]] auto to_prometheus() const -> std::string {
     std::string out;
     write(out, exposition_format::prometheus);
