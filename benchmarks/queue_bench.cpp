@@ -149,7 +149,9 @@ void latency(benchmark::State& state) {
     ++n;
   }
   stop.store(true);
-  while (!ping->push(0)) {  // wakes an echo thread parked in a blocking pop
+  // Wakes an echo thread parked in a blocking pop. Not 0: atomic_queue reserves 0 as its empty
+  // marker, and a pop that finds it spins until a real value arrives.
+  while (!ping->push(n)) {
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
   state.counters["ns_per_hop"] = benchmark::Counter(static_cast<double>(state.iterations()) * 2,

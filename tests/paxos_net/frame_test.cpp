@@ -82,7 +82,7 @@ TEST_CASE("paxos frame has a fixed, documented layout", "[paxos_net][frame]") {
   CHECK(std::to_integer<char>(wire[1]) == 'K');
   CHECK(std::to_integer<char>(wire[2]) == 'P');
   CHECK(std::to_integer<char>(wire[3]) == 'X');
-  CHECK(std::to_integer<int>(wire[4]) == 1);
+  CHECK(std::to_integer<int>(wire[4]) == 2);
   CHECK(std::to_integer<int>(wire[5]) == 0);
   CHECK(std::to_integer<int>(wire[8]) == 0x08);
   CHECK(std::to_integer<int>(wire[15]) == 0x01);
@@ -106,7 +106,9 @@ TEST_CASE("paxos frame refuses hand-made corrupt headers, each for its own reaso
     return w;
   };
   CHECK(refusal(dec, with([](auto& w) { w[0] = std::byte{'X'}; })) == frame_error_kind::bad_magic);
-  CHECK(refusal(dec, with([](auto& w) { w[4] = std::byte{2}; })) == frame_error_kind::bad_version);
+  CHECK(std::to_integer<int>(good[4]) == 2);
+  CHECK(refusal(dec, with([](auto& w) { w[4] = std::byte{1}; })) == frame_error_kind::bad_version);  // 0.1 peers
+  CHECK(refusal(dec, with([](auto& w) { w[4] = std::byte{3}; })) == frame_error_kind::bad_version);
   CHECK(refusal(dec, with([](auto& w) { w[5] = std::byte{0x80}; })) == frame_error_kind::bad_flags);
   CHECK(refusal(dec, with([](auto& w) { w[6] = std::byte{1}; })) == frame_error_kind::bad_flags);
   CHECK(refusal(dec, with([](auto& w) { w[8] = std::byte{43}; })) == frame_error_kind::wrong_cluster);
@@ -121,7 +123,8 @@ TEST_CASE("paxos frame refuses hand-made corrupt headers, each for its own reaso
   CHECK(dec.stats().refused(frame_error_kind::bad_magic) == 1);
   CHECK(dec.stats().refused(frame_error_kind::bad_flags) == 3);
   CHECK(dec.stats().refused(frame_error_kind::unknown_sender) == 2);
-  CHECK(dec.stats().refused_total() == 11);
+  CHECK(dec.stats().refused(frame_error_kind::bad_version) == 2);
+  CHECK(dec.stats().refused_total() == 12);
   CHECK(dec.stats().accepted() == 0);
   // The untouched frame still passes after all of that.
   CHECK(dec.try_decode(good).ok());

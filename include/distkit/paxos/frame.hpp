@@ -5,7 +5,7 @@
 //
 //   offset size field
 //        0    4 magic "DKPX" (0x58504B44 read as little-endian)
-//        4    1 version (1)
+//        4    1 version (2)
 //        5    1 flags: bit 0 = an HMAC-SHA256 trailer follows the body; other bits must be 0
 //        6    2 reserved, must be 0
 //        8    8 cluster id
@@ -59,7 +59,10 @@ using frame_node_id = std::uint32_t;
 /// Constants of the frame format.
 struct frame_format {
   static constexpr std::uint32_t magic = 0x58504B44U;  // "DKPX" in memory order
-  static constexpr std::uint8_t version = 1;
+  /// 2: the Paxos messages of distkit 0.2 (promise parts with the chosen marker, snapshot
+  /// chunks and acks). A node of another version is refused at its first frame (`bad_version`)
+  /// rather than misreading its messages.
+  static constexpr std::uint8_t version = 2;
   static constexpr std::uint8_t flag_mac = 0x01;
   static constexpr std::size_t header_size = 40;
   static constexpr std::size_t crc_offset = 36;

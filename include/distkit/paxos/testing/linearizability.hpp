@@ -511,6 +511,8 @@ class partition_search {
 /// @tparam Model a `linearizability_model`.
 /// @tparam Clock a `time_source` for `options.time_limit` (default `steady_time`).
 /// @param ops     the history (any order).
+/// @param options the step, time and cache budgets (`check_options`).
+/// @param clock   the time source read for `options.time_limit`.
 /// @throws std::invalid_argument for `max_steps` or `slice_steps` of 0, or an operation whose
 ///         `ret` is before its `call`.
 /// **Thread safety:** a pure function. **Complexity:** exponential in the worst case (the
