@@ -14,8 +14,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-base=$((20000 + RANDOM % 30000))
-peer=$base client_port=$((base + 1)) metrics_port=$((base + 2))
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+peer="$(free_port)" client_port="$(free_port)" metrics_port="$(free_port)"
 "$server" --id 1 --peers "1=127.0.0.1:${peer}:${client_port}" --data-dir "$dir/data" \
   --metrics-listen "127.0.0.1:${metrics_port}" --quiet &
 pid=$!
