@@ -273,7 +273,8 @@ class server {
           if (px::may_send_before_sync(rd, m)) msgs_.send(m);
         }
       }
-      const auto persist_start = std::chrono::steady_clock::now();
+      const auto persist_start =
+          persist_latency_ != nullptr ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
       const auto syncs_before = storage_.sync_count();
       px::persist(storage_, rd, px::commit_sync::defer);  // throws on failure: fatal, the process exits
       if (persist_latency_ != nullptr && storage_.sync_count() != syncs_before) {
