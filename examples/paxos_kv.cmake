@@ -15,4 +15,14 @@ if(TARGET distkit::tcp)
     set_tests_properties("example: paxos_kv_server --metrics-listen serves /metrics"
                          PROPERTIES LABELS "example" TIMEOUT 120 PASS_REGULAR_EXPRESSION "metrics endpoint ok")
   endif()
+  # A real Prometheus server scrapes a 3-member cluster under load; PromQL must agree with the
+  # members and return a positive p99 persist+fsync latency.
+  find_program(DISTKIT_PROMETHEUS prometheus)
+  if(DISTKIT_BUILD_TESTS AND DISTKIT_PROMETHEUS AND DISTKIT_CURL)
+    add_test(NAME "example: Prometheus scrapes a 3-member paxos_kv cluster and PromQL agrees"
+             COMMAND "${PROJECT_SOURCE_DIR}/tests/support/metrics_prometheus_cluster.sh" $<TARGET_FILE:paxos_kv_server>
+                     $<TARGET_FILE:paxos_kv_client> "${DISTKIT_PROMETHEUS}")
+    set_tests_properties("example: Prometheus scrapes a 3-member paxos_kv cluster and PromQL agrees"
+                         PROPERTIES LABELS "example" TIMEOUT 180 PASS_REGULAR_EXPRESSION "prometheus scrape ok")
+  endif()
 endif()
