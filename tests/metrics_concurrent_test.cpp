@@ -7,12 +7,14 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "distkit/metrics.hpp"
 #include "distkit/metrics/circuit_breaker.hpp"
+#include "distkit/metrics/pipeline.hpp"
 #include "distkit/metrics/rate_limiter.hpp"
 #include "distkit/metrics/worker_pool.hpp"
 
@@ -164,4 +166,44 @@ TEST_CASE("metrics of a worker pool are read from its counters at scrape time", 
   }
   CHECK(sample("distkit_worker_pool_tasks_submitted_total{pool=\"io\"}") == "<absent>");
   CHECK(reg.to_prometheus().find("# TYPE distkit_worker_pool_tasks_submitted_total counter") != std::string::npos);
+}
+
+TEST_CASE("metrics of a pipeline are read from its stage counters at scrape time", "[metrics][pipeline][concurrent]") {
+  distkit::metrics_registry reg;
+  const auto sample = [&](const std::string& series) {
+    const std::string text = reg.to_prometheus();
+    const auto at = text.find(series + " ");
+    if (at == std::string::npos) return std::string("<absent>");
+    const auto start = at + series.size() + 1;
+    return text.substr(start, text.find('\n', start) - start);
+  };
+  int next = 0;
+  std::atomic<long> total{0};
+  auto p = distkit::make_pipeline(
+      {.max_in_flight = 16, .threads = 2},
+      distkit::source([&]() -> std::optional<int> { return next < 1000 ? std::optional(next++) : std::nullopt; }),
+      distkit::stage(distkit::parallel(),
+                     [](int x) -> std::optional<int> {
+                       if (x % 4 == 0) return std::nullopt;
+                       return x;
+                     }),
+      distkit::sink(distkit::serial_in_order, [&](int x) { total.fetch_add(x, std::memory_order_relaxed); }));
+  {
+    distkit::pipeline_metrics exported{reg, p, "ingest"};
+    CHECK(sample("distkit_pipeline_stage_items_out_total{pipeline=\"ingest\",stage=\"0\"}") == "0");
+    std::thread scraper([&] {
+      for (int i = 0; i < 20; ++i) (void)reg.to_prometheus();  // scrapes while the run goes on
+    });
+    CHECK(p.run() == distkit::pipeline_status::completed);
+    scraper.join();
+    CHECK(sample("distkit_pipeline_stage_items_out_total{pipeline=\"ingest\",stage=\"0\"}") == "1000");
+    CHECK(sample("distkit_pipeline_stage_items_in_total{pipeline=\"ingest\",stage=\"1\"}") == "1000");
+    CHECK(sample("distkit_pipeline_stage_items_dropped_total{pipeline=\"ingest\",stage=\"1\"}") == "250");
+    CHECK(sample("distkit_pipeline_stage_items_in_total{pipeline=\"ingest\",stage=\"2\"}") == "750");
+    CHECK(sample("distkit_pipeline_items_in_flight{pipeline=\"ingest\"}") == "0");
+    const auto peak = std::stoi(sample("distkit_pipeline_peak_items_in_flight{pipeline=\"ingest\"}"));
+    CHECK(peak >= 1);
+    CHECK(peak <= 16);
+  }
+  CHECK(sample("distkit_pipeline_items_in_flight{pipeline=\"ingest\"}") == "<absent>");
 }

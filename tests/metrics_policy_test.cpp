@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -15,6 +16,7 @@
 
 #include "distkit/clock.hpp"
 #include "distkit/metrics/circuit_breaker.hpp"
+#include "distkit/metrics/pipeline.hpp"
 #include "distkit/metrics/rate_limiter.hpp"
 #include "distkit/metrics/worker_pool.hpp"
 
@@ -126,7 +128,7 @@ TEST_CASE("metrics limiter policy counts decisions by outcome and reason", "[met
   CHECK(sample(text, d + "decision=\"allowed\",reason=\"store_unavailable\"}") == "0");
 }
 
-TEST_CASE("metrics of breakers, a limiter and a worker pool in one registry pass promtool check metrics",
+TEST_CASE("metrics of breakers, a limiter, a worker pool and a pipeline in one registry pass promtool check metrics",
           "[metrics][exposition][promtool]") {
   INFO("promtool comes with the Debian package `prometheus` (scripts/install-deps installs it)");
   REQUIRE(!std::string(DISTKIT_PROMTOOL).empty());
@@ -142,6 +144,12 @@ TEST_CASE("metrics of breakers, a limiter and a worker pool in one registry pass
   distkit::worker_pool_metrics pool_metrics{reg, pool, "handlers"};
   pool.post([] {});
   pool.wait_idle();
+  int next = 0;
+  auto ingest = distkit::make_pipeline(
+      distkit::source([&]() -> std::optional<int> { return next < 10 ? std::optional(next++) : std::nullopt; }),
+      distkit::sink(distkit::serial_in_order, [](int /*x*/) {}));
+  distkit::pipeline_metrics ingest_metrics{reg, ingest, "ingest"};
+  (void)ingest.run();
   const std::string path = std::string(DISTKIT_TEST_OUTPUT_DIR) + "/metrics_policies.prom";
   {
     std::ofstream out(path, std::ios::binary);
