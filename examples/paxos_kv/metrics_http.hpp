@@ -1,12 +1,15 @@
 // SPDX-License-Identifier: MIT
 // examples/paxos_kv/metrics_http.hpp: the smallest HTTP/1.1 endpoint a Prometheus server can
-// scrape: `GET /metrics` answers the registry's text exposition, anything else 404, one request
-// per connection. It runs on the server's io_context, so the registry's callbacks read the
-// replica on the thread that owns it.
+// scrape: `GET /metrics` answers the registry's exposition (OpenMetrics when the request accepts
+// `application/openmetrics-text`, as Prometheus's scraper does; otherwise the 0.0.4 text format),
+// anything else 404, one request per connection. It runs on the server's io_context, so the
+// registry's callbacks read the replica on the thread that owns it.
 #pragma once
 
 #include <asio.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -18,8 +21,8 @@ namespace paxos_kv {
 
 class metrics_http {
  public:
-  /// Listens on `at`; `body` is called once per scrape, on the io_context's thread.
-  metrics_http(asio::io_context& io, const asio::ip::tcp::endpoint& at, std::function<std::string()> body)
+  /// Listens on `at`; `body(openmetrics)` is called once per scrape, on the io_context's thread.
+  metrics_http(asio::io_context& io, const asio::ip::tcp::endpoint& at, std::function<std::string(bool)> body)
       : acceptor_(io), body_(std::move(body)) {
     acceptor_.open(at.protocol());
     acceptor_.set_option(asio::socket_base::reuse_address(true));
@@ -52,10 +55,17 @@ class metrics_http {
       const std::string head(asio::buffers_begin(c->request.data()), asio::buffers_end(c->request.data()));
       const std::string_view line = std::string_view(head).substr(0, head.find("\r\n"));
       const bool metrics = line.starts_with("GET /metrics ") || line.starts_with("GET /metrics?");
-      const std::string body = metrics ? body_() : std::string("not found\n");
-      c->response = std::string(metrics ? "HTTP/1.1 200 OK\r\n" : "HTTP/1.1 404 Not Found\r\n") + "Content-Type: " +
-                    (metrics ? "text/plain; version=0.0.4; charset=utf-8" : "text/plain; charset=utf-8") +
-                    "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+      std::string lower = head;
+      std::transform(lower.begin(), lower.end(), lower.begin(),
+                     [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+      const bool openmetrics = lower.find("application/openmetrics-text") != std::string::npos;
+      const std::string body = metrics ? body_(openmetrics) : std::string("not found\n");
+      const char* type = !metrics      ? "text/plain; charset=utf-8"
+                         : openmetrics ? "application/openmetrics-text; version=1.0.0; charset=utf-8"
+                                       : "text/plain; version=0.0.4; charset=utf-8";
+      c->response = std::string(metrics ? "HTTP/1.1 200 OK\r\n" : "HTTP/1.1 404 Not Found\r\n") +
+                    "Content-Type: " + type + "\r\nContent-Length: " + std::to_string(body.size()) +
+                    "\r\nConnection: close\r\n\r\n" + body;
       asio::async_write(c->socket, asio::buffer(c->response), [c](const asio::error_code&, std::size_t) {
         asio::error_code ignored;
         c->socket.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
@@ -64,7 +74,7 @@ class metrics_http {
   }
 
   asio::ip::tcp::acceptor acceptor_;
-  std::function<std::string()> body_;
+  std::function<std::string(bool)> body_;
 };
 
 }  // namespace paxos_kv

@@ -410,7 +410,9 @@ class server {
     const auto colon = opts_.metrics_listen.rfind(':');
     const asio::ip::tcp::endpoint at(asio::ip::make_address(opts_.metrics_listen.substr(0, colon)),
                                      static_cast<std::uint16_t>(std::stoul(opts_.metrics_listen.substr(colon + 1))));
-    metrics_http_ = std::make_unique<paxos_kv::metrics_http>(io_, at, [this] { return metrics_.to_prometheus(); });
+    metrics_http_ = std::make_unique<paxos_kv::metrics_http>(io_, at, [this](bool openmetrics) {
+      return openmetrics ? metrics_.to_openmetrics() : metrics_.to_prometheus();
+    });
     log("metrics on http://" + opts_.metrics_listen + "/metrics");
   }
 

@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: MIT
 # tests/support/metrics_paxos_kv.sh SERVER CLIENT PROMTOOL: starts a one-member paxos_kv_server
 # with --metrics-listen on loopback, scrapes /metrics before and after 20 puts, and checks that
-# promtool accepts the page, that the chosen index and the fsync count grew, and that the persist
-# latency histogram counted the syncs. Every wait is bounded; the server is stopped on exit.
+# promtool accepts the page, that the chosen index and the fsync count grew, that the persist
+# latency histogram counted the syncs, and that a scraper accepting OpenMetrics gets it. Every
+# wait is bounded; the server is stopped on exit.
 set -euo pipefail
 server="$1" client="$2" promtool="$3"
 dir="$(mktemp -d "${TMPDIR:-/tmp}/distkit-metrics-kv.XXXXXX")"
@@ -42,6 +43,11 @@ echo "chosen ${chosen_before} -> ${chosen_after}, fsyncs ${syncs}, persist laten
 (( syncs >= 20 && observed >= 20 && observed <= syncs )) || { echo "fsyncs or persist latencies missing"; exit 1; }
 [[ "$keys" == "20" ]] || { echo "expected 20 keys"; exit 1; }
 [[ "$(value 'distkit_paxos_is_leader' "$dir/after")" == "1" ]] || { echo "a one-member cluster leads"; exit 1; }
+# A scraper that accepts OpenMetrics (as Prometheus's does) gets OpenMetrics.
+curl -sf --max-time 5 -H 'Accept: application/openmetrics-text; version=1.0.0' \
+  "http://127.0.0.1:${metrics_port}/metrics" -o "$dir/openmetrics"
+[[ "$(tail -n 1 "$dir/openmetrics")" == "# EOF" ]] || { echo "OpenMetrics answer does not end in # EOF"; exit 1; }
+grep -qx '# TYPE distkit_paxos_fsyncs counter' "$dir/openmetrics" || { echo "no OpenMetrics counter family"; exit 1; }
 code="$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${metrics_port}/other")"
 [[ "$code" == "404" ]] || { echo "GET /other answered $code"; exit 1; }
 echo "metrics endpoint ok"

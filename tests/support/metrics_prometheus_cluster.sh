@@ -4,7 +4,9 @@
 # (Debian `prometheus`, started here on loopback with a generated config, stopped on exit)
 # scrapes a 3-member paxos_kv cluster (every member with --metrics-listen) while clients put
 # values; then PromQL through Prometheus's HTTP API must return the chosen index each member
-# reports itself, and a non-zero p99 of the persist+fdatasync latency. Every wait is bounded.
+# reports itself, and a non-zero p99 of the persist+fdatasync latency. Prometheus's scraper asks
+# for OpenMetrics, so its strict OpenMetrics parser reads distkit's output (a page it cannot
+# parse leaves `up` at 0 and fails the test). Every wait is bounded.
 set -euo pipefail
 server="$1" client="$2" prometheus="$3"
 dir="$(mktemp -d "${TMPDIR:-/tmp}/distkit-metrics-prom.XXXXXX")"
