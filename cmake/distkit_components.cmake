@@ -4,6 +4,7 @@
 #   distkit::openssl  MD5 (ketama) and HMAC-SHA256 (authenticated Paxos frames): OpenSSL 3
 #   distkit::tcp      the Paxos TCP transport: standalone Asio (header-only) + OpenSSL
 #   distkit::redis    the Redis-backed rate limiter store: hiredis
+#   distkit::prometheus_cpp  distkit metrics served through prometheus-cpp: its core library
 include_guard(GLOBAL)
 
 find_package(OpenSSL 3 QUIET COMPONENTS Crypto)
@@ -35,4 +36,12 @@ if(DISTKIT_HIREDIS_INCLUDE_DIR AND DISTKIT_HIREDIS_LIBRARY)
   target_link_libraries(distkit_redis INTERFACE distkit "$<BUILD_INTERFACE:${DISTKIT_HIREDIS_LIBRARY}>"
                                                 "$<INSTALL_INTERFACE:hiredis>")
   list(APPEND DISTKIT_COMPONENT_TARGETS distkit_redis)
+endif()
+find_package(prometheus-cpp CONFIG QUIET)
+if(TARGET prometheus-cpp::core)
+  add_library(distkit_prometheus_cpp INTERFACE)
+  set_target_properties(distkit_prometheus_cpp PROPERTIES EXPORT_NAME prometheus_cpp)
+  add_library(distkit::prometheus_cpp ALIAS distkit_prometheus_cpp)
+  target_link_libraries(distkit_prometheus_cpp INTERFACE distkit prometheus-cpp::core)
+  list(APPEND DISTKIT_COMPONENT_TARGETS distkit_prometheus_cpp)
 endif()

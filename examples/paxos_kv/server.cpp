@@ -3,6 +3,11 @@
 //
 //   paxos_kv_server --id 1 --peers 1=127.0.0.1:7001:8001,2=127.0.0.1:7002:8002,3=127.0.0.1:7003:8003
 //                   --data-dir /var/lib/kv1 [--client-port 8001] [--cluster-key-file cluster.key]
+//                   [--metrics-listen 127.0.0.1:9101]
+//
+// With --metrics-listen, `GET /metrics` on that address answers the Prometheus text format:
+// the replica's figures are read when scraped (callback families), and the time of each persist
+// that called fdatasync is recorded in a histogram.
 //
 // Threads: the main thread runs the replica, the client connections and the tick timer on one
 // Asio event loop; the peer transport runs its own I/O thread and wakes the main loop when
@@ -29,12 +34,14 @@
 #include <cstdlib>
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <memory>
 #include <optional>
 #include <random>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -49,9 +56,11 @@
 #if defined(__clang__)
 #pragma clang diagnostic pop
 #endif
+#include "distkit/metrics.hpp"
 #include "distkit/paxos/tcp_message_transport.hpp"
 #include "distkit/paxos/tcp_transport.hpp"
 #include "kv_protocol.hpp"
+#include "metrics_http.hpp"
 
 namespace {
 
@@ -67,6 +76,7 @@ struct options {
   std::uint64_t cluster_id = 1;
   std::chrono::milliseconds tick{10};
   bool quiet = false;
+  std::string metrics_listen;  // HOST:PORT, empty: no metrics endpoint
   // Byte bounds (0: the library's default); see replica_options and tcp_transport_config.
   std::size_t max_frame_bytes = 0;
   std::size_t max_message_bytes = 0;
@@ -97,7 +107,7 @@ void usage() {
                "                       [--max-value-bytes N] [--max-request-bytes N] [--max-clients N]\n"
                "                       [--client-idle-timeout-ms MS] [--request-timeout-ms MS]\n"
                "                       [--max-client-queued-bytes N] [--max-client-inflight N] [--max-waiters N]\n"
-               "                       [--max-cached-result-bytes N]\n"
+               "                       [--max-cached-result-bytes N] [--metrics-listen HOST:PORT]\n"
                "  --peers lists every member, this one included; --client-port overrides this member's.\n"
                "  --cluster-key-file is required (peers authenticate every frame with it) unless --insecure\n"
                "  is given, which runs with unauthenticated peers.\n"
@@ -168,6 +178,9 @@ auto parse_options(int argc, char** argv) -> std::optional<options> {
       o.max_waiters = std::stoull(value());
     } else if (a == "--max-cached-result-bytes") {
       o.max_cached_result_bytes = std::stoull(value());
+    } else if (a == "--metrics-listen") {
+      o.metrics_listen = value();
+      if (o.metrics_listen.rfind(':') == std::string::npos) throw std::invalid_argument("--metrics-listen: HOST:PORT");
     } else {
       throw std::invalid_argument("unknown argument " + a);
     }
@@ -271,6 +284,7 @@ class server {
     log("listening: peers on " + self.peer.str() + ", clients on " + self.client.str() + ", recovered to slot " +
         std::to_string(replica_.chosen_index()));
     if (opts_.insecure) log("WARNING: --insecure: peer frames are not authenticated");
+    if (!opts_.metrics_listen.empty()) start_metrics();
   }
 
   void run() {
@@ -398,7 +412,13 @@ class server {
           if (px::may_send_before_sync(rd, m)) msgs_.send(m);
         }
       }
+      const auto persist_start =
+          persist_latency_ != nullptr ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+      const auto syncs_before = storage_.sync_count();
       px::persist(storage_, rd, px::commit_sync::defer);  // throws on failure: fatal, the process exits
+      if (persist_latency_ != nullptr && storage_.sync_count() != syncs_before) {
+        persist_latency_->observe(std::chrono::steady_clock::now() - persist_start);
+      }
       for (const auto& m : rd.messages) {
         if (!early || !px::may_send_before_sync(rd, m)) msgs_.send(m);
       }
@@ -409,6 +429,7 @@ class server {
     auto leader = replica_.leader_hint();
     if (leader != last_leader_) {
       last_leader_ = leader;
+      ++leader_changes_;
       log(leader ? "leader is node " + std::to_string(*leader) + (replica_.is_leader() ? " (this node)" : "")
                  : "no leader");
     }
@@ -600,6 +621,69 @@ class server {
     });
   }
 
+  // The metrics endpoint. Every figure but the persist latency is read from the counters the
+  // server, the transport and the replica already keep, when scraped (on this loop's thread).
+  void start_metrics() {
+    auto& m = metrics_;
+    const auto counter = [&](std::string_view name, std::string_view help, std::function<std::uint64_t()> read) {
+      metric_handles_.push_back(m.counter_callback_family(name, help).add({}, std::move(read)));
+    };
+    const auto gauge = [&](std::string_view name, std::string_view help, std::function<double()> read) {
+      gauge_handles_.push_back(m.gauge_callback_family(name, help).add({}, std::move(read)));
+    };
+    gauge("distkit_paxos_chosen_index", "Highest slot known chosen (each slot a batch of commands).",
+          [this] { return static_cast<double>(replica_.chosen_index()); });
+    gauge("distkit_paxos_is_leader", "1 when this replica is the leader.",
+          [this] { return replica_.is_leader() ? 1.0 : 0.0; });
+    gauge("distkit_paxos_kv_keys", "Keys in the replicated map.", [this] { return double(replica_.state().size()); });
+    counter("distkit_paxos_leader_changes_total", "Changes of the leader this replica knows of.",
+            [this] { return leader_changes_; });
+    counter("distkit_paxos_fsyncs_total", "fdatasync calls of the log.", [this] { return storage_.sync_count(); });
+    counter("distkit_paxos_snapshot_chunks_sent_total", "Snapshot chunks sent to lagging replicas.",
+            [this] { return replica_.stats().snapshot_chunks_sent; });
+    counter("distkit_paxos_snapshots_installed_total", "Snapshots received, verified and installed.",
+            [this] { return replica_.stats().snapshots_assembled; });
+    counter("distkit_paxos_frames_received_total", "Verified peer frames received.",
+            [this] { return net_.counters().frames_received; });
+    counter("distkit_paxos_frames_sent_total", "Peer frames sent.", [this] { return net_.counters().frames_sent; });
+    auto& refused = m.counter_callback_family("distkit_paxos_proposals_refused_total",
+                                              "Client commands the replica refused, by reason.", {"reason"});
+    metric_handles_.push_back(refused.add({"not_leader"}, [this] { return replica_.stats().refused_not_leader; }));
+    metric_handles_.push_back(refused.add({"busy"}, [this] { return replica_.stats().refused_busy; }));
+    metric_handles_.push_back(refused.add({"too_large"}, [this] { return replica_.stats().refused_too_large; }));
+    auto& dropped = m.counter_callback_family("distkit_paxos_messages_dropped_total",
+                                              "Peer messages dropped or refused, by reason.", {"reason"});
+    metric_handles_.push_back(dropped.add({"queue_full"}, [this] { return net_.counters().dropped_oldest; }));
+    metric_handles_.push_back(
+        dropped.add({"refused_queue_full"}, [this] { return net_.counters().refused + msgs_.refused(); }));
+    metric_handles_.push_back(
+        dropped.add({"lost_on_disconnect"}, [this] { return net_.counters().lost_on_disconnect; }));
+    metric_handles_.push_back(dropped.add({"inbox_full"}, [this] { return net_.counters().inbox_dropped; }));
+    metric_handles_.push_back(dropped.add({"oversized"}, [this] { return msgs_.oversized(); }));
+    metric_handles_.push_back(dropped.add({"malformed"}, [this] { return msgs_.malformed(); }));
+    metric_handles_.push_back(dropped.add({"unroutable"}, [this] { return msgs_.unroutable(); }));
+    metric_handles_.push_back(dropped.add({"misaddressed"}, [this] { return replica_.stats().ignored_misaddressed; }));
+    auto& frames =
+        m.counter_callback_family("distkit_paxos_frames_refused_total", "Peer frames refused, by cause.", {"cause"});
+    for (std::size_t k = 1; k < px::frame_error_kind_count; ++k) {
+      const auto kind = static_cast<px::frame_error_kind>(k);
+      metric_handles_.push_back(
+          frames.add({px::to_string(kind)}, [this, kind] { return net_.frame_stats().refused(kind); }));
+    }
+    persist_latency_ = &m.make_histogram(
+        "distkit_paxos_persist_sync_duration_seconds",
+        "Time to write a ready batch to the log and fdatasync it (the persists that synced).",
+        {.units_per_exposed = 1e9,
+         .buckets = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}});
+    const auto colon = opts_.metrics_listen.rfind(':');
+    const asio::ip::tcp::endpoint at(asio::ip::make_address(opts_.metrics_listen.substr(0, colon)),
+                                     static_cast<std::uint16_t>(std::stoul(opts_.metrics_listen.substr(colon + 1))));
+    metrics_http_ = std::make_unique<paxos_kv::metrics_http>(io_, at, [this](bool openmetrics) {
+      return openmetrics ? metrics_.to_openmetrics() : metrics_.to_prometheus();
+    });
+    log("metrics on http://" + opts_.metrics_listen + "/metrics");
+  }
+
   auto status() -> std::string {
     auto leader = replica_.leader_hint();
     char checksum[17];
@@ -784,6 +868,13 @@ class server {
   std::optional<px::node_id> last_leader_;
   bool cycle_posted_ = false;
   bool stopping_ = false;
+  std::uint64_t leader_changes_ = 0;
+  // Declared last: the endpoint and the handles go first, the registry after them.
+  distkit::metrics_registry metrics_;
+  distkit::histogram* persist_latency_ = nullptr;
+  std::vector<distkit::callback_family<std::uint64_t>::handle> metric_handles_;
+  std::vector<distkit::callback_family<double>::handle> gauge_handles_;
+  std::unique_ptr<paxos_kv::metrics_http> metrics_http_;
 };
 
 }  // namespace

@@ -445,6 +445,32 @@ inline auto breaker_thread_index() noexcept -> unsigned {
 
 }  // namespace detail
 
+/// @brief What a breaker tells its metrics policy: each recorded call's outcome, each ignored
+/// exception, each refusal and each transition. Every hook is `noexcept` (it runs on the call
+/// path, and a transition's runs under the breaker's transition lock).
+template <class M>
+concept breaker_metrics_policy = requires(M& m, call_outcome outcome, breaker_state state,
+                                          const state_transition& event) {
+  { m.on_call(outcome) }
+  noexcept;
+  { m.on_ignored() }
+  noexcept;
+  { m.on_not_permitted(state) }
+  noexcept;
+  { m.on_transition(event) }
+  noexcept;
+};
+
+/// @brief The default metrics policy: records nothing and takes no space (the breaker stores it
+/// `[[no_unique_address]]`), so a breaker without metrics compiles to what it was without the
+/// policy. `distkit/metrics/circuit_breaker.hpp` has the policy that feeds a `metrics_registry`.
+struct breaker_no_metrics {
+  static void on_call(call_outcome /*outcome*/) noexcept {}
+  static void on_ignored() noexcept {}
+  static void on_not_permitted(breaker_state /*state*/) noexcept {}
+  static void on_transition(const state_transition& /*event*/) noexcept {}
+};
+
 /// @brief Stops calls to a failing dependency and probes it before trusting it again, with
 /// resilience4j's state machine and defaults.
 ///
@@ -458,6 +484,8 @@ inline auto breaker_thread_index() noexcept -> unsigned {
 /// @tparam Window  models `breaker_window`: `count_window` (default; `sliding_window_size` calls)
 ///                 or `time_window` (`sliding_window_size` seconds).
 /// @tparam Clock   models `time_source` (default `steady_time`; tests use `manual_clock`).
+/// @tparam Metrics models `breaker_metrics_policy` (default `breaker_no_metrics`, which costs
+///                 nothing; `breaker_registry_metrics` counts calls by outcome and transitions).
 ///
 /// @throws std::invalid_argument from the constructor when a parameter is out of range; the
 ///         message names it.
@@ -480,7 +508,8 @@ inline auto breaker_thread_index() noexcept -> unsigned {
 /// }
 /// int v = breaker.call([] { return 42; });  // throws circuit_open_error when refused
 /// @endcode
-template <breaker_window Window = count_window, time_source Clock = steady_time>
+template <breaker_window Window = count_window, time_source Clock = steady_time,
+          breaker_metrics_policy Metrics = breaker_no_metrics>
 class circuit_breaker {
  public:
   using window_type = Window;
@@ -509,12 +538,12 @@ class circuit_breaker {
     /// Records a success that took `elapsed` (slow when longer than the slow-call threshold).
     template <class Rep, class Period>
     void record_success(std::chrono::duration<Rep, Period> elapsed) noexcept {
-      if (auto* owner = std::exchange(owner_, nullptr)) owner->record(ticket_, owner->outcome_of(false, elapsed));
+      if (auto* owner = std::exchange(owner_, nullptr)) owner->record_call(ticket_, owner->outcome_of(false, elapsed));
     }
     /// Records a failure that took `elapsed`.
     template <class Rep, class Period>
     void record_failure(std::chrono::duration<Rep, Period> elapsed) noexcept {
-      if (auto* owner = std::exchange(owner_, nullptr)) owner->record(ticket_, owner->outcome_of(true, elapsed));
+      if (auto* owner = std::exchange(owner_, nullptr)) owner->record_call(ticket_, owner->outcome_of(true, elapsed));
     }
     /// Classifies an exception with the configured predicates: ignored (the permit is released),
     /// a failure, or a success.
@@ -524,6 +553,7 @@ class circuit_breaker {
       if (owner == nullptr) return;
       const auto& cfg = owner->config_;
       if (cfg.ignore_exception && cfg.ignore_exception(error)) {
+        owner->metrics_.on_ignored();
         release();
       } else if (!cfg.record_exception || cfg.record_exception(error)) {
         record_failure(elapsed);
@@ -548,7 +578,7 @@ class circuit_breaker {
   };
 
   /// @throws std::invalid_argument naming the first parameter out of range.
-  explicit circuit_breaker(circuit_breaker_config config = {}, Clock clock = Clock{})
+  explicit circuit_breaker(circuit_breaker_config config = {}, Clock clock = Clock{}, Metrics metrics = Metrics{})
       : config_(validated(std::move(config))),
         clock_(std::move(clock)),
         window_(config_.sliding_window_size),
@@ -556,7 +586,8 @@ class circuit_breaker {
                                           : std::min(config_.minimum_number_of_calls, config_.sliding_window_size)),
         min_half_open_(std::min(config_.minimum_number_of_calls, config_.permitted_number_of_calls_in_half_open_state)),
         batch_(config_.success_batch),
-        slow_ns_(config_.slow_call_duration_threshold.count()) {
+        slow_ns_(config_.slow_call_duration_threshold.count()),
+        metrics_(std::move(metrics)) {
     if (config_.initial_state != breaker_state::closed) {
       transition(pack(0, breaker_state::closed), config_.initial_state, transition_cause::manual);
     }
@@ -831,6 +862,7 @@ class circuit_breaker {
           return permit(this, word);
         case breaker_state::forced_open:
           not_permitted_.fetch_add(1, std::memory_order_relaxed);
+          metrics_.on_not_permitted(breaker_state::forced_open);
           return std::nullopt;
         case breaker_state::open:
           // resilience4j: the first call strictly after the wait moves the breaker to half-open.
@@ -840,6 +872,7 @@ class circuit_breaker {
             continue;
           }
           not_permitted_.fetch_add(1, std::memory_order_relaxed);
+          metrics_.on_not_permitted(breaker_state::open);
           return std::nullopt;
         case breaker_state::half_open: {
           const std::int64_t deadline = half_open_until_.load(std::memory_order_relaxed);
@@ -854,6 +887,7 @@ class circuit_breaker {
             if ((permits >> permit_count_bits) != generation) break;  // the state moved on: re-read it
             if ((permits & ((1U << permit_count_bits) - 1)) == 0) {
               not_permitted_.fetch_add(1, std::memory_order_relaxed);
+              metrics_.on_not_permitted(breaker_state::half_open);
               return std::nullopt;
             }
             if (probe_permits_.compare_exchange_weak(permits, permits - 1, std::memory_order_acq_rel,
@@ -880,6 +914,11 @@ class circuit_breaker {
   }
 
   // ---- recording -------------------------------------------------------------------------
+
+  void record_call(std::uint64_t ticket, call_outcome outcome) noexcept {
+    metrics_.on_call(outcome);
+    record(ticket, outcome);
+  }
 
   void record(std::uint64_t ticket, call_outcome outcome) noexcept {
     const std::uint64_t word = state_.load(std::memory_order_acquire);
@@ -1090,6 +1129,7 @@ class circuit_breaker {
       }
       state_.store(pack(generation, to), std::memory_order_release);
       event = {from, to, cause, generation};
+      metrics_.on_transition(event);  // under the lock, so a state gauge ends on the last state
     }
     notify(event);
     return true;
@@ -1166,6 +1206,7 @@ class circuit_breaker {
   std::uint32_t attempts_ = 0;  // consecutive trips (guarded by transition_mutex_)
   std::mutex listeners_mutex_;
   std::shared_ptr<const std::vector<listener>> listeners_;
+  [[no_unique_address]] Metrics metrics_;
 };
 
 }  // namespace distkit::inline v0

@@ -10,6 +10,7 @@
 #include "distkit/errors.hpp"
 #include "distkit/hash.hpp"
 #include "distkit/hash_ring.hpp"
+#include "distkit/metrics.hpp"
 #include "distkit/paxos.hpp"
 #include "distkit/pipeline.hpp"
 #include "distkit/rate_limiter.hpp"

@@ -567,6 +567,21 @@ class local_store {
 
 static_assert(limiter_store<local_store<gcra>>);
 
+/// @brief What a limiter tells its metrics policy: every decision it returns. The hook is
+/// `noexcept` and runs on the decision path.
+template <class M>
+concept limiter_metrics_policy = requires(M& m, const decision& d) {
+  { m.on_decision(d) }
+  noexcept;
+};
+
+/// @brief The default metrics policy: records nothing and takes no space, so a limiter without
+/// metrics compiles to what it was without the policy. `distkit/metrics/rate_limiter.hpp` has
+/// the policy that feeds a `metrics_registry`.
+struct limiter_no_metrics {
+  static void on_decision(const decision& /*d*/) noexcept {}
+};
+
 /// @brief A per-key rate limiter.
 ///
 /// @tparam Algorithm  models `window_algorithm`: `sliding_window_log` (exact), `sliding_window_counter`,
@@ -574,6 +589,8 @@ static_assert(limiter_store<local_store<gcra>>);
 /// @tparam Clock      models `time_source` (default: `steady_time`; tests use `manual_clock`).
 /// @tparam Store      models `limiter_store` (default: `local_store<Algorithm>`, in-process;
 ///                    `redis_store<Algorithm>` shares the limit across processes).
+/// @tparam Metrics    models `limiter_metrics_policy` (default `limiter_no_metrics`, which costs
+///                    nothing; `limiter_registry_metrics` counts decisions by outcome and reason).
 ///
 /// Keys are any `byte_hashable` value (strings, string_views, integers, byte spans); the
 /// in-process store identifies a key of up to 8 bytes exactly (a one-to-one fingerprint) and a
@@ -587,7 +604,8 @@ static_assert(limiter_store<local_store<gcra>>);
 /// distkit::rate_limiter<distkit::gcra> limiter{{.limit = 100, .window = std::chrono::seconds(1)}};
 /// if (auto d = limiter.try_acquire("client-42"); !d) reply_429(d.retry_after);
 /// @endcode
-template <window_algorithm Algorithm, time_source Clock = steady_time, limiter_store Store = local_store<Algorithm>>
+template <window_algorithm Algorithm, time_source Clock = steady_time, limiter_store Store = local_store<Algorithm>,
+          limiter_metrics_policy Metrics = limiter_no_metrics>
 class rate_limiter {
  public:
   using algorithm_type = Algorithm;
@@ -596,11 +614,13 @@ class rate_limiter {
   using time_point = typename Clock::time_point;
 
   /// Builds the store from the limit (the in-process store with default options).
-  explicit rate_limiter(rate_limit limit, Clock clock = Clock{}) requires std::constructible_from<Store, rate_limit>
-      : store_(limit), clock_(std::move(clock)) {}
+  explicit rate_limiter(rate_limit limit, Clock clock = Clock{},
+                        Metrics metrics = Metrics{}) requires std::constructible_from<Store, rate_limit>
+      : store_(limit), clock_(std::move(clock)), metrics_(std::move(metrics)) {}
 
   /// Takes a configured store (shard count, a Redis connection...).
-  explicit rate_limiter(Store store, Clock clock = Clock{}) : store_(std::move(store)), clock_(std::move(clock)) {}
+  explicit rate_limiter(Store store, Clock clock = Clock{}, Metrics metrics = Metrics{})
+      : store_(std::move(store)), clock_(std::move(clock)), metrics_(std::move(metrics)) {}
 
   /// Asks to spend `cost` units of `key`'s limit now (reads the clock once).
   template <byte_hashable Key>
@@ -615,8 +635,12 @@ class rate_limiter {
   /// the key's own (as redis-cell answers), `retry_after` is `nanoseconds::max()`.
   template <byte_hashable Key>
   auto try_acquire(const Key& key, std::uint64_t cost, time_point now) -> decision {
-    if (DISTKIT_UNLIKELY(cost > store_.policy().limit)) return refuse_cost(detail::key_bytes(key), to_ns(now));
-    return store_.try_acquire(detail::key_bytes(key), cost, to_ns(now));
+    if constexpr (std::is_same_v<Metrics, limiter_no_metrics>) {
+      if (DISTKIT_UNLIKELY(cost > store_.policy().limit)) return refuse_cost(detail::key_bytes(key), to_ns(now));
+      return store_.try_acquire(detail::key_bytes(key), cost, to_ns(now));
+    } else {
+      return decide_observed(detail::key_bytes(key), cost, to_ns(now));
+    }
   }
 
   /// Decides a batch of requests, each of `cost`, at one clock reading: `out[i]` is what
@@ -654,6 +678,7 @@ class rate_limiter {
         out[i] = store_.try_acquire(detail::key_bytes(first[static_cast<std::ptrdiff_t>(i)]), cost, t);
       }
     }
+    for (const decision& d : out) metrics_.on_decision(d);
     return static_cast<std::size_t>(std::count_if(out.begin(), out.end(), [](const decision& d) { return d.allowed; }));
   }
 
@@ -672,6 +697,15 @@ class rate_limiter {
  private:
   static auto to_ns(time_point t) noexcept -> std::int64_t { return detail::saturating_ns(t.time_since_epoch()); }
 
+  // A decision passed to the metrics policy. Its own function with one named result, so the
+  // result is built in the caller's slot (with several return statements g++ copies it).
+  DISTKIT_ALWAYS_INLINE auto decide_observed(std::string_view key, std::uint64_t cost, std::int64_t now) -> decision {
+    decision d =
+        DISTKIT_UNLIKELY(cost > store_.policy().limit) ? refuse_cost(key, now) : store_.try_acquire(key, cost, now);
+    metrics_.on_decision(d);
+    return d;
+  }
+
   // A cost above the limit: the key's figures from a request of cost 0 (which changes no
   // answer), refused. A store that cannot answer gives no figures.
   DISTKIT_COLD auto refuse_cost(std::string_view key, std::int64_t now) -> decision {
@@ -686,6 +720,7 @@ class rate_limiter {
 
   Store store_;
   [[no_unique_address]] Clock clock_;
+  [[no_unique_address]] Metrics metrics_;
 };
 
 /// @brief HTTP response fields for a decision, per RFC 9110 (`Retry-After`) and the IETF

@@ -35,7 +35,7 @@ case "$step" in
     [[ -n "$(field Maintainer)" && -n "$(field Description)" ]] || fail "no Maintainer or Description"
     [[ "$(field Depends)" == "libxxhash-dev" ]] || fail "Depends: '$(field Depends)', expected 'libxxhash-dev'"
     suggests="$(field Suggests)"
-    for p in libssl-dev libasio-dev libhiredis-dev; do
+    for p in libssl-dev libasio-dev libhiredis-dev prometheus-cpp-dev; do
       grep -qw -- "$p" <<<"$suggests" || fail "Suggests: '$suggests' lacks $p"
     done
     files="$(dpkg-deb -c "$deb" | awk '{print $6}')"
