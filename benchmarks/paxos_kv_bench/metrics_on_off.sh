@@ -14,9 +14,10 @@ for i in 1 2 3; do pp[$i]=$(fp); cp[$i]=$(fp); mp[$i]=$(fp); peers+="${peers:+,}
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/cluster.key"
 for i in 1 2 3; do
-  extra=()
-  if [[ "$mode" == on ]]; then extra=(--metrics-listen "127.0.0.1:${mp[$i]}"); fi
+  extra=(--cluster-key-file "$dir/cluster.key")
+  if [[ "$mode" == on ]]; then extra+=(--metrics-listen "127.0.0.1:${mp[$i]}"); fi
   "$server" --id $i --peers "$peers" --data-dir "$dir/$i" --quiet "${extra[@]}" & pids+=($!)
 done
 servers="127.0.0.1:${cp[1]},127.0.0.1:${cp[2]},127.0.0.1:${cp[3]}"

@@ -2,7 +2,7 @@
 // examples/paxos_kv/server.cpp: one replica of a replicated key-value store (Multi-Paxos over TCP).
 //
 //   paxos_kv_server --id 1 --peers 1=127.0.0.1:7001:8001,2=127.0.0.1:7002:8002,3=127.0.0.1:7003:8003
-//                   --data-dir /var/lib/kv1 [--client-port 8001] [--cluster-key-file cluster.key]
+//                   --data-dir /var/lib/kv1 [--client-port 8001] --cluster-key-file cluster.key
 //                   [--metrics-listen 127.0.0.1:9101]
 //
 // With --metrics-listen, `GET /metrics` on that address answers the Prometheus text format:

@@ -17,8 +17,9 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 peer="$(free_port)" client_port="$(free_port)" metrics_port="$(free_port)"
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/cluster.key"
 "$server" --id 1 --peers "1=127.0.0.1:${peer}:${client_port}" --data-dir "$dir/data" \
-  --metrics-listen "127.0.0.1:${metrics_port}" --quiet &
+  --cluster-key-file "$dir/cluster.key" --metrics-listen "127.0.0.1:${metrics_port}" --quiet &
 pid=$!
 
 scrape() { curl -sf --max-time 5 "http://127.0.0.1:${metrics_port}/metrics" -o "$1"; }

@@ -27,8 +27,10 @@ for i in 1 2 3; do
   servers+="${servers:+,}127.0.0.1:${client_port[$i]}"
   targets+="${targets:+, }'127.0.0.1:${metrics_port[$i]}'"
 done
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/cluster.key"
 for i in 1 2 3; do
-  "$server" --id "$i" --peers "$peers" --data-dir "$dir/node$i" --metrics-listen "127.0.0.1:${metrics_port[$i]}" \
+  "$server" --id "$i" --peers "$peers" --data-dir "$dir/node$i" --cluster-key-file "$dir/cluster.key" \
+    --metrics-listen "127.0.0.1:${metrics_port[$i]}" \
     --quiet >"$dir/node$i.log" 2>&1 &
   pids+=($!)
 done
