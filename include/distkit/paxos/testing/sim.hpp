@@ -211,9 +211,9 @@ struct sim_result {
 /// After every ready cycle it checks: at most one value is chosen per slot (counting durable
 /// votes against a true majority), a chosen value never changes, a replica only learns chosen
 /// values and never writes another value over a slot it knows is chosen, and replicas at the
-/// same chosen index have the same running checksum; after every restart, that no durable acceptance was
-/// forgotten. At the end it checks that clients finished, replicas converged and the client
-/// history is linearizable.
+/// same chosen index have the same running checksum; after every restart, that no durable
+/// acceptance was forgotten. At the end it checks that clients finished, replicas converged and
+/// the client history is linearizable.
 ///
 /// @tparam StateMachine models `state_machine` (default `kv_state_machine`).
 /// @tparam Workload     models `sim_workload` (default `kv_workload`).
