@@ -21,6 +21,7 @@
 #include "distkit/hash.hpp"
 #include "distkit/paxos/concepts.hpp"
 #include "distkit/paxos/message.hpp"
+#include "distkit/paxos/progress.hpp"
 #include "distkit/paxos/testing/mutations.hpp"
 #include "distkit/paxos/types.hpp"
 
@@ -158,8 +159,7 @@ class replica {
     }
     quorum_ = opts_.nodes.size() / 2 + 1;
     rng_.seed(opts_.seed * 0x9E3779B97F4A7C15ULL + opts_.id + 1);
-    peer_heard_.assign(opts_.nodes.size(), 0);
-    peer_snapshot_tick_.assign(opts_.nodes.size(), 0);
+    progress_.reset_peers(opts_.nodes.size());
     recover(std::move(recovered));
     reset_election_timer();
   }
@@ -179,8 +179,8 @@ class replica {
       // off from the majority stops taking commands it cannot commit.
       if (now_ - leader_since_ > opts_.election_ticks) {
         std::size_t alive = 1;
-        for (std::size_t i = 0; i < peer_heard_.size(); ++i) {
-          if (i != self_ && now_ - peer_heard_[i] <= opts_.election_ticks) ++alive;
+        for (std::size_t i = 0; i < progress_.heard.size(); ++i) {
+          if (i != self_ && now_ - progress_.heard[i] <= opts_.election_ticks) ++alive;
         }
         if (alive < quorum_) become_follower(std::nullopt);
       }
@@ -287,7 +287,7 @@ class replica {
   }
   /// The next slot the leader proposes into (meaningful while leading; always above
   /// `chosen_index()` then).
-  [[nodiscard]] auto next_slot() const noexcept -> slot_t { return next_slot_; }
+  [[nodiscard]] auto next_slot() const noexcept -> slot_t { return progress_.next_slot; }
   /// Number of commands queued and not yet in a slot.
   [[nodiscard]] auto pending_commands() const noexcept -> std::size_t { return pending_.size(); }
   /// Refusals, ignored messages and byte-bounded traffic so far.
@@ -308,15 +308,10 @@ class replica {
     batch value;          ///< the value
     bool chosen = false;  ///< known chosen (marker, durable in the WAL record when learned)
   };
-  struct inflight {
-    std::uint64_t acks = 0;
-    std::uint64_t sent = 0;
-    std::size_t bytes = 0;  ///< encoded size of the slot's batch
-  };
   struct client_entry {
-    std::uint64_t request_id = 0;
-    std::string result;
-    bool result_dropped = false;  ///< a large read-only result, read again on a retry
+    std::uint64_t request_id = 0;  ///< the client's last applied request
+    std::string result;            ///< its result, returned again to a retry
+    bool result_dropped = false;   ///< a large read-only result, read again on a retry
   };
 
   void validate() const {
@@ -453,7 +448,7 @@ class replica {
   void become_follower(std::optional<node_id> leader) {
     role_ = role::follower;
     leader_ = leader;
-    inflight_.clear();
+    progress_.inflight.clear();
     pending_.clear();
     reset_election_timer();
   }
@@ -488,11 +483,11 @@ class replica {
     role_ = role::leader;
     leader_ = opts_.id;
     leader_since_ = now_;
-    std::fill(peer_heard_.begin(), peer_heard_.end(), now_);
-    inflight_.clear();
+    std::fill(progress_.heard.begin(), progress_.heard.end(), now_);
+    progress_.inflight.clear();
     slot_t last = chosen_index_;
     if (!promise_entries_.empty()) last = std::max(last, promise_entries_.rbegin()->first);
-    next_slot_ = last + 1;
+    progress_.next_slot = last + 1;
     // Re-propose the highest-ballot value of every open slot; fill the gaps with no-ops.
     for (slot_t s = chosen_index_ + 1; s <= last; ++s) {
       auto it = promise_entries_.find(s);
@@ -509,10 +504,9 @@ class replica {
 
   void flush_proposals() {
     if (role_ != role::leader) return;
-    std::size_t inflight_bytes = 0;
-    for (const auto& [s, f] : inflight_) inflight_bytes += f.bytes;
-    while (!pending_.empty() && inflight_.size() < opts_.window &&
-           (inflight_.empty() || inflight_bytes < opts_.max_inflight_bytes)) {
+    std::size_t inflight_bytes = progress_.inflight_bytes();
+    while (!pending_.empty() && progress_.inflight.size() < opts_.window &&
+           (progress_.inflight.empty() || inflight_bytes < opts_.max_inflight_bytes)) {
       // Up to max_batch commands and max_batch_bytes; `propose` made sure one always fits.
       batch v;
       v.reserve(std::min(opts_.max_batch, pending_.size()));
@@ -526,15 +520,15 @@ class replica {
         pending_.pop_front();
       }
       inflight_bytes += bytes;
-      propose_slot(next_slot_++, std::move(v));
+      propose_slot(progress_.next_slot++, std::move(v));
     }
   }
 
   void propose_slot(slot_t s, batch v) {
     // The leader never proposes into a slot it knows is chosen (`commit_and_apply` keeps
-    // `next_slot_` above `chosen_index_`); only a test mutation breaks this.
+    // `progress_.next_slot` above `chosen_index_`); only a test mutation breaks this.
     DISTKIT_ASSERT(s > chosen_index_ || mutations_ != testing::mutation::none);
-    inflight_[s] = inflight{0, now_, encoded_size(v)};
+    progress_.inflight[s] = detail::slot_progress{0, now_, encoded_size(v)};
     for (std::size_t i = 0; i < opts_.nodes.size(); ++i) {
       if (i != self_) send(accept_msg{opts_.id, opts_.nodes[i], my_ballot_, s, v, chosen_index_});
     }
@@ -545,11 +539,11 @@ class replica {
 
   void count_accept(std::size_t voter, slot_t s) {
     if (role_ != role::leader) return;
-    auto it = inflight_.find(s);
-    if (it == inflight_.end()) return;
+    auto it = progress_.inflight.find(s);
+    if (it == progress_.inflight.end()) return;
     it->second.acks |= bit(voter);
     if (popcount(it->second.acks) >= quorum_) {
-      inflight_.erase(it);
+      progress_.inflight.erase(it);
       auto l = log_.find(s);
       if (l != log_.end()) l->second.chosen = true;
       commit_and_apply(chosen_source::quorum);
@@ -557,7 +551,7 @@ class replica {
   }
 
   void retransmit() {
-    for (auto& [s, f] : inflight_) {
+    for (auto& [s, f] : progress_.inflight) {
       if (f.sent + retransmit_ticks(f.bytes) > now_) continue;
       f.sent = now_;
       auto l = log_.find(s);
@@ -602,8 +596,7 @@ class replica {
         return;
       }
     }
-    inflight_.erase(inflight_.begin(), inflight_.upper_bound(chosen_index_));
-    next_slot_ = std::max(next_slot_, chosen_index_ + 1);
+    progress_.chosen_through(chosen_index_);
   }
 
   /// A leader at `b` says slots up to `commit` are chosen. A slot we accepted at `b` holds the
@@ -756,7 +749,7 @@ class replica {
 
   void send_snapshot(std::size_t peer) {
     if (!last_snapshot_) return;
-    if (peer_snapshot_tick_[peer] != 0 && now_ < peer_snapshot_tick_[peer] + opts_.election_ticks) return;
+    if (progress_.snapshot_tick[peer] != 0 && now_ < progress_.snapshot_tick[peer] + opts_.election_ticks) return;
     send_snapshot_chunk(peer, 0, /*announce=*/true);
   }
 
@@ -839,7 +832,7 @@ class replica {
   /// transfer under way keeps its snapshot even after a newer one is taken.
   void send_snapshot_chunk(std::size_t peer, std::uint64_t offset, bool announce) {
     if (announce) build_snapshot_wire();
-    peer_snapshot_tick_[peer] = now_ == 0 ? 1 : now_;
+    progress_.snapshot_tick[peer] = now_ == 0 ? 1 : now_;
     snapshot_chunk_msg c{opts_.id,
                          opts_.nodes[peer],
                          snapshot_wire_index_,
@@ -944,7 +937,7 @@ class replica {
     observe(m.promised);
     if (role_ != role::leader || m.bal != my_ballot_) return std::nullopt;
     const auto i = index_of(m.from);
-    peer_heard_[i] = now_;
+    progress_.heard[i] = now_;
     if (!m.ok) {
       if (m.promised > my_ballot_) preempted();
       return std::nullopt;
@@ -1099,55 +1092,59 @@ class replica {
     std::vector<log_entry> entries;  ///< the parts received so far
   };
   struct snapshot_assembly {
-    slot_t index = 0;
-    std::uint64_t total = 0;
-    std::uint32_t total_crc = 0;
-    std::string bytes;  ///< the prefix received so far
+    slot_t index = 0;             ///< the snapshot's last slot
+    std::uint64_t total = 0;      ///< its encoded size
+    std::uint32_t total_crc = 0;  ///< CRC-32C of all of its bytes
+    std::string bytes;            ///< the prefix received so far
   };
 
-  replica_options opts_;
-  StateMachine sm_;
-  std::size_t self_ = 0;
-  std::size_t quorum_ = 1;
-  std::mt19937_64 rng_;
+  // Configuration and identity.
+  replica_options opts_;    ///< validated options
+  StateMachine sm_;         ///< the replicated state machine, at `chosen_index_`
+  std::size_t self_ = 0;    ///< this replica's index in `opts_.nodes`
+  std::size_t quorum_ = 1;  ///< votes needed: a majority (a test mutation lowers it)
+  std::mt19937_64 rng_;     ///< election back-off
 
-  role role_ = role::follower;
-  ballot promised_;
-  ballot highest_seen_;
-  ballot my_ballot_;
-  ballot leader_ballot_;
-  std::optional<node_id> leader_;
+  // Role and ballots.
+  role role_ = role::follower;     ///< follower, candidate or leader
+  ballot promised_;                ///< the highest ballot promised (durable through `out_.promise`)
+  ballot highest_seen_;            ///< the highest ballot seen in any message; a new election goes above it
+  ballot my_ballot_;               ///< the ballot of this replica's last election
+  ballot leader_ballot_;           ///< the ballot of the leader it follows
+  std::optional<node_id> leader_;  ///< the leader it follows (itself when leading), if known
 
-  std::uint64_t now_ = 0;
-  std::uint64_t election_deadline_ = 0;
-  std::uint64_t last_leader_contact_ = 0;
-  std::uint64_t heartbeat_due_ = 0;
-  std::uint64_t leader_since_ = 0;
-  std::uint64_t catchup_asked_ = 0;
-  slot_t catchup_asked_index_ = 0;
+  // Time, in ticks.
+  std::uint64_t now_ = 0;                  ///< ticks since start
+  std::uint64_t election_deadline_ = 0;    ///< a follower or candidate campaigns at this tick
+  std::uint64_t last_leader_contact_ = 0;  ///< tick of the last message from the leader it follows
+  std::uint64_t heartbeat_due_ = 0;        ///< leader: tick of the next heartbeat and retransmit pass
+  std::uint64_t leader_since_ = 0;         ///< leader: tick it was elected
+  std::uint64_t catchup_asked_ = 0;        ///< tick of the outstanding catch-up request (0: none)
+  slot_t catchup_asked_index_ = 0;         ///< the chosen index that request was made at
 
-  std::map<slot_t, slot_state> log_;
-  slot_t chosen_index_ = 0;
-  slot_t snap_index_ = 0;
-  std::optional<snapshot> last_snapshot_;
-  std::uint64_t checksum_ = 0;
-  std::unordered_map<std::uint64_t, client_entry> clients_;
+  // The log: entries, chosen marker, applied state, dedupe, compaction.
+  std::map<slot_t, slot_state> log_;                         ///< accepted and chosen values above the compacted prefix
+  slot_t chosen_index_ = 0;                                  ///< every slot up to here is chosen and applied
+  slot_t snap_index_ = 0;                                    ///< the last slot of the latest snapshot
+  std::optional<snapshot> last_snapshot_;                    ///< the latest snapshot, for lagging peers
+  std::uint64_t checksum_ = 0;                               ///< running hash of the applied log
+  std::unordered_map<std::uint64_t, client_entry> clients_;  ///< dedupe: last request per client
 
-  std::uint64_t promise_votes_ = 0;
-  std::map<slot_t, log_entry> promise_entries_;
+  // Phase 1 (candidate).
+  std::uint64_t promise_votes_ = 0;              ///< bit i: replica i promised `my_ballot_`
+  std::map<slot_t, log_entry> promise_entries_;  ///< the highest-ranked value reported per open slot
 
-  std::map<slot_t, inflight> inflight_;
-  slot_t next_slot_ = 1;
-  std::deque<paxos::command> pending_;
-  std::vector<std::uint64_t> peer_heard_;
-  std::vector<std::uint64_t> peer_snapshot_tick_;
+  // Leader.
+  std::deque<paxos::command> pending_;  ///< commands queued for the next batches
+  detail::leader_progress progress_;    ///< proposals in flight, next slot, peers heard, snapshot transfers
 
-  paxos::ready out_;
-  bool self_promise_pending_ = false;
-  bool inflight_self_promise_ = false;
-  bool inflight_snapshot_ = false;
-  std::vector<slot_t> self_acks_pending_;
-  std::vector<slot_t> inflight_self_acks_;
+  // The ready cycle.
+  paxos::ready out_;                        ///< work accumulated for the next `ready()`
+  bool self_promise_pending_ = false;       ///< its own promise counts once the next ready is durable
+  bool inflight_self_promise_ = false;      ///< ...and that ready was handed out, awaiting `advance()`
+  bool inflight_snapshot_ = false;          ///< the ready handed out carries a snapshot: compact on `advance()`
+  std::vector<slot_t> self_acks_pending_;   ///< its own accepts, counted once the next ready is durable
+  std::vector<slot_t> inflight_self_acks_;  ///< ...those of the ready handed out, awaiting `advance()`
 
   replica_stats stats_;                                    ///< counters by reason
   std::size_t pending_bytes_ = 0;                          ///< encoded bytes of `pending_`

@@ -12,8 +12,10 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <fcntl.h>
 #include <sys/types.h>
@@ -91,10 +93,7 @@ class memory_file_system {
   /// Applies a crash: unsynced bytes of every file are torn as `shape` says, unsynced
   /// directory changes are kept or lost, every open file is closed.
   void crash(const crash_shape& shape) {
-    for (auto& [name, node] : all_inodes()) {
-      (void)name;
-      apply(*node, shape);
-    }
+    for (auto& node : all_inodes()) apply(*node, shape);
     if (!shape.keep_renames) names_ = durable_names_;
     durable_names_ = names_;
     fds_.clear();
@@ -105,8 +104,7 @@ class memory_file_system {
   template <class Rng>
   void crash(Rng& rng) {
     bool keep_renames = std::uniform_int_distribution<int>(0, 1)(rng) == 1;
-    for (auto& [name, node] : all_inodes()) {
-      (void)name;
+    for (auto& node : all_inodes()) {
       crash_shape s;
       s.mode = static_cast<tear>(std::uniform_int_distribution<int>(0, 2)(rng));
       std::size_t tail = node->data.size() > node->durable.size() ? node->data.size() - node->durable.size() : 0;
@@ -216,11 +214,18 @@ class memory_file_system {
   }
 
  private:
-  // Every inode reachable from the current or the durable directory entries.
-  auto all_inodes() -> std::map<inode*, std::shared_ptr<inode>> {
-    std::map<inode*, std::shared_ptr<inode>> out;
-    for (auto& [n, p] : names_) out.emplace(p.get(), p);
-    for (auto& [n, p] : durable_names_) out.emplace(p.get(), p);
+  // Every inode reachable from the current or the durable directory entries, once each, in
+  // the order of its first name (current names, then durable ones). The order must not
+  // depend on heap addresses: a seeded crash draws its tears file by file in this order, and
+  // the same seed must tear the same files the same way in every run.
+  auto all_inodes() -> std::vector<std::shared_ptr<inode>> {
+    std::vector<std::shared_ptr<inode>> out;
+    std::set<const inode*> seen;
+    for (const auto* dir : {&names_, &durable_names_}) {
+      for (const auto& [n, p] : *dir) {
+        if (seen.insert(p.get()).second) out.push_back(p);
+      }
+    }
     return out;
   }
   static void apply(inode& n, const crash_shape& s) {

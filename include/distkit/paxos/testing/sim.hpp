@@ -144,6 +144,24 @@ struct sim_options {
   /// has become leader, then delivered to it; and of catch-up requests held until their sender
   /// leads, then answered.
   double catchup_to_leader = 0.05;
+  /// Share of fault events that pause a replica's process (SIGSTOP, a long GC or VM stall),
+  /// half the time the one that leads: it neither ticks nor reads while paused; what arrives
+  /// for it and the requests of its clients queue; on resume it reads the queue in a burst, in
+  /// no particular order across its peers' links, and its first tick comes late (ticks missed
+  /// while paused are dropped, as a ticker channel drops them). A paused leader wakes up still
+  /// believing it leads, with a peer's answer to an old request in its queue. 0 turns pauses
+  /// off and leaves every other fault of a seed as it was.
+  double pause = 0.0;
+  std::uint64_t pause_max = 6'000;  ///< pauses last uniformly up to this long (at least a tick)
+  /// Share of catch-up requests of which `catchup_late_copies` copies are delivered late, each
+  /// up to `catchup_late_max` after it was sent (a request stuck in a queue, or resent by a
+  /// proxy): each is answered from what is chosen when it arrives, to a sender that may lead
+  /// by then, or have led and been replaced without knowing it. 0 leaves the other faults of
+  /// a seed as they were.
+  double catchup_request_late = 0.0;
+  std::size_t catchup_late_copies = 1;
+  /// How late a late catch-up request, or a request or reply held until its node leads, can be.
+  std::uint64_t catchup_late_max = 6'000;
   mutation mutations = mutation::none;          ///< test-only bugs to re-introduce
   replica_options replica = default_replica();  ///< id/nodes/seed are set per replica
 
@@ -164,7 +182,7 @@ struct sim_options {
 struct sim_stats {
   std::uint64_t messages = 0, dropped = 0, duplicated = 0;
   std::uint64_t crashes = 0, torn_crashes = 0, restarts = 0;
-  std::uint64_t partitions = 0, clogs = 0, one_way_cuts = 0;
+  std::uint64_t partitions = 0, clogs = 0, one_way_cuts = 0, pauses = 0;
   std::uint64_t completed_ops = 0, pending_ops = 0, duplicates_answered = 0;
   std::uint64_t chosen_slots = 0, syncs = 0, snapshots_sent = 0;
   std::uint64_t snapshots_installed = 0, held_replies_to_leader = 0;
@@ -188,13 +206,14 @@ struct sim_result {
 /// torn or zero-filled) and restart them from what their storage (`memory_storage`, or the
 /// real `file_storage` over `memory_file_system`) made durable, partition the cluster, cut
 /// links one way, and "swizzle-clog" (cut a random set of nodes one by one, then restore them
-/// in random order); each replica's clock runs at its own rate. After every ready cycle it
-/// checks: at most one value is chosen per slot (counting durable votes against a true
-/// majority), a chosen value never changes, a replica only learns chosen values and never
-/// writes another value over a slot it knows is chosen, and replicas at the same chosen index
-/// have the same running checksum; after every restart, that no durable acceptance was
-/// forgotten. At the end it checks that clients finished, replicas converged and the client
-/// history is linearizable.
+/// in random order), and (when `pause` is set) stop a replica's process so that it wakes up,
+/// perhaps deposed, to a burst of queued messages; each replica's clock runs at its own rate.
+/// After every ready cycle it checks: at most one value is chosen per slot (counting durable
+/// votes against a true majority), a chosen value never changes, a replica only learns chosen
+/// values and never writes another value over a slot it knows is chosen, and replicas at the
+/// same chosen index have the same running checksum; after every restart, that no durable
+/// acceptance was forgotten. At the end it checks that clients finished, replicas converged and
+/// the client history is linearizable.
 ///
 /// @tparam StateMachine models `state_machine` (default `kv_state_machine`).
 /// @tparam Workload     models `sim_workload` (default `kv_workload`).
@@ -268,7 +287,7 @@ class simulation {
   }
 
  private:
-  enum class kind : std::uint8_t { tick, deliver, client, client_timeout, fault, restart, unclog, heal };
+  enum class kind : std::uint8_t { tick, deliver, client, client_timeout, fault, restart, unclog, heal, resume };
   struct event {
     std::uint64_t time = 0;
     std::uint64_t seq = 0;
@@ -357,6 +376,13 @@ class simulation {
     std::uint64_t syncs_before_ = 0;
   };
 
+  // A client request in a paused server's socket: read on resume even if its client gave up.
+  struct queued_request {
+    std::size_t client = 0;
+    std::uint64_t attempt = 0;
+    std::uint64_t seq = 0;
+    std::string command;
+  };
   struct sim_node {
     std::optional<replica<StateMachine>> r;
     std::unique_ptr<sim_disk> disk;
@@ -364,7 +390,10 @@ class simulation {
     std::uint64_t incarnation = 0;
     slot_t checked = 0;
     bool was_leader = false;
-    std::vector<message> held;  // catch-up replies delivered once this replica leads
+    std::vector<message> held;                 // catch-up replies delivered once this replica leads
+    bool paused = false;                       // its process is stopped: no ticks, no reads
+    std::vector<message> inbox;                // what its peers sent while it was paused, read on resume
+    std::vector<queued_request> client_inbox;  // client requests that arrived while paused
   };
   struct client {
     std::uint64_t id = 0;
@@ -448,8 +477,10 @@ class simulation {
       case kind::tick: {
         auto& n = nodes_[ev.a];
         if (n.r && ev.b == n.incarnation) {
-          n.r->tick();
-          drive(ev.a);
+          if (!n.paused) {
+            n.r->tick();
+            drive(ev.a);
+          }
           schedule(now_ + n.period, kind::tick, ev.a, n.incarnation);
         }
         if (all_done() && now_ >= opts_.fault_time && converged()) finished_ = true;
@@ -458,7 +489,9 @@ class simulation {
       case kind::deliver: {
         auto to = message_to(*ev.msg) - 1;
         auto& n = nodes_[to];
-        if (n.r) {
+        if (n.r && n.paused) {
+          n.inbox.push_back(std::move(*ev.msg));
+        } else if (n.r) {
           n.r->step(std::move(*ev.msg));
           drive(to);
         }
@@ -484,6 +517,9 @@ class simulation {
         break;
       case kind::restart:
         restart(ev.a);
+        break;
+      case kind::resume:
+        resume(ev.a);
         break;
       case kind::unclog:
         change_links(ev.a, ev.b, -1);
@@ -519,6 +555,15 @@ class simulation {
                  m);
       }
       if (chance(opts_.catchup_to_leader)) nodes_[to].held.push_back(m);
+    }
+    if (faulty && opts_.catchup_request_late > 0 && std::holds_alternative<catchup_request_msg>(m) &&
+        chance(opts_.catchup_request_late)) {
+      // Copies of the request stuck in a queue: answered long after, from what is chosen then,
+      // to a sender that may lead by now, or have led and been replaced without knowing it.
+      for (std::size_t k = 0; k < opts_.catchup_late_copies; ++k) {
+        schedule(now_ + uniform(opts_.max_delay, std::max(opts_.max_delay, opts_.catchup_late_max)), kind::deliver, 0,
+                 0, m);
+      }
     }
     if (faulty && std::holds_alternative<catchup_request_msg>(m) && chance(opts_.catchup_to_leader)) {
       // A request made while following, answered once its sender leads: the reply is built
@@ -593,7 +638,7 @@ class simulation {
         for (auto& m : n.held) {
           ++result_.stats.held_replies_to_leader;
           // Like a peer's queue that drains when a link heals: soon, or after a long while.
-          schedule(now_ + uniform(opts_.min_delay, std::max(opts_.max_delay, opts_.long_delay_max)), kind::deliver, 0,
+          schedule(now_ + uniform(opts_.min_delay, std::max(opts_.max_delay, opts_.catchup_late_max)), kind::deliver, 0,
                    0, std::move(m));
         }
         n.held.clear();
@@ -740,6 +785,20 @@ class simulation {
       history_.push_back(std::move(h));
     }
     auto& n = nodes_[c.target];
+    if (n.paused) {  // the request waits in the stopped server's socket until it resumes
+      c.waiting = true;
+      ++c.attempt;
+      schedule(now_ + opts_.client_timeout, kind::client_timeout, ci, c.attempt);
+      n.client_inbox.push_back(queued_request{ci, c.attempt, c.seq, history_[*c.op].command});
+      return;
+    }
+    client_propose(ci);
+  }
+
+  /// Hands client `ci`'s current command to its target replica.
+  void client_propose(std::size_t ci) {
+    auto& c = clients_[ci];
+    auto& n = nodes_[c.target];
     if (!n.r) {
       c.target = uniform(0, opts_.replicas - 1);
       schedule(now_ + opts_.tick, kind::client, ci);
@@ -806,6 +865,9 @@ class simulation {
       n.disk->crash(true);
     }
     n.r.reset();
+    n.paused = false;
+    n.inbox.clear();
+    n.client_inbox.clear();
     ++n.incarnation;
     ++result_.stats.crashes;
     log_fault(std::string(clean ? "crash " : "crash mid-write ") + std::to_string(i + 1));
@@ -842,6 +904,10 @@ class simulation {
   }
 
   void inject_fault() {
+    if (opts_.pause > 0 && chance(opts_.pause)) {
+      pause_one();
+      return;
+    }
     auto kind_roll = uniform(0, 9);
     auto heal_at = [&] { return now_ + uniform(10 * opts_.tick, 80 * opts_.tick); };
     if (kind_roll <= 2) {  // crash
@@ -915,10 +981,71 @@ class simulation {
     log_fault(std::string(delta > 0 ? "clog " : "unclog ") + std::to_string(node + 1));
   }
 
+  /// Stops a replica's process for a while: the leader half the time, else any replica.
+  void pause_one() {
+    std::size_t i = uniform(0, opts_.replicas - 1);
+    if (chance(0.5)) {
+      for (std::size_t k = 0; k < nodes_.size(); ++k) {
+        if (nodes_[k].r && nodes_[k].r->is_leader()) i = k;
+      }
+    }
+    auto& n = nodes_[i];
+    if (!n.r || n.paused) return;
+    n.paused = true;
+    ++result_.stats.pauses;
+    log_fault("pause " + std::to_string(i + 1));
+    schedule(now_ + uniform(opts_.tick, std::max(opts_.tick, opts_.pause_max)), kind::resume, i);
+  }
+
+  /// The process runs again and reads what queued up as an event loop does: one link at a
+  /// time, in no particular order of links (each peer's and each client's connection is one),
+  /// each link's messages in the order they arrived, with a ready cycle after each message.
+  void resume(std::size_t i) {
+    auto& n = nodes_[i];
+    if (!n.paused) return;
+    n.paused = false;
+    log_fault("resume " + std::to_string(i + 1));
+    auto inbox = std::move(n.inbox);
+    auto client_inbox = std::move(n.client_inbox);
+    n.inbox.clear();
+    n.client_inbox.clear();
+    // Links: 0..replicas-1 are peers, replicas+c is client c.
+    std::vector<std::size_t> links(opts_.replicas + clients_.size());
+    for (std::size_t k = 0; k < links.size(); ++k) links[k] = k;
+    std::shuffle(links.begin(), links.end(), rng_);
+    const auto incarnation = n.incarnation;
+    for (auto link : links) {
+      if (link < opts_.replicas) {
+        for (auto& m : inbox) {
+          if (message_from(m) - 1 != link) continue;
+          if (!n.r || n.incarnation != incarnation) return;  // crashed while reading
+          n.r->step(std::move(m));
+          drive(i);
+        }
+        continue;
+      }
+      for (auto& q : client_inbox) {
+        if (q.client != link - opts_.replicas) continue;
+        if (!n.r || n.incarnation != incarnation) return;
+        auto& c = clients_[q.client];
+        if (c.waiting && c.attempt == q.attempt && c.target == i) {
+          c.waiting = false;
+          client_propose(q.client);
+        } else {
+          // Its client gave up and went elsewhere; the server still reads and proposes it (a
+          // retry of the same request id is applied once).
+          (void)n.r->propose(c.id, q.seq, std::move(q.command));
+          drive(i);
+        }
+      }
+    }
+  }
+
   /// The end of the fault phase: every link heals, every crashed replica restarts.
   void end_faults() {
     std::fill(cut_.begin(), cut_.end(), 0);
     for (std::size_t i = 0; i < nodes_.size(); ++i) {
+      resume(i);
       nodes_[i].disk->disarm();
       if (!nodes_[i].r) schedule(now_, kind::restart, i);
     }
