@@ -228,7 +228,9 @@ auto hunt(const char* name, mutation m, std::uint64_t max_seeds, Tune tune) -> s
 TEST_CASE("paxos simulation catches a commit record made durable before the snapshot it points past",
           "[paxos][sim][mutation]") {
   for (auto storage : {sim_storage::file, sim_storage::memory}) {
-    // Found at seed 23 (file) and 711 (memory) when this test was written.
+    // The seed found (printed) moves when the replica or the fault draws change: 23 (file) and
+    // 711 (memory) when this test was written, 96 and 86 after the file layer tore files in name
+    // order; the bounds leave room.
     const std::uint64_t bound = storage == sim_storage::file ? 400 : 1500;
     auto seed = hunt("commit_before_snapshot", mutation::commit_before_snapshot, bound, [&](sim_options& o) {
       o.replicas = 3;
