@@ -117,12 +117,12 @@ TEMPLATE_TEST_CASE("queue blocking calls time out on a full or empty queue", "[q
                    distkit::mpmc_queue<int>, distkit::spsc_queue<int>) {
   TestType q(1);
   REQUIRE_FALSE(q.pop_for(1ms));
-  REQUIRE_FALSE(q.pop_until(std::chrono::steady_clock::now()));
+  REQUIRE_FALSE(q.pop_until(std::chrono::steady_clock::time_point{}));
   REQUIRE(q.capacity() == 2);
   REQUIRE(q.push(7) == distkit::push_result::pushed);
   REQUIRE(q.push(6) == distkit::push_result::pushed);
   REQUIRE(q.push_for(8, 1ms) == distkit::push_result::timed_out);
-  REQUIRE(q.push_until(8, std::chrono::steady_clock::now()) == distkit::push_result::timed_out);
+  REQUIRE(q.push_until(8, std::chrono::steady_clock::time_point{}) == distkit::push_result::timed_out);
   REQUIRE(q.pop_for(1ms) == 7);
   REQUIRE(q.pop_for(1ms) == 6);
 }

@@ -45,8 +45,8 @@
 
 #include "distkit/paxos/frame.hpp"
 #include "distkit/paxos/kv_state_machine.hpp"
-#include "distkit/paxos/tcp_transport.hpp"  // standalone Asio, for free_port
 #include "paxos_kv/kv_protocol.hpp"
+#include "support/server_process.hpp"
 
 namespace {
 
@@ -55,91 +55,17 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using steady = std::chrono::steady_clock;
 
-auto free_port() -> std::uint16_t {
-  asio::io_context io;
-  asio::ip::tcp::acceptor a(io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  return a.local_endpoint().port();
-}
-
 auto server_binary() -> std::string {
   const char* other = std::getenv("PAXOS_KV_ATTACK_SERVER");
   return other != nullptr ? std::string(other) : std::string(PAXOS_KV_SERVER);
 }
 
-/// One paxos_kv_server process, its output in `log`.
-struct server_process {
-  std::vector<std::string> args;
-  std::string log;
-  pid_t pid = -1;
-
-  void start() {
-    REQUIRE(pid < 0);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid = ::fork();  // fork + exec: the child must not inherit the test's sockets
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      if (fd >= 0) {
-        ::dup2(fd, 1);
-        ::dup2(fd, 2);
-      }
-      ::close_range(3, ~0U, 0);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-  }
-  void kill9() {
-    if (pid < 0) return;
-    ::kill(pid, SIGKILL);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    pid = -1;
-  }
-  /// Waits up to `timeout` for the process to exit by itself; its exit status, or -1.
-  auto wait_exit(std::chrono::milliseconds timeout) -> int {
-    const int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-    REQUIRE(fd >= 0);
-    pollfd p{fd, POLLIN, 0};
-    const int ready = ::poll(&p, 1, static_cast<int>(timeout.count()));
-    ::close(fd);
-    if (ready != 1) {
-      kill9();
-      return -1;
-    }
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    pid = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
-  [[nodiscard]] auto output() const -> std::string {
-    std::ifstream in(log);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-  }
-  /// Resident memory of the process, in KiB (VmRSS), 0 if unknown.
-  [[nodiscard]] auto rss_kib() const -> std::uint64_t {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-    std::string line;
-    while (std::getline(in, line)) {
-      if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6));
-    }
-    return 0;
-  }
-};
-
-auto field(const std::string& status, const std::string& name) -> std::string {
-  auto at = status.find(" " + name + "=");
-  if (at == std::string::npos) at = status.rfind(name + "=", 0) == 0 ? 0 : std::string::npos;
-  if (at == std::string::npos) return {};
-  auto start = status.find('=', at) + 1;
-  return status.substr(start, status.find(' ', start) - start);
-}
+using distkit_test::free_port;
+using distkit_test::server_process;
+using distkit_test::status_field;
 
 auto number(const std::string& status, const std::string& name) -> std::uint64_t {
-  auto v = field(status, name);
+  auto v = status_field(status, name);
   return v.empty() ? 0 : std::stoull(v);
 }
 
@@ -309,7 +235,7 @@ auto find_leader(paxos_kv::client& admin, const cluster& c) -> int {
   for (int i = 1; i <= cluster::n; ++i) {
     if (c.servers[i].pid < 0) continue;
     auto s = admin.status(static_cast<std::size_t>(i - 1));
-    if (s && field(*s, "role") == "leader") return i;
+    if (s && status_field(*s, "role") == "leader") return i;
   }
   return 0;
 }

@@ -36,6 +36,7 @@
 #include "distkit/paxos/testing/linearizability.hpp"
 #include "paxos_kv/kv_protocol.hpp"
 #include "support/seed.hpp"
+#include "support/server_process.hpp"
 
 namespace {
 
@@ -43,12 +44,6 @@ namespace px = distkit::paxos;
 using namespace std::chrono_literals;
 using steady = std::chrono::steady_clock;
 using op_record = px::history_op<px::kv_model::input, px::kv_model::output>;
-
-auto free_port() -> std::uint16_t {
-  asio::io_context io;
-  asio::ip::tcp::acceptor a(io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  return a.local_endpoint().port();
-}
 
 /// TCP proxies for the directed peer links; each can be cut (connections closed, new ones
 /// refused) and restored.
@@ -157,40 +152,9 @@ class link_proxies {
   std::thread thread_;
 };
 
-/// One paxos_kv_server process.
-struct server_process {
-  std::vector<std::string> args;
-  std::string log;
-  pid_t pid = -1;
-
-  void start() {
-    REQUIRE(pid < 0);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    // fork + exec rather than posix_spawn: the child must not inherit this process's sockets
-    // (proxies, clients), or a connection the test closes would stay open in a server.
-    pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      if (fd >= 0) {
-        ::dup2(fd, 1);
-        ::dup2(fd, 2);
-      }
-      ::close_range(3, ~0U, 0);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-  }
-  void kill9() {
-    if (pid < 0) return;
-    ::kill(pid, SIGKILL);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    pid = -1;
-  }
-};
+using distkit_test::free_port;
+using distkit_test::server_process;
+using distkit_test::status_field;
 
 /// Counts completed client operations so faults can wait for progress.
 class progress {
@@ -218,13 +182,6 @@ class progress {
   std::condition_variable cv_;
   std::uint64_t done_ = 0;
 };
-
-auto field(const std::string& status, const std::string& name) -> std::string {
-  auto at = status.find(name + "=");
-  if (at == std::string::npos) return {};
-  auto start = at + name.size() + 1;
-  return status.substr(start, status.find(' ', start) - start);
-}
 
 /// Sends hostile bytes to a server's peer port: garbage, an oversized length prefix, a frame
 /// signed with the wrong key. Each connection is closed by the server.
@@ -428,7 +385,7 @@ TEST_CASE(
   std::uint64_t target = 0;
   for (int i = 0; i < n; ++i) {
     if (auto s = admin.status(static_cast<std::size_t>(i)))
-      target = std::max<std::uint64_t>(target, std::stoull(field(*s, "chosen")));
+      target = std::max<std::uint64_t>(target, std::stoull(status_field(*s, "chosen")));
   }
   REQUIRE(target > 0);
   std::vector<std::string> final_states;
@@ -438,8 +395,9 @@ TEST_CASE(
     for (int i = 0; i < n; ++i) {
       auto s = admin.wait_chosen(static_cast<std::size_t>(i), target, steady::now() + 30s);
       REQUIRE(s.has_value());
-      highest = std::max<std::uint64_t>(highest, std::stoull(field(*s, "chosen")));
-      final_states.push_back(field(*s, "chosen") + "/" + field(*s, "checksum") + "/" + field(*s, "keys"));
+      highest = std::max<std::uint64_t>(highest, std::stoull(status_field(*s, "chosen")));
+      final_states.push_back(status_field(*s, "chosen") + "/" + status_field(*s, "checksum") + "/" +
+                             status_field(*s, "keys"));
     }
     if (highest == target) break;
     target = highest;  // a new leader added no-op slots meanwhile: wait for those too
@@ -463,7 +421,7 @@ TEST_CASE(
   for (int i = 0; i < n; ++i) {
     auto s = admin.status(static_cast<std::size_t>(i));
     REQUIRE(s.has_value());
-    CHECK(std::stoull(field(*s, "frames_refused")) >= 3);
+    CHECK(std::stoull(status_field(*s, "frames_refused")) >= 3);
   }
 
   // ---- kill -9 all three at once, restart them: every acknowledged write is still there
