@@ -53,13 +53,13 @@ auto bench(const std::vector<paxos_kv::address>& servers, std::vector<std::strin
       return args[++i];
     };
     if (args[i] == "--clients") {
-      clients = std::stoi(next());
+      clients = static_cast<int>(paxos_kv::parse_number(next(), 1, 100000, "--clients", "bench"));
     } else if (args[i] == "--seconds") {
       seconds = std::stod(next());
     } else if (args[i] == "--value-size") {
-      value_size = std::stoul(next());
+      value_size = paxos_kv::parse_number(next(), 0, paxos_kv::max_message, "--value-size", "bench");
     } else if (args[i] == "--keys") {
-      keys = std::stoul(next());
+      keys = paxos_kv::parse_number(next(), 1, std::uint64_t{1} << 40, "--keys", "bench");
     } else if (args[i] == "--json") {
       json = true;
     } else {
@@ -134,7 +134,8 @@ auto main(int argc, char** argv) -> int {
         for (const auto& s : paxos_kv::split(argv[++i], ','))
           servers.push_back(paxos_kv::parse_address(s, "--servers"));
       } else if (rest.empty() && a == "--timeout-ms" && i + 1 < argc) {
-        timeout_ms = std::stoi(argv[++i]);
+        const std::string_view v = argv[++i];
+        timeout_ms = static_cast<int>(paxos_kv::parse_number(v, 1, 3600 * 1000, "--timeout-ms", v));
       } else {
         rest.push_back(a);
       }

@@ -25,6 +25,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -52,21 +53,27 @@ struct address {
   friend auto operator==(const address&, const address&) -> bool = default;
 };
 
+/// The decimal number that is all of `text`, in [min, max] (no sign, no spaces, no suffix).
+/// Throws std::invalid_argument naming `what` and quoting `context`.
+inline auto parse_number(std::string_view text, std::uint64_t min, std::uint64_t max, std::string_view what,
+                         std::string_view context) -> std::uint64_t {
+  std::uint64_t v = 0;
+  const char* end = text.data() + text.size();
+  const auto [p, ec] = std::from_chars(text.data(), end, v);
+  if (text.empty() || ec != std::errc{} || p != end || v < min || v > max) {
+    throw std::invalid_argument(std::string(what) + ": '" + std::string(text) + "' in '" + std::string(context) +
+                                "' is not a number in [" + std::to_string(min) + ", " + std::to_string(max) + "]");
+  }
+  return v;
+}
+
 /// "host:port" -> address. Throws std::invalid_argument naming `what`.
 inline auto parse_address(std::string_view text, std::string_view what) -> address {
   auto colon = text.rfind(':');
   if (colon == std::string_view::npos || colon == 0 || colon + 1 == text.size()) {
     throw std::invalid_argument(std::string(what) + ": expected host:port, got '" + std::string(text) + "'");
   }
-  unsigned long port = 0;
-  try {
-    port = std::stoul(std::string(text.substr(colon + 1)));
-  } catch (const std::exception&) {
-    port = 70000;
-  }
-  if (port == 0 || port > 65535) {
-    throw std::invalid_argument(std::string(what) + ": bad port in '" + std::string(text) + "'");
-  }
+  const auto port = parse_number(text.substr(colon + 1), 1, 65535, what, text);
   return {std::string(text.substr(0, colon)), static_cast<std::uint16_t>(port)};
 }
 
@@ -97,7 +104,8 @@ inline auto parse_members(std::string_view text) -> std::map<std::uint32_t, memb
     auto eq = item.find('=');
     if (eq == std::string::npos) throw std::invalid_argument("--peers: expected id=host:peer_port:client_port");
     member m;
-    m.id = static_cast<std::uint32_t>(std::stoul(item.substr(0, eq)));
+    m.id = static_cast<std::uint32_t>(
+        parse_number(std::string_view(item).substr(0, eq), 0, 0xFFFF'FFFFU, "--peers", item));
     auto rest = item.substr(eq + 1);
     auto last = rest.rfind(':');
     if (last == std::string::npos) throw std::invalid_argument("--peers: expected id=host:peer_port:client_port");

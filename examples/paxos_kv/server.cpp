@@ -36,6 +36,7 @@
 #include <filesystem>
 #include <functional>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -127,60 +128,67 @@ auto parse_options(int argc, char** argv) -> std::optional<options> {
       if (i + 1 >= argc) throw std::invalid_argument(a + ": missing value");
       return argv[++i];
     };
+    // The option's value as a decimal number in [min, max], or an error naming the option.
+    auto number = [&](std::uint64_t min, std::uint64_t max) -> std::uint64_t {
+      const std::string v = value();
+      return paxos_kv::parse_number(v, min, max, a, v);
+    };
+    constexpr std::uint64_t any = std::numeric_limits<std::uint64_t>::max();
+    constexpr std::uint64_t max_ms = std::uint64_t{1000} * 3600 * 1000;  // 1,000 hours
     if (a == "--help" || a == "-h") {
       usage();
       return std::nullopt;
     } else if (a == "--id") {
-      o.id = static_cast<std::uint32_t>(std::stoul(value()));
+      o.id = static_cast<std::uint32_t>(number(1, 0xFFFF'FFFFU));
     } else if (a == "--peers") {
       peers = value();
     } else if (a == "--data-dir") {
       o.data_dir = value();
     } else if (a == "--client-port") {
-      o.client_port = static_cast<std::uint16_t>(std::stoul(value()));
+      o.client_port = static_cast<std::uint16_t>(number(0, 65535));
     } else if (a == "--cluster-key-file") {
       o.key_file = value();
     } else if (a == "--cluster-id") {
-      o.cluster_id = std::stoull(value());
+      o.cluster_id = number(0, any);
     } else if (a == "--quiet") {
       o.quiet = true;
     } else if (a == "--max-frame-bytes") {
-      o.max_frame_bytes = std::stoull(value());
+      o.max_frame_bytes = number(0, any);
     } else if (a == "--max-message-bytes") {
-      o.max_message_bytes = std::stoull(value());
+      o.max_message_bytes = number(0, any);
     } else if (a == "--max-batch-bytes") {
-      o.max_batch_bytes = std::stoull(value());
+      o.max_batch_bytes = number(0, any);
     } else if (a == "--max-catchup-bytes") {
-      o.max_catchup_bytes = std::stoull(value());
+      o.max_catchup_bytes = number(0, any);
     } else if (a == "--snapshot-chunk-bytes") {
-      o.snapshot_chunk_bytes = std::stoull(value());
+      o.snapshot_chunk_bytes = number(0, any);
     } else if (a == "--snapshot-interval") {
-      o.snapshot_interval = std::stoull(value());
+      o.snapshot_interval = number(0, any);
     } else if (a == "--log-retention") {
-      o.log_retention = std::stoull(value());
+      o.log_retention = number(0, any);
     } else if (a == "--insecure") {
       o.insecure = true;
     } else if (a == "--max-value-bytes") {
-      o.max_value_bytes = std::stoull(value());
+      o.max_value_bytes = number(0, any);
     } else if (a == "--max-request-bytes") {
-      o.max_request_bytes = std::stoull(value());
+      o.max_request_bytes = number(0, any);
     } else if (a == "--max-clients") {
-      o.max_clients = std::stoull(value());
+      o.max_clients = number(0, any);
     } else if (a == "--client-idle-timeout-ms") {
-      o.client_idle_timeout = std::chrono::milliseconds(std::stoll(value()));
+      o.client_idle_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(number(0, max_ms)));
     } else if (a == "--request-timeout-ms") {
-      o.request_timeout = std::chrono::milliseconds(std::stoll(value()));
+      o.request_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(number(0, max_ms)));
     } else if (a == "--max-client-queued-bytes") {
-      o.max_client_queued_bytes = std::stoull(value());
+      o.max_client_queued_bytes = number(0, any);
     } else if (a == "--max-client-inflight") {
-      o.max_client_inflight = std::stoull(value());
+      o.max_client_inflight = number(0, any);
     } else if (a == "--max-waiters") {
-      o.max_waiters = std::stoull(value());
+      o.max_waiters = number(0, any);
     } else if (a == "--max-cached-result-bytes") {
-      o.max_cached_result_bytes = std::stoull(value());
+      o.max_cached_result_bytes = number(0, any);
     } else if (a == "--metrics-listen") {
       o.metrics_listen = value();
-      if (o.metrics_listen.rfind(':') == std::string::npos) throw std::invalid_argument("--metrics-listen: HOST:PORT");
+      (void)paxos_kv::parse_address(o.metrics_listen, "--metrics-listen");  // HOST:PORT, or a clear error
     } else {
       throw std::invalid_argument("unknown argument " + a);
     }
@@ -675,9 +683,8 @@ class server {
         "Time to write a ready batch to the log and fdatasync it (the persists that synced).",
         {.units_per_exposed = 1e9,
          .buckets = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}});
-    const auto colon = opts_.metrics_listen.rfind(':');
-    const asio::ip::tcp::endpoint at(asio::ip::make_address(opts_.metrics_listen.substr(0, colon)),
-                                     static_cast<std::uint16_t>(std::stoul(opts_.metrics_listen.substr(colon + 1))));
+    const auto listen = paxos_kv::parse_address(opts_.metrics_listen, "--metrics-listen");
+    const asio::ip::tcp::endpoint at(asio::ip::make_address(listen.host), listen.port);
     metrics_http_ = std::make_unique<paxos_kv::metrics_http>(io_, at, [this](bool openmetrics) {
       return openmetrics ? metrics_.to_openmetrics() : metrics_.to_prometheus();
     });

@@ -898,7 +898,9 @@ class bloom_filter {
     const auto k = detail::load_le<std::uint32_t>(p + 8);
     if (k < Layout::min_hash_count || k > Layout::max_hash_count)
       corrupt("hash count out of range: " + std::to_string(k));
+#if !defined(DISTKIT_BLOOM_MUTATION_ACCEPT_RESERVED)  // test-only mutation: the fuzz harness must catch it
     if (detail::load_le<std::uint32_t>(p + 12) != 0) corrupt("reserved header field is not zero");
+#endif
     const auto blocks = detail::load_le<std::uint64_t>(p + 16);
     constexpr std::uint64_t block_bytes = Layout::block_words * sizeof(word_type);
     if (blocks == 0 || blocks > max_bits / (block_bytes * 8) || blocks * block_bytes != payload) {
