@@ -30,10 +30,25 @@ using namespace distkit::paxos::testing;
 // Full sweep: 2,000 seeds per cluster size in release builds; sanitizer builds run 10x fewer.
 constexpr std::uint64_t seeds_per_part = DISTKIT_PAXOS_SANITIZED ? 50 : 500;
 
-auto run_one(std::size_t replicas, std::uint64_t seed) -> sim_result {
+// One seed in `pause_share` of the sweeps also pauses processes (the leader half the time) and
+// delivers late, repeated copies of catch-up requests: the faults that reach a stale leader, at a
+// dose that keeps the sweep's time. The other seeds run exactly as without them.
+constexpr std::uint64_t pause_share = 4;
+
+auto sweep_options(std::size_t replicas, std::uint64_t seed) -> sim_options {
   sim_options o;
   o.replicas = replicas;
   o.seed = seed;
+  if (seed % pause_share == 0) {
+    o.pause = 0.25;
+    o.catchup_request_late = 0.25;
+    o.catchup_late_copies = 3;
+  }
+  return o;
+}
+
+auto run_one(std::size_t replicas, std::uint64_t seed) -> sim_result {
+  const sim_options o = sweep_options(replicas, seed);
   simulation<> sim{o};
   auto r = sim.run();
   if (!r.ok) {
@@ -59,15 +74,20 @@ void sweep(std::size_t replicas, std::uint64_t part) {
     total.chosen_slots += r.stats.chosen_slots;
     total.dropped += r.stats.dropped;
     total.snapshots_sent += r.stats.snapshots_sent;
+    total.pauses += r.stats.pauses;
+    total.late_catchup_requests += r.stats.late_catchup_requests;
   }
   std::cout << "[paxos sim] " << replicas << " replicas, seeds " << first << ".." << first + seeds_per_part - 1
             << (DISTKIT_PAXOS_SANITIZED ? " (sanitizer build: reduced sweep)" : "") << ": " << failures
             << " violations; " << total.completed_ops << " client ops, " << total.chosen_slots << " slots, "
             << total.crashes << " crashes (" << total.torn_crashes << " mid-write), " << total.partitions
             << " partitions, " << total.clogs << " swizzle-clogs, " << total.dropped << " messages dropped, "
-            << total.snapshots_sent << " snapshots sent\n";
+            << total.snapshots_sent << " snapshots sent, " << total.pauses << " pauses, " << total.late_catchup_requests
+            << " late catch-up requests\n";
   CHECK(failures == 0);
   CHECK(total.crashes > 0);
+  CHECK(total.pauses > 0);
+  CHECK(total.late_catchup_requests > 0);
   CHECK(total.completed_ops == seeds_per_part * 4 * 20);
 }
 

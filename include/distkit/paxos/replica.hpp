@@ -11,15 +11,13 @@
 #include <optional>
 #include <random>
 #include <string>
-#include <string_view>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "distkit/detail/crc32c.hpp"
 #include "distkit/detail/error.hpp"
-#include "distkit/hash.hpp"
 #include "distkit/paxos/concepts.hpp"
+#include "distkit/paxos/log.hpp"
 #include "distkit/paxos/message.hpp"
 #include "distkit/paxos/progress.hpp"
 #include "distkit/paxos/testing/mutations.hpp"
@@ -60,15 +58,6 @@ struct replica_options {
   /// answer yet). Every replica of a cluster must use the same value.
   std::size_t max_cached_result_bytes = std::numeric_limits<std::size_t>::max();
   std::uint64_t seed = 1;  ///< seeds the election back-off (with the id)
-};
-
-/// One applied command, reported so the driver can answer the client that sent it.
-struct applied_command {
-  slot_t slot = 0;
-  std::uint64_t client_id = 0;
-  std::uint64_t request_id = 0;
-  std::string result;
-  bool duplicate = false;  ///< a retry of an already applied request: `result` is the cached one
 };
 
 /// @brief What the replica needs done, in this order: persist its state with
@@ -135,6 +124,10 @@ enum class role : std::uint8_t { follower, candidate, leader };
 /// to anybody else, so a stable leader is not disturbed. Commands carry (client_id,
 /// request_id); a retried request is applied once and answered with the cached result.
 ///
+/// The replica runs the protocol (ballots, promises, accepts, elections, the leader's progress
+/// in `progress.hpp`); the log it drives (entries, the chosen index, applying, the dedupe
+/// table, compaction) is `detail::replica_log` in `log.hpp`, which states its invariants.
+///
 /// @tparam StateMachine models `state_machine`.
 ///
 /// @throws std::invalid_argument from the constructor for a bad `replica_options` field.
@@ -152,7 +145,9 @@ template <state_machine StateMachine>
 class replica {
  public:
   explicit replica(replica_options opts, StateMachine sm = StateMachine{}, recovered_state recovered = {})
-      : opts_(std::move(opts)), sm_(std::move(sm)) {
+      : opts_(std::move(opts)),
+        log_(detail::log_options{opts_.snapshot_interval, opts_.log_retention, opts_.max_cached_result_bytes},
+             std::move(sm)) {
     validate();
     for (std::size_t i = 0; i < opts_.nodes.size(); ++i) {
       if (opts_.nodes[i] == opts_.id) self_ = i;
@@ -229,15 +224,19 @@ class replica {
   /// True when `ready()` has work.
   [[nodiscard]] auto has_ready() -> bool {
     flush_proposals();
-    return !out_.empty() || self_promise_pending_ || !self_acks_pending_.empty();
+    return !out_.empty() || log_.has_unstable() || self_promise_pending_ || !self_acks_pending_.empty();
   }
 
   /// Takes the work accumulated since the last cycle. Call `advance()` after performing it.
   [[nodiscard]] auto ready() -> paxos::ready {
     flush_proposals();
-    maybe_snapshot();
+    log_.maybe_snapshot();
     paxos::ready r = std::move(out_);
     out_ = paxos::ready{};
+    r.entries = log_.take_entries();
+    r.commit_index = log_.take_commit();
+    r.snap = log_.take_snapshot();
+    r.applied = log_.take_applied();
     if (mutations_ != testing::mutation::none) [[unlikely]] {
       if (testing::has(mutations_, testing::mutation::skip_promise_persistence)) r.promise.reset();
     }
@@ -253,14 +252,14 @@ class replica {
   void advance() {
     if (inflight_self_promise_) {
       inflight_self_promise_ = false;
-      if (role_ == role::candidate) count_promise(self_, own_entries_from(chosen_index_ + 1));
+      if (role_ == role::candidate) count_promise(self_, own_entries_from(log_.chosen_index() + 1));
     }
     auto acks = std::move(inflight_self_acks_);
     inflight_self_acks_.clear();
     for (auto s : acks) count_accept(self_, s);
     if (inflight_snapshot_) {
       inflight_snapshot_ = false;
-      compact_memory();
+      log_.compact();
     }
   }
 
@@ -273,16 +272,16 @@ class replica {
   [[nodiscard]] auto leader_hint() const noexcept -> std::optional<node_id> { return leader_; }
   [[nodiscard]] auto promised() const noexcept -> ballot { return promised_; }
   /// Every slot up to here is chosen and applied.
-  [[nodiscard]] auto chosen_index() const noexcept -> slot_t { return chosen_index_; }
+  [[nodiscard]] auto chosen_index() const noexcept -> slot_t { return log_.chosen_index(); }
   /// Running checksum of the applied log (slot numbers and values), equal on every replica
   /// at the same chosen index.
-  [[nodiscard]] auto checksum() const noexcept -> std::uint64_t { return checksum_; }
-  [[nodiscard]] auto state() const noexcept -> const StateMachine& { return sm_; }
+  [[nodiscard]] auto checksum() const noexcept -> std::uint64_t { return log_.checksum(); }
+  [[nodiscard]] auto state() const noexcept -> const StateMachine& { return log_.state(); }
   [[nodiscard]] auto options() const noexcept -> const replica_options& { return opts_; }
   /// The value this replica holds for `slot` (accepted or chosen), if any.
   [[nodiscard]] auto entry_at(slot_t slot) const -> std::optional<log_entry> {
-    auto it = log_.find(slot);
-    if (it == log_.end()) return std::nullopt;
+    auto it = log_.entries().find(slot);
+    if (it == log_.entries().end()) return std::nullopt;
     return log_entry{slot, it->second.bal, it->second.value, it->second.chosen};
   }
   /// The next slot the leader proposes into (meaningful while leading; always above
@@ -301,18 +300,7 @@ class replica {
 
   /// Where a slot was learned chosen; `commit_and_apply` treats every source alike except
   /// for the one test-only mutation that re-introduces a source-specific bug.
-  enum class chosen_source : std::uint8_t { quorum, leader_commit, catchup, snapshot, recovery };
-
-  struct slot_state {
-    ballot bal;           ///< the ballot this replica accepted the value at
-    batch value;          ///< the value
-    bool chosen = false;  ///< known chosen (marker, durable in the WAL record when learned)
-  };
-  struct client_entry {
-    std::uint64_t request_id = 0;  ///< the client's last applied request
-    std::string result;            ///< its result, returned again to a retry
-    bool result_dropped = false;   ///< a large read-only result, read again on a retry
-  };
+  enum class chosen_source : std::uint8_t { quorum, leader_commit, catchup, snapshot };
 
   void validate() const {
     if (opts_.nodes.empty() || opts_.nodes.size() > 64) {
@@ -411,20 +399,15 @@ class replica {
   // Recovery marks a slot chosen only when it is known chosen: it is at or below the durable
   // commit index (a commit record is only written after the values and any received snapshot
   // it covers are durable: see `persist`), or its entry carries the chosen marker. Every other
-  // entry is an acceptance, however it was written.
+  // entry is an acceptance, however it was written (the log states it). An acceptance's
+  // ballot counts as a promise; a learned value's does not.
   void recover(recovered_state rs) {
     promised_ = rs.promised;
-    if (rs.snap) install_snapshot_state(*rs.snap);
-    for (auto& e : rs.entries) {
+    for (const auto& e : rs.entries) {
       if (!e.chosen) promised_ = std::max(promised_, e.accepted);
-      if (e.slot <= snap_index_) continue;
-      log_[e.slot] = slot_state{e.accepted, std::move(e.value), e.chosen};
     }
-    for (auto it = log_.upper_bound(chosen_index_); it != log_.end() && it->first <= rs.commit_index; ++it) {
-      it->second.chosen = true;
-    }
-    commit_and_apply(chosen_source::recovery);
-    out_ = paxos::ready{};  // recovery replays what is already durable; nothing to send
+    log_.recover(std::move(rs));  // a follower at construction: no leader progress to restore
+    out_ = paxos::ready{};        // recovery replays what is already durable; nothing to send
   }
 
   // ---- elections ------------------------------------------------------------------------
@@ -440,7 +423,7 @@ class replica {
     self_promise_pending_ = true;
     pending_.clear();
     for (std::size_t i = 0; i < opts_.nodes.size(); ++i) {
-      if (i != self_) send(prepare_msg{opts_.id, opts_.nodes[i], my_ballot_, chosen_index_ + 1});
+      if (i != self_) send(prepare_msg{opts_.id, opts_.nodes[i], my_ballot_, log_.chosen_index() + 1});
     }
     reset_election_timer();
   }
@@ -456,7 +439,8 @@ class replica {
   [[nodiscard]] auto own_entries_from(slot_t first) const -> std::vector<log_entry> {
     std::vector<log_entry> out;
     const bool report_chosen = !testing::has(mutations_, testing::mutation::learned_at_zero_ballot);
-    for (auto it = log_.lower_bound(first); it != log_.end(); ++it) {
+    const auto& entries = log_.entries();
+    for (auto it = entries.lower_bound(first); it != entries.end(); ++it) {
       out.push_back(log_entry{it->first, it->second.bal, it->second.value, report_chosen && it->second.chosen});
     }
     return out;
@@ -468,7 +452,7 @@ class replica {
     if (promise_votes_ & bit(voter)) return;
     promise_votes_ |= bit(voter);
     for (auto& e : entries) {
-      if (e.slot <= chosen_index_) continue;
+      if (e.slot <= log_.chosen_index()) continue;
       auto it = promise_entries_.find(e.slot);
       if (it == promise_entries_.end()) {
         promise_entries_.emplace(e.slot, std::move(e));
@@ -485,11 +469,11 @@ class replica {
     leader_since_ = now_;
     std::fill(progress_.heard.begin(), progress_.heard.end(), now_);
     progress_.inflight.clear();
-    slot_t last = chosen_index_;
+    slot_t last = log_.chosen_index();
     if (!promise_entries_.empty()) last = std::max(last, promise_entries_.rbegin()->first);
     progress_.next_slot = last + 1;
     // Re-propose the highest-ballot value of every open slot; fill the gaps with no-ops.
-    for (slot_t s = chosen_index_ + 1; s <= last; ++s) {
+    for (slot_t s = log_.chosen_index() + 1; s <= last; ++s) {
       auto it = promise_entries_.find(s);
       batch v;
       if (it != promise_entries_.end()) v = std::move(it->second.value);
@@ -526,14 +510,13 @@ class replica {
 
   void propose_slot(slot_t s, batch v) {
     // The leader never proposes into a slot it knows is chosen (`commit_and_apply` keeps
-    // `progress_.next_slot` above `chosen_index_`); only a test mutation breaks this.
-    DISTKIT_ASSERT(s > chosen_index_ || mutations_ != testing::mutation::none);
+    // `progress_.next_slot` above the chosen index); only a test mutation breaks this.
+    DISTKIT_ASSERT(s > log_.chosen_index() || mutations_ != testing::mutation::none);
     progress_.inflight[s] = detail::slot_progress{0, now_, encoded_size(v)};
     for (std::size_t i = 0; i < opts_.nodes.size(); ++i) {
-      if (i != self_) send(accept_msg{opts_.id, opts_.nodes[i], my_ballot_, s, v, chosen_index_});
+      if (i != self_) send(accept_msg{opts_.id, opts_.nodes[i], my_ballot_, s, v, log_.chosen_index()});
     }
-    out_.entries.push_back(log_entry{s, my_ballot_, v});
-    log_[s] = slot_state{my_ballot_, std::move(v), false};
+    log_.propose(s, my_ballot_, std::move(v));
     self_acks_pending_.push_back(s);
   }
 
@@ -544,8 +527,7 @@ class replica {
     it->second.acks |= bit(voter);
     if (popcount(it->second.acks) >= quorum_) {
       progress_.inflight.erase(it);
-      auto l = log_.find(s);
-      if (l != log_.end()) l->second.chosen = true;
+      log_.mark_chosen(s);
       commit_and_apply(chosen_source::quorum);
     }
   }
@@ -554,11 +536,11 @@ class replica {
     for (auto& [s, f] : progress_.inflight) {
       if (f.sent + retransmit_ticks(f.bytes) > now_) continue;
       f.sent = now_;
-      auto l = log_.find(s);
-      if (l == log_.end()) continue;
+      auto l = log_.entries().find(s);
+      if (l == log_.entries().end()) continue;
       for (std::size_t i = 0; i < opts_.nodes.size(); ++i) {
         if (i != self_ && !(f.acks & bit(i))) {
-          send(accept_msg{opts_.id, opts_.nodes[i], my_ballot_, s, l->second.value, chosen_index_});
+          send(accept_msg{opts_.id, opts_.nodes[i], my_ballot_, s, l->second.value, log_.chosen_index()});
         }
       }
     }
@@ -566,189 +548,59 @@ class replica {
 
   void broadcast_heartbeat() {
     for (std::size_t i = 0; i < opts_.nodes.size(); ++i) {
-      if (i != self_) send(heartbeat_msg{opts_.id, opts_.nodes[i], my_ballot_, chosen_index_});
+      if (i != self_) send(heartbeat_msg{opts_.id, opts_.nodes[i], my_ballot_, log_.chosen_index()});
     }
   }
 
   // ---- learning and applying ------------------------------------------------------------
 
-  /// The one path that moves `chosen_index_` over log slots: applies every contiguous slot
-  /// marked chosen, then `on_chosen_moved` restores the invariants that depend on it.
+  /// The one path that moves the chosen index over log slots: the log applies every
+  /// contiguous slot marked chosen, then `on_chosen_moved` restores the invariants that depend
+  /// on it.
   void commit_and_apply(chosen_source src) {
-    const slot_t before = chosen_index_;
-    for (;;) {
-      auto it = log_.find(chosen_index_ + 1);
-      if (it == log_.end() || !it->second.chosen) break;
-      ++chosen_index_;
-      apply(chosen_index_, it->second.value);
-    }
+    const slot_t before = log_.chosen_index();
+    log_.apply_chosen();
     on_chosen_moved(before, src);
   }
 
-  /// Called after `chosen_index_` moved from `before` (slots applied, or a snapshot installed):
-  /// records the durable commit index and keeps a leader from proposing into a chosen slot.
+  /// Called after the chosen index moved from `before` (slots applied, or a snapshot
+  /// installed): keeps a leader from proposing into a chosen slot. (The log queued the durable
+  /// commit index.)
   void on_chosen_moved(slot_t before, chosen_source src) {
-    if (chosen_index_ == before) return;
-    if (src != chosen_source::recovery) out_.commit_index = chosen_index_;
+    if (log_.chosen_index() == before) return;
     if (role_ != role::leader) return;
     if (mutations_ != testing::mutation::none) [[unlikely]] {
       if (src == chosen_source::catchup && testing::has(mutations_, testing::mutation::late_catchup_past_leader)) {
         return;
       }
     }
-    progress_.chosen_through(chosen_index_);
+    progress_.chosen_through(log_.chosen_index());
   }
 
   /// A leader at `b` says slots up to `commit` are chosen. A slot we accepted at `b` holds the
   /// leader's value, so it is learned; anything else needs catch-up.
   void learn_commit(const ballot& b, node_id from, slot_t commit) {
-    for (slot_t s = chosen_index_ + 1; s <= commit; ++s) {
-      auto it = log_.find(s);
-      if (it == log_.end() || (!it->second.chosen && it->second.bal != b)) break;
-      it->second.chosen = true;
-    }
+    log_.mark_chosen_through(b, commit);
     commit_and_apply(chosen_source::leader_commit);
-    if (chosen_index_ < commit) request_catchup(from);
+    if (log_.chosen_index() < commit) request_catchup(from);
   }
 
   void request_catchup(node_id from) {
-    if (catchup_asked_ != 0 && now_ < catchup_asked_ + opts_.heartbeat_ticks * 2 &&
-        catchup_asked_index_ == chosen_index_) {
+    const slot_t chosen = log_.chosen_index();
+    if (catchup_asked_ != 0 && now_ < catchup_asked_ + opts_.heartbeat_ticks * 2 && catchup_asked_index_ == chosen) {
       return;  // one outstanding request per chosen index, repeated if it gets lost
     }
     catchup_asked_ = now_ == 0 ? 1 : now_;
-    catchup_asked_index_ = chosen_index_;
-    send(catchup_request_msg{opts_.id, from, chosen_index_ + 1});
-  }
-
-  static auto mix(std::uint64_t h, std::uint64_t v) noexcept -> std::uint64_t {
-    h ^= v + 0x9E3779B97F4A7C15ULL + (h << 6) + (h >> 2);
-    h *= 0xBF58476D1CE4E5B9ULL;
-    return h ^ (h >> 31);
-  }
-
-  void apply(slot_t s, const batch& value) {
-    std::uint64_t h = mix(checksum_, s);
-    for (const auto& c : value) {
-      h = mix(h, c.client_id);
-      h = mix(h, c.request_id);
-      h = mix(h, xxh3_hash::bytes(c.payload.data(), c.payload.size()));
-      applied_command a{s, c.client_id, c.request_id, {}, false};
-      if (c.client_id != 0) {
-        auto& e = clients_[c.client_id];
-        if (c.request_id <= e.request_id) {
-          if (c.request_id == e.request_id) {
-            a.result = e.result_dropped ? sm_.apply(c.payload) : e.result;
-            a.duplicate = true;
-            out_.applied.push_back(std::move(a));
-          }
-          continue;
-        }
-        a.result = sm_.apply(c.payload);
-        e.request_id = c.request_id;
-        e.result_dropped = drop_result(c.payload, a.result);
-        if (e.result_dropped) {
-          e.result.clear();
-        } else {
-          e.result = a.result;
-        }
-      } else {
-        a.result = sm_.apply(c.payload);
-      }
-      out_.applied.push_back(std::move(a));
-    }
-    checksum_ = h;
-  }
-
-  [[nodiscard]] auto drop_result(std::string_view command, const std::string& result) const -> bool {
-    if constexpr (read_only_aware<StateMachine>) {
-      return result.size() > opts_.max_cached_result_bytes && sm_.is_read_only(command);
-    } else {
-      return false;
-    }
+    catchup_asked_index_ = chosen;
+    send(catchup_request_msg{opts_.id, from, chosen + 1});
   }
 
   // ---- snapshots ------------------------------------------------------------------------
 
-  [[nodiscard]] auto encode_snapshot_data() const -> std::string {
-    std::string out;
-    detail::writer w(out);
-    w.u64(clients_.size());
-    std::vector<std::uint64_t> ids;
-    ids.reserve(clients_.size());
-    for (const auto& [id, e] : clients_) ids.push_back(id);
-    std::sort(ids.begin(), ids.end());  // deterministic bytes
-    for (auto id : ids) {
-      const auto& e = clients_.at(id);
-      w.u64(id);
-      w.u64(e.request_id);
-      w.bytes(e.result);
-    }
-    w.bytes(sm_.snapshot());
-    // Entries whose result was dropped, after the state (absent when there are none, so the
-    // bytes are those of a table that keeps every result).
-    std::vector<std::uint64_t> dropped;
-    for (auto id : ids) {
-      if (clients_.at(id).result_dropped) dropped.push_back(id);
-    }
-    if (!dropped.empty()) {
-      w.u64(dropped.size());
-      for (auto id : dropped) w.u64(id);
-    }
-    return out;
-  }
-
-  void install_snapshot_state(const snapshot& s) {
-    detail::reader r(s.data);
-    auto n = r.u64();
-    if (n > r.remaining() / 20) detail::reader::fail("snapshot client count");
-    clients_.clear();
-    for (std::uint64_t i = 0; i < n; ++i) {
-      auto id = r.u64();
-      client_entry e;
-      e.request_id = r.u64();
-      e.result = r.bytes();
-      clients_[id] = std::move(e);
-    }
-    auto sm_bytes = r.bytes();
-    if (r.remaining() > 0) {
-      auto d = r.u64();
-      if (d > r.remaining() / 8) detail::reader::fail("snapshot dropped-result count");
-      for (std::uint64_t i = 0; i < d; ++i) {
-        auto it = clients_.find(r.u64());
-        if (it == clients_.end()) detail::reader::fail("snapshot dropped-result client");
-        it->second.result_dropped = true;
-      }
-    }
-    r.expect_end();
-    sm_.restore(sm_bytes);
-    snap_index_ = s.index;
-    chosen_index_ = s.index;
-    checksum_ = s.checksum;
-    last_snapshot_ = s;
-    log_.erase(log_.begin(), log_.upper_bound(s.index));
-  }
-
-  void maybe_snapshot() {
-    if (opts_.snapshot_interval == 0 || chosen_index_ < snap_index_ + opts_.snapshot_interval) return;
-    snapshot s{chosen_index_, checksum_, encode_snapshot_data()};
-    snap_index_ = s.index;
-    last_snapshot_ = s;
-    out_.snap = std::move(s);
-  }
-
-  void compact_memory() {
-    if (snap_index_ <= opts_.log_retention) return;
-    slot_t keep_from = snap_index_ - opts_.log_retention;
-    log_.erase(log_.begin(), log_.lower_bound(keep_from));
-  }
-
-  [[nodiscard]] auto first_retained() const noexcept -> slot_t {
-    return log_.empty() ? chosen_index_ + 1 : std::min(log_.begin()->first, chosen_index_ + 1);
-  }
+  [[nodiscard]] auto first_retained() const noexcept -> slot_t { return log_.first_retained(); }
 
   void send_snapshot(std::size_t peer) {
-    if (!last_snapshot_) return;
+    if (!log_.last_snapshot()) return;
     if (progress_.snapshot_tick[peer] != 0 && now_ < progress_.snapshot_tick[peer] + opts_.election_ticks) return;
     send_snapshot_chunk(peer, 0, /*announce=*/true);
   }
@@ -758,10 +610,11 @@ class replica {
   /// Promises `b` to `to` with the accepted entries from `first` on, as many as
   /// `max_catchup_bytes` allows (at least one); a cut tail names the slot to ask again from.
   void send_promise(node_id to, const ballot& b, slot_t first) {
-    promise_msg p{opts_.id, to, b, true, promised_, chosen_index_, {}};
+    promise_msg p{opts_.id, to, b, true, promised_, log_.chosen_index(), {}};
     std::size_t bytes = 0;
     const bool report_chosen = !testing::has(mutations_, testing::mutation::learned_at_zero_ballot);
-    for (auto it = log_.lower_bound(first); it != log_.end(); ++it) {
+    const auto& entries = log_.entries();
+    for (auto it = entries.lower_bound(first); it != entries.end(); ++it) {
       log_entry e{it->first, it->second.bal, it->second.value, report_chosen && it->second.chosen};
       const std::size_t n = encoded_size(e);
       if (!p.accepted.empty() && bytes + n > opts_.max_catchup_bytes) {
@@ -817,18 +670,19 @@ class replica {
     return true;
   }
 
-  /// The codec bytes of `last_snapshot_` and their CRC-32C, built once per snapshot.
+  /// The codec bytes of the log's latest snapshot and their CRC-32C, built once per snapshot.
   void build_snapshot_wire() {
-    if (snapshot_wire_index_ == last_snapshot_->index && !snapshot_wire_.empty()) return;
+    const auto& last = *log_.last_snapshot();
+    if (snapshot_wire_index_ == last.index && !snapshot_wire_.empty()) return;
     snapshot_wire_.clear();
     detail::writer w(snapshot_wire_);
-    w.snap(*last_snapshot_);
+    w.snap(last);
     snapshot_wire_crc_ = distkit::detail::crc32c(snapshot_wire_);
-    snapshot_wire_index_ = last_snapshot_->index;
+    snapshot_wire_index_ = last.index;
   }
 
   /// Sends the chunk at `offset` of the snapshot in `snapshot_wire_` to `peer`, or
-  /// (`announce`) an empty one at 0 of `last_snapshot_` that asks the peer where to start. A
+  /// (`announce`) an empty one at 0 of the latest snapshot that asks the peer where to start. A
   /// transfer under way keeps its snapshot even after a newer one is taken.
   void send_snapshot_chunk(std::size_t peer, std::uint64_t offset, bool announce) {
     if (announce) build_snapshot_wire();
@@ -876,7 +730,7 @@ class replica {
     } else if (m.bal == promised_ && m.bal.node == m.from && role_ != role::leader) {
       send_promise(m.from, m.bal, m.first_slot);  // the rest of a cut tail, promised already
     } else {
-      send(promise_msg{opts_.id, m.from, m.bal, false, promised_, chosen_index_, {}});
+      send(promise_msg{opts_.id, m.from, m.bal, false, promised_, log_.chosen_index(), {}});
     }
   }
 
@@ -887,7 +741,7 @@ class replica {
       if (m.promised > my_ballot_) become_follower(std::nullopt);
       return;
     }
-    if (m.chosen_index > chosen_index_) {
+    if (m.chosen_index > log_.chosen_index()) {
       // The voter knows chosen slots this candidate does not: catch up first, run again later.
       become_follower(std::nullopt);
       request_catchup(m.from);
@@ -905,18 +759,12 @@ class replica {
     }
     if (m.bal > promised_) {
       promised_ = m.bal;  // the accept record below carries it durably; otherwise persist it
-      if (m.slot <= chosen_index_) out_.promise = promised_;
+      if (m.slot <= log_.chosen_index()) out_.promise = promised_;
     }
     follow(m.from, m.bal);
-    if (m.slot > chosen_index_) {
-      auto& st = log_[m.slot];
-      // A value known chosen stays (with its marker); the leader's value for it is the same. A
-      // resent accept (one value per slot and ballot) is acknowledged without a second write.
-      if (!st.chosen && st.bal != m.bal) {
-        out_.entries.push_back(log_entry{m.slot, m.bal, m.value});
-        st = slot_state{m.bal, std::move(m.value), false};
-      }
-    }
+    // A value known chosen stays (with its marker); the leader's value for it is the same. A
+    // resent accept (one value per slot and ballot) is acknowledged without a second write.
+    if (m.slot > log_.chosen_index()) log_.accept(m.slot, m.bal, std::move(m.value));
     send(accepted_msg{opts_.id, m.from, m.bal, m.slot, true, promised_});
     learn_commit(m.bal, m.from, m.commit_index);
   }
@@ -958,11 +806,11 @@ class replica {
   void on(heartbeat_msg m) {
     observe(m.bal);
     if (m.bal < promised_) {
-      send(heartbeat_ack_msg{opts_.id, m.from, m.bal, false, promised_, chosen_index_});
+      send(heartbeat_ack_msg{opts_.id, m.from, m.bal, false, promised_, log_.chosen_index()});
       return;
     }
     follow(m.from, m.bal);
-    send(heartbeat_ack_msg{opts_.id, m.from, m.bal, true, promised_, chosen_index_});
+    send(heartbeat_ack_msg{opts_.id, m.from, m.bal, true, promised_, log_.chosen_index()});
     learn_commit(m.bal, m.from, m.commit_index);
   }
 
@@ -973,16 +821,18 @@ class replica {
 
   void on(catchup_request_msg m) {
     auto i = index_of(m.from);
-    if (m.first_slot > chosen_index_) return;
+    const slot_t chosen = log_.chosen_index();
+    if (m.first_slot > chosen) return;
     if (m.first_slot < first_retained()) {
       send_snapshot(i);
       return;
     }
-    catchup_reply_msg r{opts_.id, m.from, m.first_slot, {}, chosen_index_};
+    catchup_reply_msg r{opts_.id, m.from, m.first_slot, {}, chosen};
     std::size_t bytes = 0;
-    for (slot_t s = m.first_slot; s <= chosen_index_ && r.values.size() < opts_.max_catchup; ++s) {
-      auto it = log_.find(s);
-      if (it == log_.end() || !catchup_fits(bytes, r.values.empty(), it->second.value)) break;
+    const auto& entries = log_.entries();
+    for (slot_t s = m.first_slot; s <= chosen && r.values.size() < opts_.max_catchup; ++s) {
+      auto it = entries.find(s);
+      if (it == entries.end() || !catchup_fits(bytes, r.values.empty(), it->second.value)) break;
       r.values.push_back(it->second.value);
     }
     if (!r.values.empty()) send(std::move(r));
@@ -991,31 +841,22 @@ class replica {
   // Every value of a catch-up reply is chosen. Each is written with the chosen marker, so a
   // torn save that keeps the entry and loses the commit record still recovers it as chosen.
   void on(catchup_reply_msg m) {
-    const slot_t before = chosen_index_;
-    if (m.first_slot > chosen_index_ + 1) return;  // not contiguous with what we know
+    const slot_t before = log_.chosen_index();
+    if (m.first_slot > before + 1) return;  // not contiguous with what we know
     const bool marker = !testing::has(mutations_, testing::mutation::learned_at_zero_ballot);
-    for (std::size_t k = 0; k < m.values.size(); ++k) {
-      const slot_t s = m.first_slot + k;
-      if (s <= chosen_index_) continue;
-      auto& st = log_[s];
-      if (st.chosen) continue;  // already durable with the marker
-      // Keep our own acceptance ballot when it holds this very value (no rank: the marker is).
-      ballot b = marker && st.value == m.values[k] ? st.bal : ballot{};
-      out_.entries.push_back(log_entry{s, b, m.values[k], marker});
-      st = slot_state{b, std::move(m.values[k]), true};
-    }
+    for (std::size_t k = 0; k < m.values.size(); ++k) log_.learn(m.first_slot + k, std::move(m.values[k]), marker);
     commit_and_apply(chosen_source::catchup);
-    if (chosen_index_ != before) catchup_asked_ = 0;
-    if (chosen_index_ < m.chosen_index && chosen_index_ != before) request_catchup(m.from);
+    const slot_t after = log_.chosen_index();
+    if (after != before) catchup_asked_ = 0;
+    if (after < m.chosen_index && after != before) request_catchup(m.from);
   }
 
   void on(snapshot_msg m) {
-    if (m.snap.index <= chosen_index_) return;
-    const slot_t before = chosen_index_;
-    install_snapshot_state(m.snap);
+    const slot_t before = log_.chosen_index();
+    if (m.snap.index <= before) return;
     // Accepted entries above the snapshot stay; a leader re-proposal covers the rest.
     // `persist` makes this snapshot durable before the commit record that points at it.
-    out_.snap = std::move(m.snap);
+    log_.install(std::move(m.snap));
     catchup_asked_ = 0;
     on_chosen_moved(before, chosen_source::snapshot);
     commit_and_apply(chosen_source::snapshot);  // entries above it may be marked chosen
@@ -1026,7 +867,7 @@ class replica {
   /// installed through the same path as a whole snapshot.
   void on(snapshot_chunk_msg m) {
     ++stats_.snapshot_chunks_received;
-    if (m.index <= chosen_index_) {
+    if (m.index <= log_.chosen_index()) {
       send_snapshot_ack(m.from, m.index, m.total);  // nothing needed: the sender stops
       return;
     }
@@ -1100,7 +941,6 @@ class replica {
 
   // Configuration and identity.
   replica_options opts_;    ///< validated options
-  StateMachine sm_;         ///< the replicated state machine, at `chosen_index_`
   std::size_t self_ = 0;    ///< this replica's index in `opts_.nodes`
   std::size_t quorum_ = 1;  ///< votes needed: a majority (a test mutation lowers it)
   std::mt19937_64 rng_;     ///< election back-off
@@ -1122,13 +962,9 @@ class replica {
   std::uint64_t catchup_asked_ = 0;        ///< tick of the outstanding catch-up request (0: none)
   slot_t catchup_asked_index_ = 0;         ///< the chosen index that request was made at
 
-  // The log: entries, chosen marker, applied state, dedupe, compaction.
-  std::map<slot_t, slot_state> log_;                         ///< accepted and chosen values above the compacted prefix
-  slot_t chosen_index_ = 0;                                  ///< every slot up to here is chosen and applied
-  slot_t snap_index_ = 0;                                    ///< the last slot of the latest snapshot
-  std::optional<snapshot> last_snapshot_;                    ///< the latest snapshot, for lagging peers
-  std::uint64_t checksum_ = 0;                               ///< running hash of the applied log
-  std::unordered_map<std::uint64_t, client_entry> clients_;  ///< dedupe: last request per client
+  // The log: entries, chosen marker and index, the state machine, dedupe, compaction, and the
+  // writes (entries, commit index, snapshot) and applied commands queued for the next ready.
+  detail::replica_log<StateMachine> log_;  ///< see log.hpp for its invariants
 
   // Phase 1 (candidate).
   std::uint64_t promise_votes_ = 0;              ///< bit i: replica i promised `my_ballot_`
@@ -1150,7 +986,7 @@ class replica {
   std::size_t pending_bytes_ = 0;                          ///< encoded bytes of `pending_`
   ballot promise_parts_ballot_;                            ///< the ballot `promise_parts_` belong to
   std::vector<promise_part> promise_parts_;                ///< per voter: a promise tail arriving in parts
-  std::string snapshot_wire_;                              ///< `last_snapshot_` encoded, for chunked sends
+  std::string snapshot_wire_;                              ///< the log's latest snapshot encoded, for chunked sends
   std::uint32_t snapshot_wire_crc_ = 0;                    ///< CRC-32C of `snapshot_wire_`
   slot_t snapshot_wire_index_ = 0;                         ///< the snapshot `snapshot_wire_` holds
   std::optional<snapshot_assembly> assembly_;              ///< a snapshot being received in chunks

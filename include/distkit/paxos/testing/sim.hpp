@@ -186,6 +186,7 @@ struct sim_stats {
   std::uint64_t completed_ops = 0, pending_ops = 0, duplicates_answered = 0;
   std::uint64_t chosen_slots = 0, syncs = 0, snapshots_sent = 0;
   std::uint64_t snapshots_installed = 0, held_replies_to_leader = 0;
+  std::uint64_t late_catchup_requests = 0;  ///< late copies of catch-up requests scheduled
   std::uint64_t end_time = 0;
 };
 
@@ -560,6 +561,7 @@ class simulation {
         chance(opts_.catchup_request_late)) {
       // Copies of the request stuck in a queue: answered long after, from what is chosen then,
       // to a sender that may lead by now, or have led and been replaced without knowing it.
+      result_.stats.late_catchup_requests += opts_.catchup_late_copies;
       for (std::size_t k = 0; k < opts_.catchup_late_copies; ++k) {
         schedule(now_ + uniform(opts_.max_delay, std::max(opts_.max_delay, opts_.catchup_late_max)), kind::deliver, 0,
                  0, m);
