@@ -564,3 +564,139 @@ TEST_CASE("paxos node drives a replica through a storage and a transport", "[pax
   CHECK(disk.sync_count() > 0);
   CHECK(sent.empty());
 }
+
+namespace {
+
+// Registers a session through the log with secret `nonce`; returns its id.
+auto register_session(cluster& c, std::size_t leader, std::uint64_t nonce) -> std::uint64_t {
+  REQUIRE(c.nodes[leader]->propose(register_session_client, nonce, "") == propose_status::accepted);
+  c.settle();
+  for (auto it = c.applied[leader].rbegin(); it != c.applied[leader].rend(); ++it) {
+    if (it->client_id == register_session_client && it->request_id == nonce) {
+      REQUIRE(it->result.size() == 8);
+      return distkit::detail::load_le<std::uint64_t>(it->result.data());
+    }
+  }
+  FAIL("the registration was not applied");
+  return 0;
+}
+
+auto answers_of(const cluster& c, std::size_t at, std::uint64_t client, std::uint64_t request)
+    -> std::vector<applied_command> {
+  std::vector<applied_command> out;
+  for (const auto& a : c.applied[at]) {
+    if (a.client_id == client && a.request_id == request) out.push_back(a);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("paxos client sessions: a forged client id cannot skip or answer another client's requests",
+          "[paxos][replica][sessions][security]") {
+  replica_options o;
+  o.client_sessions = true;
+  cluster c(3, o);
+  auto l = c.elect();
+  const std::uint64_t victim = register_session(c, l, 0xC0FFEE);
+  REQUIRE(victim != 0);
+  REQUIRE(victim != register_session_client);
+  (void)c.nodes[l]->propose(victim, 1, kv::encode_put("k", "v1"));
+  c.settle();
+
+  // A stranger does not know the victim's id: any id it makes up is no session, so a request
+  // numbered UINT64_MAX under it is not applied and silences nobody.
+  for (std::uint64_t forged : {std::uint64_t{1}, std::uint64_t{42}, victim ^ 1, victim + 1}) {
+    (void)c.nodes[l]->propose(forged, std::numeric_limits<std::uint64_t>::max(), kv::encode_put("k", "evil"));
+  }
+  c.settle();
+  for (std::uint64_t forged : {std::uint64_t{1}, std::uint64_t{42}, victim ^ 1, victim + 1}) {
+    auto a = answers_of(c, l, forged, std::numeric_limits<std::uint64_t>::max());
+    REQUIRE(a.size() == 1);
+    CHECK(a[0].no_session);
+    CHECK(a[0].result.empty());
+  }
+  CHECK(c.nodes[l]->state().value("k") == "v1");
+  // The victim's next request is applied and answered.
+  (void)c.nodes[l]->propose(victim, 2, kv::encode_append("k", "+2"));
+  c.settle();
+  auto a = answers_of(c, l, victim, 2);
+  REQUIRE(a.size() == 1);
+  CHECK_FALSE(a[0].no_session);
+  CHECK_FALSE(a[0].duplicate);
+  c.tick_all(3);
+  for (auto& n : c.nodes) CHECK(n->state().value("k") == "v1+2");
+
+  // Two clients with different secrets get different ids; the same secret registered twice
+  // gets two sessions (the id depends on the slot too).
+  const std::uint64_t other = register_session(c, l, 0xBEEF);
+  const std::uint64_t again = register_session(c, l, 0xC0FFEE);
+  CHECK(other != victim);
+  CHECK(again != victim);
+  CHECK(again != other);
+}
+
+TEST_CASE("paxos client sessions: the table is bounded, the least recently active go first, idle ones expire",
+          "[paxos][replica][sessions][security]") {
+  replica_options o;
+  o.client_sessions = true;
+  o.max_sessions = 4;
+  o.session_timeout_slots = 50;
+  o.snapshot_interval = 7;
+  cluster c(3, o);
+  auto l = c.elect();
+  std::vector<std::uint64_t> ids;
+  for (std::uint64_t n = 1; n <= 4; ++n) ids.push_back(register_session(c, l, n * 1000));
+  // Session 0 stays active; registering two more evicts 1 and 2 (the least recently active).
+  (void)c.nodes[l]->propose(ids[0], 1, kv::encode_put("a", "1"));
+  c.settle();
+  ids.push_back(register_session(c, l, 5000));
+  ids.push_back(register_session(c, l, 6000));
+  std::uint64_t next_request = 2;
+  auto live = [&](std::uint64_t id) {
+    const std::uint64_t r = next_request++;
+    (void)c.nodes[l]->propose(id, r, kv::encode_get("a"));
+    c.settle();
+    auto a = answers_of(c, l, id, r);
+    REQUIRE(a.size() == 1);
+    return !a[0].no_session;
+  };
+  CHECK(live(ids[0]));
+  CHECK_FALSE(live(ids[1]));
+  CHECK_FALSE(live(ids[2]));
+  CHECK(live(ids[3]));
+  CHECK(live(ids[4]));
+  CHECK(live(ids[5]));
+
+  // 60 slots of another session's traffic: every session idle for more than 50 slots expires.
+  for (int i = 0; i < 60; ++i) CHECK(live(ids[5]));
+  CHECK_FALSE(live(ids[0]));
+  CHECK_FALSE(live(ids[3]));
+  CHECK(live(ids[5]));
+
+  // Every replica holds the same sessions: through snapshots and a full restart, the same
+  // answers and the same checksum.
+  c.tick_all(3);
+  for (std::size_t i = 0; i < 3; ++i) c.crash(i);
+  for (std::size_t i = 0; i < 3; ++i) {
+    c.applied[i].clear();
+    c.start(i, o);
+  }
+  l = c.elect();
+  CHECK(live(ids[5]));
+  CHECK_FALSE(live(ids[4]));  // idle since before the 60 slots
+  c.tick_all(3);
+  CHECK(c.nodes[0]->checksum() == c.nodes[1]->checksum());
+  CHECK(c.nodes[1]->checksum() == c.nodes[2]->checksum());
+}
+
+TEST_CASE("paxos client sessions off: client ids are trusted as before", "[paxos][replica][sessions]") {
+  cluster c(3);
+  auto l = c.elect();
+  (void)c.nodes[l]->propose(register_session_client, 5, kv::encode_put("k", "v"));
+  c.settle();
+  auto a = answers_of(c, l, register_session_client, 5);
+  REQUIRE(a.size() == 1);
+  CHECK_FALSE(a[0].no_session);
+  CHECK(c.nodes[l]->state().value("k") == "v");
+}

@@ -9,6 +9,7 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -22,6 +23,13 @@
 
 namespace distkit::inline v0::paxos {
 
+/// With client sessions (`replica_options::client_sessions`), the `client_id` of a command
+/// that registers a session: its `request_id` is the client's secret (a random nonce), its
+/// payload is ignored, and its result is the new session's id (8 bytes, little-endian), which
+/// the client then uses as its `client_id`. The id is derived from the secret and the slot, so
+/// another client cannot guess it.
+inline constexpr std::uint64_t register_session_client = std::numeric_limits<std::uint64_t>::max();
+
 /// One applied command, reported so the driver can answer the client that sent it.
 struct applied_command {
   slot_t slot = 0;               ///< the slot the command was chosen in
@@ -29,6 +37,9 @@ struct applied_command {
   std::uint64_t request_id = 0;  ///< the client's request number
   std::string result;            ///< what the state machine answered
   bool duplicate = false;        ///< a retry of an already applied request: `result` is the cached one
+  /// With client sessions: `client_id` is no live session (never registered, expired or
+  /// evicted), so the command was not applied; `result` is empty.
+  bool no_session = false;
 };
 
 namespace detail {
@@ -39,6 +50,9 @@ struct log_options {
   slot_t log_retention = 1'000;       ///< chosen slots kept in memory behind a snapshot
   /// Read-only results longer than this are not kept in the dedupe table.
   std::size_t max_cached_result_bytes = std::numeric_limits<std::size_t>::max();
+  bool sessions = false;         ///< client ids are sessions registered through the log
+  std::size_t max_sessions = 0;  ///< sessions kept (the least recently active go first); 0: no bound
+  slot_t session_timeout = 0;    ///< a session idle for more slots than this expires; 0: never
 };
 
 /// One slot of the in-memory log.
@@ -68,6 +82,11 @@ struct slot_state {
 ///   `client_id` whose `request_id` is not above the client's last applied one is not applied
 ///   again: a repeat of the last one is answered from the dedupe table, an older one not at
 ///   all. The checksum covers every applied slot's number and value.
+/// - **Sessions** (when enabled). The dedupe table holds only sessions registered through the
+///   log, at most `max_sessions`; a command whose `client_id` is not a live session is not
+///   applied. Registration, expiry (idle for more than `session_timeout` slots) and eviction
+///   (the least recently active first, ties by id) happen while applying, as functions of the
+///   chosen commands alone, so every replica holds the same sessions at the same slot.
 /// - **Compaction.** A snapshot is taken only at the chosen index, so it holds only applied
 ///   (chosen) state. Memory keeps `log_retention` chosen slots behind the latest snapshot for
 ///   catch-up and drops nothing above it; only slots at or below a snapshot's index, which the
@@ -232,6 +251,7 @@ class replica_log {
     std::uint64_t request_id = 0;  ///< the client's last applied request
     std::string result;            ///< its result, returned again to a retry
     bool result_dropped = false;   ///< a large read-only result, read again on a retry
+    slot_t last_active = 0;        ///< with sessions: the slot of its last command (or registration)
   };
 
   static auto mix(std::uint64_t h, std::uint64_t v) noexcept -> std::uint64_t {
@@ -242,11 +262,23 @@ class replica_log {
 
   void apply(slot_t s, const batch& value) {
     std::uint64_t h = mix(checksum_, s);
+    std::uint64_t index = 0;  // the command's place in the batch
     for (const auto& c : value) {
       h = mix(h, c.client_id);
       h = mix(h, c.request_id);
       h = mix(h, xxh3_hash::bytes(c.payload.data(), c.payload.size()));
-      applied_command a{s, c.client_id, c.request_id, {}, false};
+      applied_command a{s, c.client_id, c.request_id, {}, false, false};
+      ++index;
+      if (opts_.sessions && c.client_id == register_session_client) {
+        a.result = register_session(c.request_id, s, index);
+        applied_.push_back(std::move(a));
+        continue;
+      }
+      if (opts_.sessions && c.client_id != 0 && !touch_session(c.client_id, s)) {
+        a.no_session = true;
+        applied_.push_back(std::move(a));
+        continue;
+      }
       if (c.client_id != 0) {
         auto& e = clients_[c.client_id];
         if (c.request_id <= e.request_id) {
@@ -271,6 +303,52 @@ class replica_log {
       applied_.push_back(std::move(a));
     }
     checksum_ = h;
+  }
+
+  // ---- sessions -------------------------------------------------------------------------
+
+  /// A new session for the client whose secret is `nonce`, registered at slot `s` (the
+  /// `index`-th command of its batch): expired and (over the bound) least recently active
+  /// sessions go first. Returns the id, 8 bytes little-endian.
+  auto register_session(std::uint64_t nonce, slot_t s, std::uint64_t index) -> std::string {
+    expire_sessions(s);
+    while (opts_.max_sessions != 0 && clients_.size() >= opts_.max_sessions && !by_activity_.empty()) {
+      clients_.erase(by_activity_.begin()->second);
+      by_activity_.erase(by_activity_.begin());
+    }
+    std::uint64_t id = mix(mix(mix(0x5E5510ULL, nonce), s), index);
+    while (id == 0 || id == register_session_client || clients_.contains(id)) id = mix(id, nonce);
+    client_entry e;
+    e.last_active = s;
+    clients_.emplace(id, std::move(e));
+    by_activity_.emplace(s, id);
+    std::string out;
+    writer w(out);
+    w.u64(id);
+    return out;
+  }
+
+  /// True when `id` is a live session at slot `s`, which then counts as its last activity.
+  auto touch_session(std::uint64_t id, slot_t s) -> bool {
+    auto it = clients_.find(id);
+    if (it == clients_.end()) return false;
+    by_activity_.erase({it->second.last_active, id});
+    if (opts_.session_timeout != 0 && s - it->second.last_active > opts_.session_timeout) {
+      clients_.erase(it);
+      return false;
+    }
+    it->second.last_active = s;
+    by_activity_.emplace(s, id);
+    return true;
+  }
+
+  /// Drops the sessions idle for more than `session_timeout` slots at slot `s`.
+  void expire_sessions(slot_t s) {
+    if (opts_.session_timeout == 0) return;
+    while (!by_activity_.empty() && s - by_activity_.begin()->first > opts_.session_timeout) {
+      clients_.erase(by_activity_.begin()->second);
+      by_activity_.erase(by_activity_.begin());
+    }
   }
 
   [[nodiscard]] auto drop_result(std::string_view command, const std::string& result) const -> bool {
@@ -302,9 +380,18 @@ class replica_log {
     for (auto id : ids) {
       if (clients_.at(id).result_dropped) dropped.push_back(id);
     }
-    if (!dropped.empty()) {
+    if (!dropped.empty() || opts_.sessions) {
       w.u64(dropped.size());
       for (auto id : dropped) w.u64(id);
+    }
+    // With sessions, each one's last active slot (after the dropped-result list, which is then
+    // always written).
+    if (opts_.sessions) {
+      w.u64(ids.size());
+      for (auto id : ids) {
+        w.u64(id);
+        w.u64(clients_.at(id).last_active);
+      }
     }
     return out;
   }
@@ -333,7 +420,22 @@ class replica_log {
         it->second.result_dropped = true;
       }
     }
+    // Sessions' last activity; a snapshot written without sessions counts them active at it.
+    for (auto& [id, e] : clients_) e.last_active = s.index;
+    if (r.remaining() > 0) {
+      auto k = r.u64();
+      if (k > r.remaining() / 16) reader::fail("snapshot session count");
+      for (std::uint64_t i = 0; i < k; ++i) {
+        auto it = clients_.find(r.u64());
+        if (it == clients_.end()) reader::fail("snapshot session client");
+        it->second.last_active = r.u64();
+      }
+    }
     r.expect_end();
+    by_activity_.clear();
+    if (opts_.sessions) {
+      for (const auto& [id, e] : clients_) by_activity_.emplace(e.last_active, id);
+    }
     sm_.restore(sm_bytes);
     snap_index_ = s.index;
     chosen_index_ = s.index;
@@ -350,6 +452,8 @@ class replica_log {
   slot_t chosen_index_ = 0;     ///< every slot up to here is chosen and applied
   std::uint64_t checksum_ = 0;  ///< running hash of the applied log (slot numbers and values)
   std::unordered_map<std::uint64_t, client_entry> clients_;  ///< dedupe: last applied request per client
+  /// With sessions: (last active slot, id) of every session, oldest first (expiry, eviction).
+  std::set<std::pair<slot_t, std::uint64_t>> by_activity_;
 
   // Compaction.
   slot_t snap_index_ = 0;                  ///< the last slot of the latest snapshot (0: none)

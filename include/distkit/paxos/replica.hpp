@@ -57,6 +57,20 @@ struct replica_options {
   /// again, which reads the state at the retry's slot (still linearizable: the client has no
   /// answer yet). Every replica of a cluster must use the same value.
   std::size_t max_cached_result_bytes = std::numeric_limits<std::size_t>::max();
+  /// Client sessions, registered through the log (the Raft thesis, section 6.3): a client
+  /// first proposes a command with `client_id == register_session_client` and a secret
+  /// `request_id`, and uses the id it gets back (`applied_command::result`) as its
+  /// `client_id`. A command whose `client_id` is not a live session is not applied
+  /// (`applied_command::no_session`), so a client cannot skip or answer another's requests by
+  /// forging its id, and the dedupe table is bounded by `max_sessions`. Off: client ids are
+  /// trusted and the table keeps one entry per id ever seen. Every replica of a cluster must
+  /// use the same three values.
+  bool client_sessions = false;
+  /// Sessions kept; registering one more evicts the least recently active. 0: no bound.
+  std::size_t max_sessions = 0;
+  /// A session that sent no command for more than this many slots expires (log time, the same
+  /// on every replica). 0: never.
+  slot_t session_timeout_slots = 0;
   std::uint64_t seed = 1;  ///< seeds the election back-off (with the id)
 };
 
@@ -146,7 +160,12 @@ class replica {
  public:
   explicit replica(replica_options opts, StateMachine sm = StateMachine{}, recovered_state recovered = {})
       : opts_(std::move(opts)),
-        log_(detail::log_options{opts_.snapshot_interval, opts_.log_retention, opts_.max_cached_result_bytes},
+        log_(detail::log_options{.snapshot_interval = opts_.snapshot_interval,
+                                 .log_retention = opts_.log_retention,
+                                 .max_cached_result_bytes = opts_.max_cached_result_bytes,
+                                 .sessions = opts_.client_sessions,
+                                 .max_sessions = opts_.max_sessions,
+                                 .session_timeout = opts_.session_timeout_slots},
              std::move(sm)) {
     validate();
     for (std::size_t i = 0; i < opts_.nodes.size(); ++i) {
