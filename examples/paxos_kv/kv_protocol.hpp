@@ -31,6 +31,7 @@
 #include <cstring>
 #include <map>
 #include <optional>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -43,8 +44,12 @@ namespace paxos_kv {
 
 inline constexpr std::size_t max_message = std::size_t{32} << 20;
 
-enum class request_kind : std::uint8_t { command = 1, status = 2, wait_chosen = 3 };
-enum class reply_status : std::uint8_t { ok = 0, redirect = 1, retry = 2, error = 3 };
+/// `register_session`: the request id is the client's secret; the reply's payload is its
+/// session id (8 bytes), the `client_id` of its commands from then on.
+enum class request_kind : std::uint8_t { command = 1, status = 2, wait_chosen = 3, register_session = 4 };
+/// `no_session`: the command's client id is no live session (never registered, expired or
+/// evicted); the command was not applied.
+enum class reply_status : std::uint8_t { ok = 0, redirect = 1, retry = 2, error = 3, no_session = 4 };
 
 struct address {
   std::string host = "127.0.0.1";
@@ -168,7 +173,7 @@ inline auto decode_request(std::string_view body) -> std::optional<request> {
   if (body.size() < 17) return std::nullopt;
   request r;
   auto kind = static_cast<std::uint8_t>(body[0]);
-  if (kind < 1 || kind > 3) return std::nullopt;
+  if (kind < 1 || kind > 4) return std::nullopt;
   r.kind = static_cast<request_kind>(kind);
   r.client_id = distkit::detail::load_le<std::uint64_t>(body.data() + 1);
   r.request_id = distkit::detail::load_le<std::uint64_t>(body.data() + 9);
@@ -188,52 +193,51 @@ struct reply {
 /// One request at a time; use one client per thread.
 class client {
  public:
+  /// `client_id` labels this client; its session secret mixes it with 64 random bits, so
+  /// clients given the same label still get different sessions.
   client(std::vector<address> servers, std::uint64_t client_id,
          std::chrono::milliseconds attempt_timeout = std::chrono::milliseconds(1000))
       : servers_(std::move(servers)), client_id_(client_id), attempt_timeout_(attempt_timeout) {
     if (servers_.empty()) throw std::invalid_argument("--servers: at least one server");
+    std::random_device rd;
+    secret_ = (std::uint64_t{rd()} << 32 | rd()) ^ (client_id * 0x9E3779B97F4A7C15ULL);
   }
   client(const client&) = delete;
   auto operator=(const client&) -> client& = delete;
   ~client() { disconnect(); }
 
-  /// Runs one command (a kv_state_machine encoding) to completion. Returns the result, or
-  /// nullopt when the deadline passed without an answer (the command may or may not have been
-  /// applied: an "unknown" outcome) or the server refused it with an error (never applied;
-  /// `last_error()` says why, for example a command too large for the cluster's batches).
+  /// Runs one command (a kv_state_machine encoding) to completion, under this client's session
+  /// (registered through the cluster's log on first use). Returns the result, or nullopt when
+  /// the deadline passed without an answer (the command may or may not have been applied: an
+  /// "unknown" outcome), the server refused it with an error (never applied; `last_error()`
+  /// says why, for example a command too large for the cluster's batches), or the session
+  /// ended after the command may have been applied (unknown outcome; the next call registers
+  /// a new session). A command refused on its first and only attempt because the session
+  /// ended was not applied: it runs again under a new session.
   auto call(std::string_view command, std::chrono::steady_clock::time_point deadline) -> std::optional<std::string> {
     last_error_.clear();
-    const std::uint64_t rid = ++request_id_;
-    auto req = encode_request(request_kind::command, client_id_, rid, command);
-    int backoff_ms = 5;
-    int redirects_in_a_row = 0;
-    while (std::chrono::steady_clock::now() < deadline) {
-      auto r = exchange(req, rid, deadline);
-      if (r && r->status == reply_status::ok) return std::move(r->payload);
-      if (r && r->status == reply_status::error) {
-        last_error_ = r->payload.empty() ? std::string("refused") : std::move(r->payload);
+    for (int round = 0; round < 2; ++round) {
+      if (!session_ && !register_session(deadline)) return std::nullopt;
+      const std::uint64_t rid = ++request_id_;
+      std::size_t sends = 0;
+      auto r = run(encode_request(request_kind::command, *session_, rid, command), rid, deadline, sends);
+      if (!r) return std::nullopt;
+      if (r->status == reply_status::ok) return std::move(r->payload);
+      if (r->status == reply_status::no_session) {
+        session_.reset();
+        if (sends == 1) continue;  // never applied: again, under a new session
+        last_error_ = "the session ended (expired or evicted) while the command was retried: outcome unknown";
         return std::nullopt;
       }
-      if (r && r->status == reply_status::redirect && !r->payload.empty()) {
-        try {
-          auto a = parse_address(r->payload, "redirect");
-          disconnect();
-          target_ = index_of(a);
-          if (++redirects_in_a_row < 3) continue;  // straight to the leader
-        } catch (const std::invalid_argument&) {
-        }
-      } else {
-        redirects_in_a_row = 0;
-      }
-      if (!r || (r->status == reply_status::redirect && r->payload.empty())) {
-        disconnect();
-        target_ = (target_ + 1) % servers_.size();  // this server is down or slow: try another
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
-      backoff_ms = std::min(backoff_ms * 2, 100);
+      last_error_ = r->payload.empty() ? std::string("refused") : std::move(r->payload);
+      return std::nullopt;
     }
+    last_error_ = "the session ended twice in a row";
     return std::nullopt;
   }
+
+  /// The session id commands run under (nullopt before the first call, or after it ended).
+  [[nodiscard]] auto session() const noexcept -> std::optional<std::uint64_t> { return session_; }
 
   /// One status request to server `index`; nullopt when it does not answer in time.
   auto status(std::size_t index) -> std::optional<std::string> {
@@ -270,6 +274,7 @@ class client {
   }
 
   [[nodiscard]] auto servers() const -> const std::vector<address>& { return servers_; }
+  /// The label given to the constructor (not the session id).
   [[nodiscard]] auto client_id() const noexcept -> std::uint64_t { return client_id_; }
   /// Why the last `call` was refused by the server; empty if it was not.
   [[nodiscard]] auto last_error() const -> const std::string& { return last_error_; }
@@ -286,6 +291,55 @@ class client {
   void disconnect() {
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
+  }
+
+  /// Registers a new session (a fresh nonce from the secret each time); false with
+  /// `last_error_` set when it could not by the deadline.
+  auto register_session(std::chrono::steady_clock::time_point deadline) -> bool {
+    const std::uint64_t nonce = secret_ + 0x9E3779B97F4A7C15ULL * ++registrations_;
+    std::size_t sends = 0;
+    auto r = run(encode_request(request_kind::register_session, 0, nonce, {}), nonce, deadline, sends);
+    if (r && r->status == reply_status::ok && r->payload.size() == 8) {
+      session_ = distkit::detail::load_le<std::uint64_t>(r->payload.data());
+      return true;
+    }
+    last_error_ = !r ? std::string("no session: the cluster did not answer the registration in time")
+                     : "no session: " + (r->payload.empty() ? std::string("refused") : r->payload);
+    return false;
+  }
+
+  /// Sends `req` (request id `rid`) until an answer that ends it (ok, error, no_session) or the
+  /// deadline, following redirects and trying other servers; counts the sends in `sends`.
+  auto run(const std::string& req, std::uint64_t rid, std::chrono::steady_clock::time_point deadline,
+           std::size_t& sends) -> std::optional<reply> {
+    int backoff_ms = 5;
+    int redirects_in_a_row = 0;
+    while (std::chrono::steady_clock::now() < deadline) {
+      ++sends;
+      auto r = exchange(req, rid, deadline);
+      if (r && (r->status == reply_status::ok || r->status == reply_status::error ||
+                r->status == reply_status::no_session)) {
+        return r;
+      }
+      if (r && r->status == reply_status::redirect && !r->payload.empty()) {
+        try {
+          auto a = parse_address(r->payload, "redirect");
+          disconnect();
+          target_ = index_of(a);
+          if (++redirects_in_a_row < 3) continue;  // straight to the leader
+        } catch (const std::invalid_argument&) {
+        }
+      } else {
+        redirects_in_a_row = 0;
+      }
+      if (!r || (r->status == reply_status::redirect && r->payload.empty())) {
+        disconnect();
+        target_ = (target_ + 1) % servers_.size();  // this server is down or slow: try another
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+      backoff_ms = std::min(backoff_ms * 2, 100);
+    }
+    return std::nullopt;
   }
 
   auto connect_to(const address& a) -> bool {
@@ -356,6 +410,9 @@ class client {
   std::vector<address> servers_;
   std::uint64_t client_id_;
   std::chrono::milliseconds attempt_timeout_;
+  std::uint64_t secret_ = 0;              ///< registration nonces derive from it
+  std::uint64_t registrations_ = 0;       ///< sessions registered so far
+  std::optional<std::uint64_t> session_;  ///< the live session, if any
   std::uint64_t request_id_ = 0;
   std::size_t target_ = 0;
   int fd_ = -1;

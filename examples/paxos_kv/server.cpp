@@ -97,6 +97,8 @@ struct options {
   std::size_t max_value_bytes = std::size_t{1} << 20;
   std::size_t max_request_bytes = 0;  // 0: what the batch bound allows
   std::size_t max_cached_result_bytes = 1024;
+  std::size_t max_sessions = 65536;
+  std::uint64_t session_timeout_slots = 0;
 };
 
 void usage() {
@@ -108,7 +110,8 @@ void usage() {
                "                       [--max-value-bytes N] [--max-request-bytes N] [--max-clients N]\n"
                "                       [--client-idle-timeout-ms MS] [--request-timeout-ms MS]\n"
                "                       [--max-client-queued-bytes N] [--max-client-inflight N] [--max-waiters N]\n"
-               "                       [--max-cached-result-bytes N] [--metrics-listen HOST:PORT]\n"
+               "                       [--max-cached-result-bytes N] [--max-sessions N]\n"
+               "                       [--session-timeout-slots SLOTS] [--metrics-listen HOST:PORT]\n"
                "  --peers lists every member, this one included; --client-port overrides this member's.\n"
                "  --cluster-key-file is required (peers authenticate every frame with it) unless --insecure\n"
                "  is given, which runs with unauthenticated peers.\n"
@@ -116,7 +119,10 @@ void usage() {
                "  catch-up 4 MiB, snapshot chunk 1 MiB) and value 1 MiB; every member must use the same\n"
                "  ones. Client port: 1024 connections, idle 60 s, request 10 s, 4 MiB queued replies and\n"
                "  256 waiting requests per connection, 1024 wait requests. The dedupe table keeps get\n"
-               "  results up to 1 KiB; a retried get with a longer result reads again.\n";
+               "  results up to 1 KiB; a retried get with a longer result reads again.\n"
+               "  Clients register sessions through the log (65536 kept, the least recently active\n"
+               "  evicted first; idle ones expire after --session-timeout-slots slots, 0 = never); a\n"
+               "  command under any other client id is refused, not applied.\n";
 }
 
 auto parse_options(int argc, char** argv) -> std::optional<options> {
@@ -186,6 +192,10 @@ auto parse_options(int argc, char** argv) -> std::optional<options> {
       o.max_waiters = number(0, any);
     } else if (a == "--max-cached-result-bytes") {
       o.max_cached_result_bytes = number(0, any);
+    } else if (a == "--max-sessions") {
+      o.max_sessions = number(1, any);
+    } else if (a == "--session-timeout-slots") {
+      o.session_timeout_slots = number(0, any);
     } else if (a == "--metrics-listen") {
       o.metrics_listen = value();
       (void)paxos_kv::parse_address(o.metrics_listen, "--metrics-listen");  // HOST:PORT, or a clear error
@@ -261,6 +271,9 @@ void apply_bounds(const options& o, px::replica_options& r) {
   if (o.max_catchup_bytes != 0) r.max_catchup_bytes = o.max_catchup_bytes;
   if (o.snapshot_chunk_bytes != 0) r.snapshot_chunk_bytes = o.snapshot_chunk_bytes;
   r.max_cached_result_bytes = o.max_cached_result_bytes;
+  r.client_sessions = true;
+  r.max_sessions = o.max_sessions;
+  r.session_timeout_slots = o.session_timeout_slots;
 }
 
 /// The options with their size policy checked (and the request bound derived).
@@ -337,6 +350,7 @@ class server {
     std::uint64_t reads_paused = 0;     // times a connection's reads stopped for back-pressure
     std::uint64_t waiters_refused = 0;  // wait requests over --max-waiters
     std::uint64_t value_too_large = 0;  // writes refused by --max-value-bytes
+    std::uint64_t no_session = 0;       // commands under no live session (forged, expired, evicted)
   };
 
   auto transport_config() -> px::tcp_transport_config {
@@ -466,7 +480,11 @@ class server {
     if (it == pending_.end()) return;
     if (auto c = it->second.lock()) {
       finish_one(c);
-      if (a.result.rfind(px::kv_state_machine::value_too_large, 0) == 0) {
+      if (a.no_session) {
+        ++client_stats_.no_session;
+        send_reply(c, paxos_kv::reply_status::no_session, a.request_id,
+                   "unknown or expired session: not applied (register a new one)");
+      } else if (a.result.rfind(px::kv_state_machine::value_too_large, 0) == 0) {
         // Refused by the value bound (the same on every replica): a clear error, never retried.
         ++client_stats_.value_too_large;
         send_reply(c, paxos_kv::reply_status::error, a.request_id, std::string_view(a.result).substr(1));
@@ -700,8 +718,9 @@ class server {
     return "id=" + std::to_string(opts_.id) + " role=" + (replica_.is_leader() ? "leader" : "follower") +
            " leader=" + (leader ? std::to_string(*leader) : "none") +
            " chosen=" + std::to_string(replica_.chosen_index()) + " checksum=" + checksum +
-           " keys=" + std::to_string(replica_.state().size()) + " syncs=" + std::to_string(storage_.sync_count()) +
-           " frames_refused=" + std::to_string(ns.refused_total()) +
+           " keys=" + std::to_string(replica_.state().size()) +
+           " sessions=" + std::to_string(replica_.dedupe_entries()) +
+           " syncs=" + std::to_string(storage_.sync_count()) + " frames_refused=" + std::to_string(ns.refused_total()) +
            " frames_in=" + std::to_string(nc.frames_received) + " frames_out=" + std::to_string(nc.frames_sent) +
            " connects=" + std::to_string(nc.connects) + " connect_failures=" + std::to_string(nc.connect_failures) +
            " disconnects=" + std::to_string(nc.disconnects) + " inbound=" + std::to_string(nc.inbound_accepted) +
@@ -731,7 +750,7 @@ class server {
            " requests_too_large=" + std::to_string(k.too_large) + " requests_malformed=" + std::to_string(k.malformed) +
            " client_reads_paused=" + std::to_string(k.reads_paused) + " waiters=" + std::to_string(waiters_.size()) +
            " waiters_refused=" + std::to_string(k.waiters_refused) +
-           " value_too_large=" + std::to_string(k.value_too_large);
+           " value_too_large=" + std::to_string(k.value_too_large) + " no_session=" + std::to_string(k.no_session);
   }
 
   // Every dropped or refused message, by reason: the peer transport (send queue, disconnects,
@@ -796,8 +815,13 @@ class server {
       return;
     }
 
-    if (req.client_id == 0) {
-      send_reply(c, paxos_kv::reply_status::error, req.request_id, "client id 0 is reserved");
+    if (req.kind == paxos_kv::request_kind::register_session) {
+      // Registered through the log: the request id is the client's secret nonce.
+      req.client_id = px::register_session_client;
+      req.command.clear();
+    } else if (req.client_id == 0 || req.client_id == px::register_session_client) {
+      send_reply(c, paxos_kv::reply_status::error, req.request_id,
+                 "client id " + std::to_string(req.client_id) + " is reserved; register a session");
       return;
     }
     const std::size_t command_bytes = req.command.size();

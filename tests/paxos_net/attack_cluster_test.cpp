@@ -37,7 +37,9 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <optional>
+#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -466,6 +468,79 @@ TEST_CASE(
   auto follower = admin.status(static_cast<std::size_t>(leader % cluster::n));
   REQUIRE(follower.has_value());
   CHECK(number(*follower, "waiters_refused") == 200);
+  c.remove_files();
+}
+
+// Before sessions, client ids were trusted: a stranger proposing (victim id, UINT64_MAX) made
+// every later request of the victim a "duplicate" that was skipped and never answered, and
+// every id ever used kept an entry in the dedupe table of every replica, forever.
+TEST_CASE("paxos_kv attack: a forged client id silences no one, and registrations cannot grow the dedupe table",
+          "[paxos_kv][cluster][security]") {
+  cluster c("sessions", {"--max-sessions", "64"});
+  paxos_kv::client admin(c.addresses, 1, 5000ms);
+  paxos_kv::client victim(c.addresses, 7, 5000ms);
+  REQUIRE(victim.call(px::kv_state_machine::encode_put("victim", "v1"), steady::now() + 30s).has_value());
+  REQUIRE(victim.session().has_value());
+  int leader = 0;
+  for (const auto until = steady::now() + 30s; leader == 0 && steady::now() < until;) leader = find_leader(admin, c);
+  REQUIRE(leader != 0);
+
+  // A stranger proposes under ids it can know or guess (the victim's label, small numbers,
+  // random ones), each with request id UINT64_MAX: none is a session, none is applied.
+  const int fd = dial(c.client_port[leader]);
+  REQUIRE(fd >= 0);
+  std::mt19937_64 rng(42);
+  std::vector<std::uint64_t> forged{7, 1, 2, 3, rng(), rng(), rng(), *victim.session() ^ 1};
+  for (auto id : forged) {
+    send_all(fd,
+             paxos_kv::encode_request(paxos_kv::request_kind::command, id, std::numeric_limits<std::uint64_t>::max(),
+                                      px::kv_state_machine::encode_put("victim", "evil")));
+  }
+  for (std::size_t i = 0; i < forged.size(); ++i) {
+    auto reply = read_reply(fd, 20s);
+    REQUIRE(reply.has_value());
+    CHECK(static_cast<paxos_kv::reply_status>(reply->at(0)) == paxos_kv::reply_status::no_session);
+  }
+  // The victim goes on: its next requests are applied and answered.
+  REQUIRE(victim.call(px::kv_state_machine::encode_append("victim", "+2"), steady::now() + 30s).has_value());
+  CHECK(victim.call(px::kv_state_machine::encode_get("victim"), steady::now() + 30s) ==
+        std::optional<std::string>("v1+2"));
+
+  // 2,000 registrations from the stranger, pipelined: the table keeps at most --max-sessions
+  // on every replica (the least recently active are evicted).
+  std::string burst;
+  for (std::uint64_t i = 0; i < 2000; ++i) {
+    burst += paxos_kv::encode_request(paxos_kv::request_kind::register_session, 0, rng() | 1, {});
+  }
+  send_all(fd, burst);
+  std::size_t registered = 0;
+  for (std::size_t i = 0; i < 2000; ++i) {
+    auto reply = read_reply(fd, 30s);
+    REQUIRE(reply.has_value());
+    if (static_cast<paxos_kv::reply_status>(reply->at(0)) == paxos_kv::reply_status::ok && reply->size() == 17) {
+      ++registered;
+    }
+  }
+  ::close(fd);
+  CHECK(registered == 2000);
+  // The victim, evicted, is refused once (nothing applied), registers again and is answered.
+  REQUIRE(victim.call(px::kv_state_machine::encode_append("victim", "+3"), steady::now() + 30s).has_value());
+  CHECK(victim.call(px::kv_state_machine::encode_get("victim"), steady::now() + 30s) ==
+        std::optional<std::string>("v1+2+3"));
+  for (int i = 1; i <= cluster::n; ++i) {
+    std::string st;
+    for (const auto until = steady::now() + 20s; steady::now() < until;) {
+      auto s2 = admin.status(static_cast<std::size_t>(i - 1));
+      if (s2) st = *s2;
+      if (!st.empty() && number(st, "sessions") <= 64 && number(st, "sessions") >= 1) break;
+    }
+    INFO("server " << i << ": " << st);
+    CHECK(number(st, "sessions") <= 64);
+    CHECK(number(st, "sessions") >= 1);
+  }
+  auto st = admin.status(static_cast<std::size_t>(leader - 1));
+  REQUIRE(st.has_value());
+  CHECK(number(*st, "no_session") >= forged.size());
   c.remove_files();
 }
 

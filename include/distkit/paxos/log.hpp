@@ -112,6 +112,8 @@ class replica_log {
   /// Running checksum of the applied log, equal on every replica at the same chosen index.
   [[nodiscard]] auto checksum() const noexcept -> std::uint64_t { return checksum_; }
   [[nodiscard]] auto state() const noexcept -> const StateMachine& { return sm_; }
+  /// Entries of the dedupe table (clients, or live sessions).
+  [[nodiscard]] auto dedupe_entries() const noexcept -> std::size_t { return clients_.size(); }
   /// The slots held in memory (accepted or chosen), above the compacted prefix.
   [[nodiscard]] auto entries() const noexcept -> const entry_map& { return entries_; }
   /// The latest snapshot (taken or installed), if any.

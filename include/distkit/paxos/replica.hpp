@@ -295,6 +295,8 @@ class replica {
   /// Running checksum of the applied log (slot numbers and values), equal on every replica
   /// at the same chosen index.
   [[nodiscard]] auto checksum() const noexcept -> std::uint64_t { return log_.checksum(); }
+  /// Entries of the dedupe table: clients seen, or live sessions with `client_sessions`.
+  [[nodiscard]] auto dedupe_entries() const noexcept -> std::size_t { return log_.dedupe_entries(); }
   [[nodiscard]] auto state() const noexcept -> const StateMachine& { return log_.state(); }
   [[nodiscard]] auto options() const noexcept -> const replica_options& { return opts_; }
   /// The value this replica holds for `slot` (accepted or chosen), if any.
