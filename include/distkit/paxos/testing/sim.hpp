@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "distkit/detail/endian.hpp"
 #include "distkit/detail/error.hpp"
 #include "distkit/hash.hpp"
 #include "distkit/paxos/concepts.hpp"
@@ -381,6 +382,7 @@ class simulation {
   struct queued_request {
     std::size_t client = 0;
     std::uint64_t attempt = 0;
+    std::uint64_t wire_client = 0;  // the client id proposed (a session, or the registration id)
     std::uint64_t seq = 0;
     std::string command;
   };
@@ -398,6 +400,8 @@ class simulation {
   };
   struct client {
     std::uint64_t id = 0;
+    std::optional<std::uint64_t> session;  // with client sessions: the id the log gave it
+    std::uint64_t nonce = 0;               // with client sessions: its registration secret
     std::uint64_t seq = 0;
     std::size_t done = 0;
     std::optional<std::size_t> op;  // index into history_
@@ -459,6 +463,7 @@ class simulation {
     clients_.resize(opts_.clients);
     for (std::size_t c = 0; c < opts_.clients; ++c) {
       clients_[c].id = c + 1;
+      clients_[c].nonce = (opts_.seed * 0x9E3779B97F4A7C15ULL) ^ ((c + 1) * 0xBF58476D1CE4E5B9ULL);  // distinct
       clients_[c].target = c % opts_.replicas;
       schedule(uniform(1, 5 * opts_.tick), kind::client, c);
     }
@@ -776,7 +781,9 @@ class simulation {
   void client_submit(std::size_t ci) {
     auto& c = clients_[ci];
     if (c.waiting) return;
-    if (!c.op) {
+    if (registering(c)) {
+      if (c.done >= opts_.ops_per_client) return;
+    } else if (!c.op) {
       if (c.done >= opts_.ops_per_client) return;
       ++c.seq;
       hist h;
@@ -791,7 +798,7 @@ class simulation {
       c.waiting = true;
       ++c.attempt;
       schedule(now_ + opts_.client_timeout, kind::client_timeout, ci, c.attempt);
-      n.client_inbox.push_back(queued_request{ci, c.attempt, c.seq, history_[*c.op].command});
+      n.client_inbox.push_back(queued_request{ci, c.attempt, wire_client(c), wire_seq(c), wire_command(c)});
       return;
     }
     client_propose(ci);
@@ -806,7 +813,7 @@ class simulation {
       schedule(now_ + opts_.tick, kind::client, ci);
       return;
     }
-    auto st = n.r->propose(c.id, c.seq, history_[*c.op].command);
+    auto st = n.r->propose(wire_client(c), wire_seq(c), wire_command(c));
     if (st == propose_status::accepted) {
       c.waiting = true;
       ++c.attempt;
@@ -823,9 +830,51 @@ class simulation {
     schedule(now_ + opts_.tick, kind::client, ci);
   }
 
+  // With client sessions, a client registers first and then proposes under its session.
+  [[nodiscard]] auto registering(const client& c) const -> bool { return opts_.replica.client_sessions && !c.session; }
+  [[nodiscard]] auto wire_client(const client& c) const -> std::uint64_t {
+    if (!opts_.replica.client_sessions) return c.id;
+    return c.session ? *c.session : register_session_client;
+  }
+  [[nodiscard]] auto wire_seq(const client& c) const -> std::uint64_t { return registering(c) ? c.nonce : c.seq; }
+  [[nodiscard]] auto wire_command(const client& c) const -> std::string {
+    return registering(c) ? std::string() : history_[*c.op].command;
+  }
+
+  /// The client an applied command answers (by session with client sessions).
+  [[nodiscard]] auto client_of(const applied_command& a) const -> std::optional<std::size_t> {
+    for (std::size_t i = 0; i < clients_.size(); ++i) {
+      const auto& c = clients_[i];
+      if (opts_.replica.client_sessions
+              ? (a.client_id == register_session_client ? c.nonce == a.request_id : c.session == a.client_id)
+              : c.id == a.client_id) {
+        return i;
+      }
+    }
+    return std::nullopt;
+  }
+
   void deliver_result(std::size_t replica_index, const applied_command& a) {
-    if (a.client_id == 0 || a.client_id > clients_.size()) return;
-    auto& c = clients_[a.client_id - 1];
+    const auto ci = client_of(a);
+    if (!ci) return;
+    auto& c = clients_[*ci];
+    if (opts_.replica.client_sessions && a.client_id == register_session_client) {
+      if (!c.waiting || c.session || c.target != replica_index) return;
+      if (a.result.size() != 8) {
+        fail("a session registration answered " + std::to_string(a.result.size()) + " bytes");
+        return;
+      }
+      c.session = distkit::detail::load_le<std::uint64_t>(a.result.data());
+      c.waiting = false;
+      ++c.attempt;
+      schedule(now_ + uniform(0, opts_.tick), kind::client, *ci);
+      return;
+    }
+    if (a.no_session) {
+      // No session is evicted or expires in these runs: a refusal means replicas disagree.
+      fail("client " + std::to_string(c.id) + "'s live session was refused at slot " + std::to_string(a.slot));
+      return;
+    }
     if (!c.waiting || !c.op || c.target != replica_index || a.request_id != c.seq) return;
     auto& h = history_[*c.op];
     h.result = a.result;
@@ -836,7 +885,7 @@ class simulation {
     c.op.reset();
     ++c.done;
     ++c.attempt;
-    schedule(now_ + uniform(0, opts_.tick), kind::client, a.client_id - 1);
+    schedule(now_ + uniform(0, opts_.tick), kind::client, *ci);
   }
 
   [[nodiscard]] auto all_done() const -> bool {
@@ -1036,7 +1085,7 @@ class simulation {
         } else {
           // Its client gave up and went elsewhere; the server still reads and proposes it (a
           // retry of the same request id is applied once).
-          (void)n.r->propose(c.id, q.seq, std::move(q.command));
+          (void)n.r->propose(q.wire_client, q.seq, std::move(q.command));
           drive(i);
         }
       }
