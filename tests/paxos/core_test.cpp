@@ -155,7 +155,7 @@ TEST_CASE("paxos codec never crashes on random or bit-flipped bytes", "[paxos][c
 
 TEST_CASE("paxos codec refuses a length over 32 bits instead of truncating it", "[paxos][codec][security]") {
   std::string out;
-  detail::writer w(out);
+  internal::writer w(out);
   const char small[8] = {};
   // A view that claims 4 GiB + 1 bytes: refused from its size alone, nothing is read.
   const std::string_view huge(small, (std::size_t{1} << 32) + 1);

@@ -31,7 +31,7 @@ struct applied_command {
   bool duplicate = false;        ///< a retry of an already applied request: `result` is the cached one
 };
 
-namespace detail {
+namespace internal {
 
 /// The part of `replica_options` the log uses.
 struct log_options {
@@ -362,5 +362,5 @@ class replica_log {
   std::vector<applied_command> applied_;     ///< commands applied, for the driver to answer
 };
 
-}  // namespace detail
+}  // namespace internal
 }  // namespace distkit::inline v0::paxos
