@@ -78,7 +78,7 @@ struct options {
   std::chrono::milliseconds tick{10};
   bool quiet = false;
   std::string metrics_listen;  // HOST:PORT, empty: no metrics endpoint
-  // Byte bounds (0: the library's default); see replica_options and tcp_transport_config.
+  // Byte bounds (0: the library's default); see replica_options and tcp_transport_options.
   std::size_t max_frame_bytes = 0;
   std::size_t max_message_bytes = 0;
   std::size_t max_batch_bytes = 0;
@@ -254,9 +254,9 @@ void check_sizes(options& o, const px::replica_options& r, std::size_t max_body)
   // The replica checks batch, catch-up and snapshot chunk against max_message_bytes, the
   // message transport checks max_message_bytes against the frame's max_body, the frame decoder
   // max_body against its 1 GiB limit; the write-ahead log holds one batch per record.
-  if (r.max_batch_bytes > px::detail::wal_max_record) {
+  if (r.max_batch_bytes > px::internal::wal_max_record) {
     refuse("max_batch_bytes (" + std::to_string(r.max_batch_bytes) + ") must be at most the log record limit (" +
-           std::to_string(px::detail::wal_max_record) + ")");
+           std::to_string(px::internal::wal_max_record) + ")");
   }
   if (max_body > px::frame_format::max_body_limit) {
     refuse("--max-frame-bytes (" + std::to_string(max_body) + ") must be at most " +
@@ -353,8 +353,8 @@ class server {
     std::uint64_t no_session = 0;       // commands under no live session (forged, expired, evicted)
   };
 
-  auto transport_config() -> px::tcp_transport_config {
-    px::tcp_transport_config c;
+  auto transport_config() -> px::tcp_transport_options {
+    px::tcp_transport_options c;
     c.node_id = opts_.id;
     c.cluster_id = opts_.cluster_id;
     const auto& self = opts_.members.at(opts_.id);

@@ -8,6 +8,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "distkit/paxos.hpp"
@@ -155,7 +156,7 @@ TEST_CASE("paxos codec never crashes on random or bit-flipped bytes", "[paxos][c
 
 TEST_CASE("paxos codec refuses a length over 32 bits instead of truncating it", "[paxos][codec][security]") {
   std::string out;
-  detail::writer w(out);
+  internal::writer w(out);
   const char small[8] = {};
   // A view that claims 4 GiB + 1 bytes: refused from its size alone, nothing is read.
   const std::string_view huge(small, (std::size_t{1} << 32) + 1);
@@ -699,4 +700,123 @@ TEST_CASE("paxos client sessions off: client ids are trusted as before", "[paxos
   REQUIRE(a.size() == 1);
   CHECK_FALSE(a[0].no_session);
   CHECK(c.nodes[l]->state().value("k") == "v");
+}
+
+// ---- the log (paxos/log.hpp): the invariants stated at the top of `replica_log` ------------
+
+namespace {
+
+/// Appends every command to its state; answers with the state's length.
+struct appender {
+  std::string state;
+  auto apply(std::string_view c) -> std::string {
+    state.append(c);
+    return std::to_string(state.size());
+  }
+  [[nodiscard]] auto snapshot() const -> std::string { return state; }
+  void restore(std::string_view s) { state = std::string(s); }
+};
+
+using test_log = internal::replica_log<appender>;
+
+auto one(std::uint64_t client, std::uint64_t request, std::string payload) -> batch {
+  return batch{command{client, request, std::move(payload)}};
+}
+
+}  // namespace
+
+TEST_CASE("paxos log applies only a contiguous run of chosen slots, in order, once", "[paxos][log]") {
+  test_log log{internal::log_options{0, 0}, appender{}};
+  const ballot b{1, 1};
+  log.propose(1, b, one(0, 0, "a"));
+  log.propose(2, b, one(0, 0, "b"));
+  log.propose(3, b, one(0, 0, "c"));
+  CHECK(log.take_entries().size() == 3);
+  log.mark_chosen(2);
+  log.mark_chosen(3);
+  CHECK_FALSE(log.apply_chosen());  // slot 1 is not chosen: nothing after it may be applied
+  CHECK(log.chosen_index() == 0);
+  CHECK(log.state().state.empty());
+  CHECK_FALSE(log.take_commit().has_value());
+  log.mark_chosen(1);
+  CHECK(log.apply_chosen());
+  CHECK(log.chosen_index() == 3);
+  CHECK(log.state().state == "abc");
+  CHECK(log.take_commit() == slot_t{3});
+  CHECK(log.take_applied().size() == 3);
+  CHECK_FALSE(log.apply_chosen());  // applied once
+  CHECK(log.state().state == "abc");
+  CHECK_FALSE(log.has_unstable());
+}
+
+TEST_CASE("paxos log keeps a chosen slot's value: a later accept does not overwrite it", "[paxos][log]") {
+  test_log log{internal::log_options{0, 0}, appender{}};
+  log.accept(1, ballot{1, 1}, one(0, 0, "v"));
+  log.learn(2, one(0, 0, "w"), true);
+  auto written = log.take_entries();
+  REQUIRE(written.size() == 2);
+  CHECK(written[1].chosen);  // the learned value is written with its chosen marker
+  log.accept(2, ballot{5, 2}, one(0, 0, "x"));
+  CHECK(log.take_entries().empty());
+  CHECK(log.entries().at(2).value == one(0, 0, "w"));
+  // A learned value that is the one we accepted keeps our acceptance ballot.
+  log.learn(1, one(0, 0, "v"), true);
+  CHECK(log.take_entries().at(0).accepted == ballot{1, 1});
+}
+
+TEST_CASE("paxos log recovery marks chosen only what the commit index or a marker says", "[paxos][log]") {
+  test_log log{internal::log_options{0, 0}, appender{}};
+  recovered_state rs;
+  rs.entries = {log_entry{1, ballot{1, 1}, one(0, 0, "a")}, log_entry{2, ballot{1, 1}, one(0, 0, "b")},
+                log_entry{3, ballot{}, one(0, 0, "c"), true}};
+  rs.commit_index = 1;
+  log.recover(std::move(rs));
+  CHECK(log.chosen_index() == 1);  // slot 2 is only an acceptance: slot 3 waits behind it
+  CHECK(log.state().state == "a");
+  CHECK_FALSE(log.entries().at(2).chosen);
+  CHECK(log.entries().at(3).chosen);
+  CHECK_FALSE(log.has_unstable());  // recovery replays what is durable: nothing to write again
+}
+
+TEST_CASE("paxos log answers a retried request from its dedupe table and never applies it twice", "[paxos][log]") {
+  test_log log{internal::log_options{0, 0}, appender{}};
+  const ballot b{1, 1};
+  log.propose(1, b, one(7, 1, "a"));
+  log.propose(2, b, one(7, 1, "a"));  // a retry
+  log.propose(3, b, one(7, 0, "z"));  // older than the last applied: dropped silently
+  for (slot_t s = 1; s <= 3; ++s) log.mark_chosen(s);
+  CHECK(log.apply_chosen());
+  CHECK(log.state().state == "a");
+  auto applied = log.take_applied();
+  REQUIRE(applied.size() == 2);
+  CHECK_FALSE(applied[0].duplicate);
+  CHECK(applied[1].duplicate);
+  CHECK(applied[1].result == applied[0].result);
+}
+
+TEST_CASE("paxos log snapshots at the chosen index and compacts only behind it", "[paxos][log]") {
+  test_log log{internal::log_options{2, 1}, appender{}};
+  const ballot b{1, 1};
+  for (slot_t s = 1; s <= 5; ++s) log.propose(s, b, one(0, 0, std::string(1, static_cast<char>('a' + s - 1))));
+  for (slot_t s = 1; s <= 4; ++s) log.mark_chosen(s);
+  CHECK(log.apply_chosen());
+  log.maybe_snapshot();
+  auto snap = log.take_snapshot();
+  REQUIRE(snap.has_value());
+  CHECK(snap->index == 4);  // at the chosen index, never past it
+  log.compact();
+  CHECK(log.entries().begin()->first == 3);  // log_retention 1 slot behind the snapshot, kept
+  CHECK(log.entries().count(5) == 1);        // nothing above the snapshot is dropped
+  CHECK(log.first_retained() == 3);
+  // A peer's snapshot installs the state and drops only the slots it covers.
+  test_log other{internal::log_options{0, 0}, appender{}};
+  other.accept(6, b, one(0, 0, "f"));
+  (void)other.take_entries();
+  other.install(*snap);
+  CHECK(other.chosen_index() == 4);
+  CHECK(other.state().state == "abcd");
+  CHECK(other.checksum() == log.checksum());
+  CHECK(other.entries().count(6) == 1);
+  CHECK(other.take_commit() == slot_t{4});
+  CHECK(other.take_snapshot().has_value());
 }

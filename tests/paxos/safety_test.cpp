@@ -62,7 +62,7 @@ auto leader_snapshot() -> snapshot {
   kv sm;
   for (int k = 1; k <= 3; ++k) (void)sm.apply(kv::encode_put("r" + std::to_string(k), "chosen"));
   std::string data;
-  distkit::paxos::detail::writer w(data);
+  distkit::paxos::internal::writer w(data);
   w.u64(0);  // no clients in the dedupe table
   w.bytes(sm.snapshot());
   return snapshot{3, 0xC0FFEE, data};

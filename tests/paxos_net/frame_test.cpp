@@ -11,6 +11,7 @@
 #include <fstream>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "support/seed.hpp"
@@ -18,7 +19,7 @@
 namespace {
 
 using distkit::paxos::frame_decoder;
-using distkit::paxos::frame_decoder_config;
+using distkit::paxos::frame_decoder_options;
 using distkit::paxos::frame_encoder;
 using distkit::paxos::frame_error;
 using distkit::paxos::frame_error_kind;
@@ -30,11 +31,17 @@ auto bytes_of(std::string_view s) -> std::vector<std::byte> {
   return {b.begin(), b.end()};
 }
 
+// The former name still compiles (with a deprecation warning, silenced here) and is the same type.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+static_assert(std::is_same_v<distkit::paxos::frame_decoder_config, frame_decoder_options>);
+#pragma GCC diagnostic pop
+
 const frame_key cluster_key{std::string_view("0123456789abcdef-cluster-key")};
 const frame_key other_key{std::string_view("fedcba9876543210-other-key!!")};
 
-auto decoder_config(bool keyed) -> frame_decoder_config {
-  frame_decoder_config c;
+auto decoder_config(bool keyed) -> frame_decoder_options {
+  frame_decoder_options c;
   c.cluster_id = 42;
   c.node_id = 2;
   c.peers = {1, 3};

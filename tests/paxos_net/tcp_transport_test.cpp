@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -32,11 +33,18 @@ using distkit::paxos::frame_key;
 using distkit::paxos::overflow_policy;
 using distkit::paxos::tcp_message;
 using distkit::paxos::tcp_transport;
-using distkit::paxos::tcp_transport_config;
+using distkit::paxos::tcp_transport_options;
 
 constexpr std::uint64_t cluster = 0xC1;
 const frame_key good_key{std::string_view("a cluster key of sufficient length")};
 const frame_key bad_key{std::string_view("some other key, also long enough")};
+
+// The former names still compile (with a deprecation warning, silenced here) and are the same types.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+static_assert(std::is_same_v<distkit::paxos::tcp_transport_config, tcp_transport_options>);
+static_assert(std::is_same_v<distkit::paxos::tcp_transport_counters, distkit::paxos::tcp_transport_stats>);
+#pragma GCC diagnostic pop
 
 auto bytes_of(const std::string& s) -> std::vector<std::byte> {
   auto b = std::as_bytes(std::span(s.data(), s.size()));
@@ -46,8 +54,8 @@ auto text_of(const std::vector<std::byte>& b) -> std::string {
   return {reinterpret_cast<const char*>(b.data()), b.size()};
 }
 
-auto config_for(std::uint32_t id, std::vector<std::uint32_t> peers, bool keyed) -> tcp_transport_config {
-  tcp_transport_config c;
+auto config_for(std::uint32_t id, std::vector<std::uint32_t> peers, bool keyed) -> tcp_transport_options {
+  tcp_transport_options c;
   c.node_id = id;
   c.cluster_id = cluster;
   for (auto p : peers) c.peers[p] = {"127.0.0.1", 0};  // ports filled in once known

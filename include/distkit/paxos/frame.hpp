@@ -210,7 +210,7 @@ class frame_key {
   std::vector<std::byte> bytes_;
 };
 
-namespace detail {
+namespace internal {
 
 /// HMAC-SHA256 with a context keyed once and re-initialised per message (OpenSSL 3 EVP_MAC).
 class hmac_sha256 {
@@ -266,7 +266,7 @@ class hmac_sha256 {
   EVP_MAC_CTX* ctx_ = nullptr;
 };
 
-}  // namespace detail
+}  // namespace internal
 
 /// @brief Writes frames from one node: assigns sequence numbers, checksums and signs.
 ///
@@ -368,7 +368,7 @@ class frame_encoder {
   std::uint64_t cluster_id_;
   frame_node_id from_;
   std::uint64_t next_sequence_;
-  std::optional<detail::hmac_sha256> hmac_;
+  std::optional<internal::hmac_sha256> hmac_;
 };
 
 /// @brief Counters of a decoder: frames accepted and frames refused, per reason.
@@ -396,7 +396,7 @@ class frame_stats {
 };
 
 /// @brief What a receiving node accepts.
-struct frame_decoder_config {
+struct frame_decoder_options {
   std::uint64_t cluster_id = 0;
   /// This node; frames addressed to another node are refused.
   frame_node_id node_id = 0;
@@ -408,6 +408,8 @@ struct frame_decoder_config {
   /// (a configuration mismatch between nodes).
   std::optional<frame_key> key;
 };
+/// Deprecated: the former name of `frame_decoder_options`.
+using frame_decoder_config [[deprecated("use frame_decoder_options")]] = frame_decoder_options;
 
 /// @brief Verifies frames addressed to one node, counting every refusal.
 ///
@@ -436,7 +438,7 @@ class frame_decoder {
   };
 
   /// @throws std::invalid_argument if `max_body` is 0 or above 1 GiB.
-  explicit frame_decoder(frame_decoder_config config) : config_(std::move(config)) {
+  explicit frame_decoder(frame_decoder_options config) : config_(std::move(config)) {
     if (config_.max_body == 0 || config_.max_body > frame_format::max_body_limit) {
       distkit::detail::throw_invalid_argument("paxos::frame_decoder", "max_body", "must be in [1, 2^30]",
                                               std::to_string(config_.max_body));
@@ -555,7 +557,7 @@ class frame_decoder {
   void reset_sequence(frame_node_id from) { last_sequence_.erase(from); }
 
   [[nodiscard]] auto stats() const noexcept -> const frame_stats& { return stats_; }
-  [[nodiscard]] auto config() const noexcept -> const frame_decoder_config& { return config_; }
+  [[nodiscard]] auto config() const noexcept -> const frame_decoder_options& { return config_; }
 
  private:
   auto refuse(frame_error_kind kind) noexcept -> frame_error_kind {
@@ -568,8 +570,8 @@ class frame_decoder {
     return std::find(config_.peers.begin(), config_.peers.end(), from) != config_.peers.end();
   }
 
-  frame_decoder_config config_;
-  std::optional<detail::hmac_sha256> hmac_;
+  frame_decoder_options config_;
+  std::optional<internal::hmac_sha256> hmac_;
   std::unordered_map<frame_node_id, std::uint64_t> last_sequence_;
   frame_stats stats_;
 };

@@ -56,7 +56,7 @@ class kv_state_machine {
 
   auto apply(std::string_view command) -> std::string {
     try {
-      detail::reader r(command);
+      internal::reader r(command);
       auto op = static_cast<kv_op>(r.u8());
       auto key = r.bytes_view();
       auto a = r.bytes_view();
@@ -93,7 +93,7 @@ class kv_state_machine {
 
   [[nodiscard]] auto snapshot() const -> std::string {
     std::string out;
-    detail::writer w(out);
+    internal::writer w(out);
     w.u64(data_.size());
     for (const auto& [k, v] : data_) {
       w.bytes(k);
@@ -103,9 +103,9 @@ class kv_state_machine {
   }
 
   void restore(std::string_view bytes) {
-    detail::reader r(bytes);
+    internal::reader r(bytes);
     auto n = r.u64();
-    if (n > r.remaining() / 8) detail::reader::fail("kv snapshot count");
+    if (n > r.remaining() / 8) internal::reader::fail("kv snapshot count");
     std::map<std::string, std::string, std::less<>> data;
     for (std::uint64_t i = 0; i < n; ++i) {
       auto k = r.bytes();
@@ -134,7 +134,7 @@ class kv_state_machine {
 
   static auto encode(kv_op op, std::string_view key, std::string_view a, std::string_view b) -> std::string {
     std::string out;
-    detail::writer w(out);
+    internal::writer w(out);
     w.u8(static_cast<std::uint8_t>(op));
     w.bytes(key);
     w.bytes(a);

@@ -42,7 +42,7 @@ struct applied_command {
   bool no_session = false;
 };
 
-namespace detail {
+namespace internal {
 
 /// The part of `replica_options` the log uses.
 struct log_options {
@@ -73,7 +73,10 @@ struct slot_state {
 ///   accepted it at the leader's ballot, the leader said so and this replica holds the value it
 ///   accepted at that ballot, the value came in a catch-up reply (every value of one is
 ///   chosen), or recovery found it at or below the durable commit index or carrying the chosen
-///   marker. A chosen slot's value never changes afterwards (`accept` leaves it alone).
+///   marker. A chosen slot's value never changes afterwards: `accept` and `learn` leave it
+///   alone, and `propose` rewrites a slot above the chosen index only with the value Phase 1
+///   found for it, which for a chosen slot is the chosen value (Phase 1's rule: a chosen marker
+///   outranks every acceptance, then the highest accepted ballot wins).
 /// - **Chosen index.** Every slot up to `chosen_index()` is chosen and applied, in slot order,
 ///   exactly once per incarnation (a snapshot covers those below its index). Only
 ///   `apply_chosen` moves it over log slots, and only across a contiguous run of chosen slots;
@@ -136,7 +139,8 @@ class replica_log {
     }
   }
 
-  /// The leader's own proposal of `value` at `b` for `s`: written whatever the slot held.
+  /// The leader's own proposal of `value` at `b` for `s`: written whatever the slot held (see
+  /// the invariant on chosen values for why that keeps a chosen value).
   void propose(slot_t s, const ballot& b, batch value) {
     unstable_entries_.push_back(log_entry{s, b, value});
     entries_[s] = slot_state{b, std::move(value), false};
@@ -468,5 +472,5 @@ class replica_log {
   std::vector<applied_command> applied_;     ///< commands applied, for the driver to answer
 };
 
-}  // namespace detail
+}  // namespace internal
 }  // namespace distkit::inline v0::paxos

@@ -139,7 +139,7 @@ using message =
   return std::visit([](const auto& x) { return x.from; }, m);
 }
 
-namespace detail {
+namespace internal {
 
 /// Appends little-endian fields to a byte string.
 class writer {
@@ -275,7 +275,7 @@ class reader {
   std::size_t pos_ = 0;
 };
 
-}  // namespace detail
+}  // namespace internal
 
 /// Encoded bytes of one command inside a batch (client id, request id, length, payload).
 [[nodiscard]] inline auto encoded_size(const command& c) noexcept -> std::size_t { return 20 + c.payload.size(); }
@@ -315,7 +315,7 @@ enum class message_type : std::uint8_t {
 /// The encoding carries no checksum: the transport frames and checksums it.
 /// **Complexity:** O(size of the message).
 inline void encode_to(const message& m, std::string& out) {
-  detail::writer w(out);
+  internal::writer w(out);
   w.u8(static_cast<std::uint8_t>(m.index() + 1));
   std::visit(
       [&](const auto& x) {
@@ -386,7 +386,7 @@ inline void encode_to(const message& m, std::string& out) {
 /// @throws paxos_corrupt_error on an unknown type, a truncated or oversized field, an
 ///         impossible count, or trailing bytes. Nothing in `bytes` is trusted.
 [[nodiscard]] inline auto decode(std::string_view bytes) -> message {
-  detail::reader r(bytes);
+  internal::reader r(bytes);
   auto type = r.u8();
   auto from = r.u32();
   auto to = r.u32();
@@ -493,7 +493,7 @@ inline void encode_to(const message& m, std::string& out) {
       break;
     }
     default:
-      detail::reader::fail("unknown message type");
+      internal::reader::fail("unknown message type");
   }
   r.expect_end();
   return m;

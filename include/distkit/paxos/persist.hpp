@@ -21,7 +21,7 @@ enum class commit_sync : std::uint8_t {
   defer,
 };
 
-namespace detail {
+namespace internal {
 
 template <paxos_storage Storage>
 void persist_impl(Storage& storage, const ready& rd, commit_sync mode, testing::mutation mutations) {
@@ -59,7 +59,7 @@ void persist_impl(Storage& storage, const ready& rd, commit_sync mode, testing::
   storage.sync();
 }
 
-}  // namespace detail
+}  // namespace internal
 
 /// @brief Writes the durable part of `rd` to `storage`; the only code that does.
 ///
@@ -85,7 +85,7 @@ void persist_impl(Storage& storage, const ready& rd, commit_sync mode, testing::
 /// **Thread safety:** as `storage`.
 template <paxos_storage Storage>
 void persist(Storage& storage, const ready& rd, commit_sync mode = commit_sync::always) {
-  detail::persist_impl(storage, rd, mode, testing::mutation::none);
+  internal::persist_impl(storage, rd, mode, testing::mutation::none);
 }
 
 /// @brief True when `m`, a message of a ready cycle that has no promise, may be sent before
@@ -110,7 +110,7 @@ namespace testing {
 /// reorders the writes; `skip_promise_persistence` drops the promise).
 template <paxos_storage Storage>
 void persist(Storage& storage, const ready& rd, mutation m, commit_sync mode = commit_sync::always) {
-  distkit::paxos::detail::persist_impl(storage, rd, mode, m);
+  distkit::paxos::internal::persist_impl(storage, rd, mode, m);
 }
 
 }  // namespace testing

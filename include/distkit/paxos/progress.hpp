@@ -11,7 +11,7 @@
 
 #include "distkit/paxos/types.hpp"
 
-namespace distkit::inline v0::paxos::detail {
+namespace distkit::inline v0::paxos::internal {
 
 /// One slot the leader proposed that it has not yet seen chosen.
 struct slot_progress {
@@ -51,4 +51,4 @@ struct leader_progress {
   }
 };
 
-}  // namespace distkit::inline v0::paxos::detail
+}  // namespace distkit::inline v0::paxos::internal

@@ -140,7 +140,7 @@ enum class role : std::uint8_t { follower, candidate, leader };
 ///
 /// The replica runs the protocol (ballots, promises, accepts, elections, the leader's progress
 /// in `progress.hpp`); the log it drives (entries, the chosen index, applying, the dedupe
-/// table, compaction) is `detail::replica_log` in `log.hpp`, which states its invariants.
+/// table, compaction) is `internal::replica_log` in `log.hpp`, which states its invariants.
 ///
 /// @tparam StateMachine models `state_machine`.
 ///
@@ -160,12 +160,12 @@ class replica {
  public:
   explicit replica(replica_options opts, StateMachine sm = StateMachine{}, recovered_state recovered = {})
       : opts_(std::move(opts)),
-        log_(detail::log_options{.snapshot_interval = opts_.snapshot_interval,
-                                 .log_retention = opts_.log_retention,
-                                 .max_cached_result_bytes = opts_.max_cached_result_bytes,
-                                 .sessions = opts_.client_sessions,
-                                 .max_sessions = opts_.max_sessions,
-                                 .session_timeout = opts_.session_timeout_slots},
+        log_(internal::log_options{.snapshot_interval = opts_.snapshot_interval,
+                                   .log_retention = opts_.log_retention,
+                                   .max_cached_result_bytes = opts_.max_cached_result_bytes,
+                                   .sessions = opts_.client_sessions,
+                                   .max_sessions = opts_.max_sessions,
+                                   .session_timeout = opts_.session_timeout_slots},
              std::move(sm)) {
     validate();
     for (std::size_t i = 0; i < opts_.nodes.size(); ++i) {
@@ -533,7 +533,7 @@ class replica {
     // The leader never proposes into a slot it knows is chosen (`commit_and_apply` keeps
     // `progress_.next_slot` above the chosen index); only a test mutation breaks this.
     DISTKIT_ASSERT(s > log_.chosen_index() || mutations_ != testing::mutation::none);
-    progress_.inflight[s] = detail::slot_progress{0, now_, encoded_size(v)};
+    progress_.inflight[s] = internal::slot_progress{0, now_, encoded_size(v)};
     for (std::size_t i = 0; i < opts_.nodes.size(); ++i) {
       if (i != self_) send(accept_msg{opts_.id, opts_.nodes[i], my_ballot_, s, v, log_.chosen_index()});
     }
@@ -696,7 +696,7 @@ class replica {
     const auto& last = *log_.last_snapshot();
     if (snapshot_wire_index_ == last.index && !snapshot_wire_.empty()) return;
     snapshot_wire_.clear();
-    detail::writer w(snapshot_wire_);
+    internal::writer w(snapshot_wire_);
     w.snap(last);
     snapshot_wire_crc_ = distkit::detail::crc32c(snapshot_wire_);
     snapshot_wire_index_ = last.index;
@@ -925,7 +925,7 @@ class replica {
     std::optional<snapshot> s;
     if (distkit::detail::crc32c(whole) == crc) {
       try {
-        detail::reader r(whole);
+        internal::reader r(whole);
         s = r.snap();
         r.expect_end();
       } catch (const paxos_corrupt_error&) {
@@ -985,7 +985,7 @@ class replica {
 
   // The log: entries, chosen marker and index, the state machine, dedupe, compaction, and the
   // writes (entries, commit index, snapshot) and applied commands queued for the next ready.
-  detail::replica_log<StateMachine> log_;  ///< see log.hpp for its invariants
+  internal::replica_log<StateMachine> log_;  ///< see log.hpp for its invariants
 
   // Phase 1 (candidate).
   std::uint64_t promise_votes_ = 0;              ///< bit i: replica i promised `my_ballot_`
@@ -993,7 +993,7 @@ class replica {
 
   // Leader.
   std::deque<paxos::command> pending_;  ///< commands queued for the next batches
-  detail::leader_progress progress_;    ///< proposals in flight, next slot, peers heard, snapshot transfers
+  internal::leader_progress progress_;  ///< proposals in flight, next slot, peers heard, snapshot transfers
 
   // The ready cycle.
   paxos::ready out_;                        ///< work accumulated for the next `ready()`

@@ -44,7 +44,7 @@ class storage_failure : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-namespace detail {
+namespace internal {
 
 /// One durable record of the acceptor state.
 using storage_record = std::variant<ballot, log_entry, slot_t, snapshot>;
@@ -99,7 +99,7 @@ inline auto compact_records(std::vector<storage_record> records, slot_t snap_ind
   return out;
 }
 
-}  // namespace detail
+}  // namespace internal
 
 /// @brief Acceptor state kept in memory, with an explicit durable/volatile split so a
 /// simulation can crash it: writes since the last `sync()` are lost by `crash()`, or torn
@@ -108,7 +108,7 @@ inline auto compact_records(std::vector<storage_record> records, slot_t snap_ind
 /// **Thread safety:** none. **Complexity:** O(1) per write; `load` is linear in the records.
 class memory_storage {
  public:
-  [[nodiscard]] auto load() -> recovered_state { return detail::replay(snap_, durable_); }
+  [[nodiscard]] auto load() -> recovered_state { return internal::replay(snap_, durable_); }
   void save_promise(const ballot& b) { pending_.emplace_back(b); }
   void append(std::span<const log_entry> entries) {
     for (const auto& e : entries) pending_.emplace_back(e);
@@ -126,7 +126,7 @@ class memory_storage {
     }
     pending_.clear();
     if (snap_ && snap_->index > compacted_) {
-      durable_ = detail::compact_records(std::move(durable_), snap_->index);
+      durable_ = internal::compact_records(std::move(durable_), snap_->index);
       compacted_ = snap_->index;
     }
   }
@@ -147,15 +147,15 @@ class memory_storage {
   [[nodiscard]] auto durable_records() const noexcept -> std::size_t { return durable_.size(); }
 
  private:
-  std::vector<detail::storage_record> durable_;
-  std::vector<detail::storage_record> pending_;
+  std::vector<internal::storage_record> durable_;
+  std::vector<internal::storage_record> pending_;
   std::optional<snapshot> snap_;
   slot_t compacted_ = 0;
   std::uint64_t syncs_ = 0;
 };
 static_assert(paxos_storage<memory_storage>);
 
-namespace detail {
+namespace internal {
 
 // WAL record: u32 length of payload | u32 crc32c(length) | u32 crc32c(payload) | payload.
 // Payload: u8 type then the fields (message codec encoding): 1 promise (ballot), 2 accepted
@@ -282,7 +282,7 @@ inline auto wal_parse(std::string_view img) -> wal_scan {
   return out;
 }
 
-}  // namespace detail
+}  // namespace internal
 
 /// @brief The file operations `basic_file_storage` performs, as a policy, so a test can put a
 /// fault-injecting file system under the real storage code.
@@ -359,7 +359,7 @@ class basic_file_storage {
     std::optional<snapshot> snap;
     if (auto img = read_file(dir_ / "snapshot")) snap = parse_snapshot(*img);
     auto img = read_file(dir_ / "wal").value_or(std::string{});
-    auto scan = detail::wal_parse(img);
+    auto scan = internal::wal_parse(img);
     open_wal();
     if (scan.valid_bytes != img.size()) {
       if (files_.ftruncate(fd_, static_cast<off_t>(scan.valid_bytes)) != 0 || files_.fdatasync(fd_) != 0) {
@@ -368,13 +368,13 @@ class basic_file_storage {
       truncated_bytes_ = img.size() - scan.valid_bytes;
     }
     if (snap) compacted_ = snap->index;
-    return detail::replay(snap, scan.records);
+    return internal::replay(snap, scan.records);
   }
-  void save_promise(const ballot& b) { detail::wal_append_record(buf_, b); }
+  void save_promise(const ballot& b) { internal::wal_append_record(buf_, b); }
   void append(std::span<const log_entry> entries) {
-    for (const auto& e : entries) detail::wal_append_record(buf_, e);
+    for (const auto& e : entries) internal::wal_append_record(buf_, e);
   }
-  void save_commit(slot_t c) { detail::wal_append_record(buf_, c); }
+  void save_commit(slot_t c) { internal::wal_append_record(buf_, c); }
   void save_snapshot(const snapshot& s) {
     if (!pending_snap_ || s.index > pending_snap_->index) pending_snap_ = s;
   }
@@ -468,7 +468,7 @@ class basic_file_storage {
         distkit::detail::crc32c(img.data() + 8, std::size_t{len}))
       bad();
     try {
-      detail::reader r(img.substr(8));
+      internal::reader r(img.substr(8));
       auto s = r.snap();
       r.expect_end();
       return s;
@@ -507,7 +507,7 @@ class basic_file_storage {
   }
   void install_snapshot(const snapshot& s) {
     std::string body;
-    detail::writer w(body);
+    internal::writer w(body);
     w.snap(s);
     if (body.size() > 0xFFFF'FFFFU) {  // its length field is 32 bits: refused, never truncated
       distkit::detail::throw_invalid_argument("paxos::file_storage", "snapshot", "must be under 4 GiB", body.size());
@@ -519,10 +519,10 @@ class basic_file_storage {
     write_durably(dir_ / "snapshot", img);
     // Compact: rewrite the WAL without what the snapshot covers.
     auto wal = read_file(dir_ / "wal").value_or(std::string{});
-    auto scan = detail::wal_parse(wal);
-    auto kept = detail::compact_records(std::move(scan.records), s.index);
+    auto scan = internal::wal_parse(wal);
+    auto kept = internal::compact_records(std::move(scan.records), s.index);
     std::string out;
-    for (const auto& r : kept) detail::wal_append_record(out, r);
+    for (const auto& r : kept) internal::wal_append_record(out, r);
     files_.close(fd_);
     fd_ = -1;
     write_durably(dir_ / "wal", out);

@@ -42,12 +42,12 @@ class tcp_message_transport {
   /// As above, for a replica whose messages encode to at most `max_message_bytes`
   /// (`replica_options::max_message_bytes`).
   /// @throws std::invalid_argument naming both bounds if such a message could exceed the
-  ///         transport's frame limit (`tcp_transport_config::max_body`).
+  ///         transport's frame limit (`tcp_transport_options::max_body`).
   tcp_message_transport(tcp_transport& net, std::size_t max_message_bytes) : net_(net) {
     if (max_message_bytes > net.max_body()) {
       distkit::detail::throw_invalid_argument(
           "paxos::tcp_message_transport", "replica_options::max_message_bytes",
-          "must be at most the frame limit tcp_transport_config::max_body (" + std::to_string(net.max_body()) + ")",
+          "must be at most the frame limit tcp_transport_options::max_body (" + std::to_string(net.max_body()) + ")",
           max_message_bytes);
     }
   }

@@ -70,7 +70,7 @@ enum class overflow_policy : std::uint8_t {
 };
 
 /// @brief Configuration of a `tcp_transport`.
-struct tcp_transport_config {
+struct tcp_transport_options {
   frame_node_id node_id = 0;
   std::uint64_t cluster_id = 0;
   /// Address to listen on; port 0 picks a free port (read it back with `local_port()`).
@@ -107,6 +107,8 @@ struct tcp_transport_config {
   /// event loop). Must not block.
   std::function<void()> on_receive;
 };
+/// Deprecated: the former name of `tcp_transport_options`.
+using tcp_transport_config [[deprecated("use tcp_transport_options")]] = tcp_transport_options;
 
 /// @brief A verified frame's sender and body, as handed to the replica's thread.
 struct tcp_message {
@@ -115,7 +117,7 @@ struct tcp_message {
 };
 
 /// @brief Counters of a transport. All are monotonic.
-struct tcp_transport_counters {
+struct tcp_transport_stats {
   std::uint64_t frames_sent = 0;  ///< written to a socket
   std::uint64_t bytes_sent = 0;
   std::uint64_t dropped_oldest = 0;      ///< queued frames discarded by a full queue
@@ -135,6 +137,8 @@ struct tcp_transport_counters {
   std::uint64_t frames_received = 0;  ///< verified frames put into the inbox
   std::uint64_t inbox_dropped = 0;    ///< verified frames dropped because the inbox was full
 };
+/// Deprecated: the former name of `tcp_transport_stats`.
+using tcp_transport_counters [[deprecated("use tcp_transport_stats")]] = tcp_transport_stats;
 
 /// @brief Sends and receives authenticated frames between the nodes of one cluster over TCP.
 ///
@@ -150,7 +154,7 @@ struct tcp_transport_counters {
 /// with possible gaps (drops) and never duplicates.
 /// **Complexity:** `send` is O(body) (copy, CRC-32C, HMAC) plus amortised O(1) queueing.
 /// @code
-/// distkit::paxos::tcp_transport_config cfg;
+/// distkit::paxos::tcp_transport_options cfg;
 /// cfg.node_id = 1;
 /// cfg.cluster_id = 7;
 /// cfg.peers = {{2, {"127.0.0.1", 7002}}, {3, {"127.0.0.1", 7003}}};
@@ -162,7 +166,7 @@ struct tcp_transport_counters {
 /// @endcode
 class tcp_transport {
  public:
-  explicit tcp_transport(tcp_transport_config config)
+  explicit tcp_transport(tcp_transport_options config)
       : config_(std::move(config)), decoder_(make_decoder_config(config_)), acceptor_(io_) {
     validate(config_);
     asio::ip::tcp::endpoint listen_at(resolve(config_.listen, "listen"));
@@ -194,7 +198,7 @@ class tcp_transport {
   /// The port the transport listens on (the bound one when configured with port 0).
   [[nodiscard]] auto local_port() const noexcept -> std::uint16_t { return local_port_; }
   [[nodiscard]] auto node_id() const noexcept -> frame_node_id { return config_.node_id; }
-  /// The largest frame body this transport sends or accepts (`tcp_transport_config::max_body`).
+  /// The largest frame body this transport sends or accepts (`tcp_transport_options::max_body`).
   [[nodiscard]] auto max_body() const noexcept -> std::size_t { return config_.max_body; }
 
   /// Sets or changes where a configured peer listens (for example once its port is known).
@@ -285,8 +289,8 @@ class tcp_transport {
   }
 
   /// A snapshot of the transport's counters.
-  [[nodiscard]] auto counters() const noexcept -> tcp_transport_counters {
-    tcp_transport_counters c;
+  [[nodiscard]] auto counters() const noexcept -> tcp_transport_stats {
+    tcp_transport_stats c;
     c.frames_sent = load(counters_.frames_sent);
     c.bytes_sent = load(counters_.bytes_sent);
     c.dropped_oldest = load(counters_.dropped_oldest);
@@ -406,8 +410,8 @@ class tcp_transport {
     a.fetch_add(n, std::memory_order_relaxed);
   }
 
-  static auto make_decoder_config(const tcp_transport_config& c) -> frame_decoder_config {
-    frame_decoder_config d;
+  static auto make_decoder_config(const tcp_transport_options& c) -> frame_decoder_options {
+    frame_decoder_options d;
     d.cluster_id = c.cluster_id;
     d.node_id = c.node_id;
     for (const auto& [id, ep] : c.peers) d.peers.push_back(id);
@@ -416,7 +420,7 @@ class tcp_transport {
     return d;
   }
 
-  static void validate(const tcp_transport_config& c) {
+  static void validate(const tcp_transport_options& c) {
     if (c.peers.count(c.node_id) != 0) {
       distkit::detail::throw_invalid_argument("paxos::tcp_transport", "peers", "must not list the node itself",
                                               std::to_string(c.node_id));
@@ -776,7 +780,7 @@ class tcp_transport {
     if (config_.on_receive) config_.on_receive();
   }
 
-  tcp_transport_config config_;
+  tcp_transport_options config_;
   frame_decoder decoder_;  // I/O thread only (its stats are atomics)
   asio::io_context io_;
   asio::ip::tcp::acceptor acceptor_;

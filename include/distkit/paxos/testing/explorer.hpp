@@ -535,7 +535,7 @@ class explorer {
 
   auto digest(const world& w) const -> std::uint64_t {
     std::string out;
-    paxos::detail::writer wr(out);
+    paxos::internal::writer wr(out);
     for (const auto& n : w.nodes) {
       const auto& r = *n.r;
       wr.u8(static_cast<std::uint8_t>(r.current_role()));

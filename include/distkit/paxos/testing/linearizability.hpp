@@ -124,7 +124,7 @@ struct check_result {
   [[nodiscard]] auto ok() const noexcept -> bool { return verdict == check_verdict::linearizable; }
 };
 
-namespace detail {
+namespace internal {
 
 inline auto lin_mix(std::uint64_t x) noexcept -> std::uint64_t {
   // splitmix64's finalizer: a bijection that spreads every input bit over the word.
@@ -499,7 +499,7 @@ class partition_search {
   std::uint64_t misses_full_ = 0;
 };
 
-}  // namespace detail
+}  // namespace internal
 
 /// @brief Checks that a history is linearizable with respect to `Model`.
 ///
@@ -544,9 +544,9 @@ template <linearizability_model Model, time_source Clock = steady_time>
   struct active {
     const std::string* key;
     const std::vector<const op_t*>* part;
-    std::unique_ptr<detail::partition_search<Model>> search;  // made on its first turn
+    std::unique_ptr<internal::partition_search<Model>> search;  // made on its first turn
   };
-  detail::cache_meter meter{options.max_cache_bytes};
+  internal::cache_meter meter{options.max_cache_bytes};
   std::vector<active> queue;
   for (const auto& [key, part] : parts) queue.push_back(active{&key, &part, nullptr});
 
@@ -568,11 +568,11 @@ template <linearizability_model Model, time_source Clock = steady_time>
       if (r.steps >= options.max_steps || (timed && clock.now() - start >= options.time_limit))
         return finish(check_verdict::unknown, *queue.front().key);
       auto& a = queue[k];
-      if (!a.search) a.search = std::make_unique<detail::partition_search<Model>>(*a.part, meter);
+      if (!a.search) a.search = std::make_unique<internal::partition_search<Model>>(*a.part, meter);
       const auto status = a.search->run(std::min(options.slice_steps, options.max_steps - r.steps), r.steps);
-      if (status == detail::partition_search<Model>::status::not_linearizable)
+      if (status == internal::partition_search<Model>::status::not_linearizable)
         return finish(check_verdict::not_linearizable, *a.key);
-      if (status == detail::partition_search<Model>::status::linearizable) {
+      if (status == internal::partition_search<Model>::status::linearizable) {
         r.states_explored += a.search->explored();
         r.cache_misses_full += a.search->misses_full();
         queue.erase(queue.begin() + static_cast<std::ptrdiff_t>(k));  // frees its cache

@@ -74,7 +74,7 @@ struct kv_workload {
   auto to_op(const std::string& command, std::optional<std::string> result) const
       -> history_op<model::input, model::output> {
     history_op<model::input, model::output> op;
-    paxos::detail::reader r(command);
+    paxos::internal::reader r(command);
     auto kind = static_cast<kv_op>(r.u8());
     op.input.key = r.bytes();
     auto a = r.bytes();
