@@ -114,7 +114,10 @@ void usage() {
                "                       [--session-timeout-slots SLOTS] [--metrics-listen HOST:PORT]\n"
                "  --peers lists every member, this one included; --client-port overrides this member's.\n"
                "  --cluster-key-file is required (peers authenticate every frame with it) unless --insecure\n"
-               "  is given, which runs with unauthenticated peers.\n"
+               "  is given, which runs with unauthenticated peers. The file holds one key, or a keyring\n"
+               "  ('# distkit keyring' then '<id> <key>' lines and 'sign <id>'); SIGHUP reloads it, so\n"
+               "  keys rotate while the cluster runs: add the new key on every member, sign with it on\n"
+               "  every member, then remove the old one.\n"
                "  Byte bounds default to the library's (frame 16 MiB, message 8 MiB, batch 4 MiB,\n"
                "  catch-up 4 MiB, snapshot chunk 1 MiB) and value 1 MiB; every member must use the same\n"
                "  ones. Client port: 1024 connections, idle 60 s, request 10 s, 4 MiB queued replies and\n"
@@ -295,7 +298,8 @@ class server {
         acceptor_(io_),
         tick_timer_(io_),
         sweep_timer_(io_),
-        signals_(io_, SIGINT, SIGTERM) {
+        signals_(io_, SIGINT, SIGTERM),
+        reload_signal_(io_, SIGHUP) {
     const auto& self = opts_.members.at(opts_.id);
     asio::ip::tcp::endpoint at(asio::ip::make_address(self.client.host), self.client.port);
     acceptor_.open(at.protocol());
@@ -317,11 +321,36 @@ class server {
       stopping_ = true;
       io_.stop();
     });
+    arm_reload();
     io_.run();
     net_.stop();
   }
 
  private:
+  // SIGHUP re-reads --cluster-key-file and rotates the peer keys (frame_keyring: add the new
+  // key everywhere, then sign with it everywhere, then remove the old one). A file that does
+  // not read keeps the keys in use, and says why.
+  void arm_reload() {
+    reload_signal_.async_wait([this](const asio::error_code& ec, int) {
+      if (ec || stopping_) return;
+      if (opts_.key_file.empty()) {
+        log("SIGHUP: no --cluster-key-file to reload");
+      } else {
+        try {
+          auto ring = px::frame_keyring::from_file(opts_.key_file);
+          net_.rekey(ring);
+          ++key_reloads_;
+          log("SIGHUP: cluster keys reloaded (" + std::to_string(ring.size()) + " keys, signing with key " +
+              std::to_string(ring.signing_id()) + ")");
+        } catch (const std::exception& e) {
+          ++key_reload_failures_;
+          log(std::string("SIGHUP: cluster keys NOT reloaded, the keys in use stay: ") + e.what());
+        }
+      }
+      arm_reload();
+    });
+  }
+
   struct client_conn : std::enable_shared_from_this<client_conn> {
     explicit client_conn(asio::ip::tcp::socket s) : socket(std::move(s)) {}
     asio::ip::tcp::socket socket;
@@ -362,7 +391,7 @@ class server {
     for (const auto& [id, m] : opts_.members) {
       if (id != opts_.id) c.peers[id] = {m.peer.host, m.peer.port};
     }
-    if (!opts_.key_file.empty()) c.key = px::frame_key::from_file(opts_.key_file);
+    if (!opts_.key_file.empty()) c.keyring = px::frame_keyring::from_file(opts_.key_file);
     if (opts_.max_frame_bytes != 0) c.max_body = opts_.max_frame_bytes;
     c.reconnect_min = 5ms;
     c.reconnect_max = 200ms;
@@ -719,7 +748,8 @@ class server {
            " leader=" + (leader ? std::to_string(*leader) : "none") +
            " chosen=" + std::to_string(replica_.chosen_index()) + " checksum=" + checksum +
            " keys=" + std::to_string(replica_.state().size()) +
-           " sessions=" + std::to_string(replica_.dedupe_entries()) +
+           " sessions=" + std::to_string(replica_.dedupe_entries()) + " key_reloads=" + std::to_string(key_reloads_) +
+           " key_reload_failures=" + std::to_string(key_reload_failures_) +
            " syncs=" + std::to_string(storage_.sync_count()) + " frames_refused=" + std::to_string(ns.refused_total()) +
            " frames_in=" + std::to_string(nc.frames_received) + " frames_out=" + std::to_string(nc.frames_sent) +
            " connects=" + std::to_string(nc.connects) + " connect_failures=" + std::to_string(nc.connect_failures) +
@@ -886,6 +916,9 @@ class server {
   asio::steady_timer tick_timer_;
   asio::steady_timer sweep_timer_;
   asio::signal_set signals_;
+  asio::signal_set reload_signal_;
+  std::uint64_t key_reloads_ = 0;
+  std::uint64_t key_reload_failures_ = 0;
   std::vector<std::weak_ptr<client_conn>> clients_;
   client_counters client_stats_;
   std::map<std::pair<std::uint64_t, std::uint64_t>, std::weak_ptr<client_conn>> pending_;

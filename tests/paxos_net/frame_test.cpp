@@ -261,3 +261,118 @@ TEST_CASE("paxos frame key files drop a trailing newline", "[paxos_net][frame]")
   frame_decoder dec(decoder_config(true));  // keyed with the same text, no newline
   CHECK(dec.try_decode(encode_one(enc, 2, "same key")).ok());
 }
+
+TEST_CASE("paxos frame keyrings: frames name their key; a rotation in three steps refuses nothing",
+          "[paxos_net][frame][keyring]") {
+  using distkit::paxos::frame_keyring;
+  const frame_key old_key{std::string_view("the old cluster key, long enough")};
+  const frame_key new_key{std::string_view("the new cluster key, long enough")};
+  frame_keyring sender_ring{old_key};  // id 0, as a node with one cluster key has
+  frame_encoder enc(42, 1, sender_ring, 1);
+  auto config = decoder_config(false);
+  config.keyring = frame_keyring{old_key};
+  frame_decoder dec(config);
+
+  auto a = encode_one(enc, 2, "signed with the old key");
+  CHECK(distkit::detail::load_le<std::uint16_t>(a.data() + 6) == 0);
+  CHECK(dec.try_decode(a).ok());
+
+  // 1. Every receiver accepts the new key as well (id 7).
+  frame_keyring both{old_key};
+  both.add(7, new_key);
+  dec.rekey(both);
+  CHECK(dec.try_decode(encode_one(enc, 2, "still the old key")).ok());
+  // 2. Every sender signs with it.
+  both.sign_with(7);
+  enc.rekey(both);
+  auto b = encode_one(enc, 2, "signed with the new key");
+  CHECK(distkit::detail::load_le<std::uint16_t>(b.data() + 6) == 7);
+  auto b_header = dec.try_decode(b);
+  REQUIRE(b_header.ok());
+  CHECK(b_header.frame.header.key_id == 7);
+  // 3. The old key goes: a frame still signed with it is refused, by name.
+  frame_keyring only_new;
+  only_new.add(7, new_key);
+  dec.rekey(only_new);
+  CHECK(dec.try_decode(encode_one(enc, 2, "new key")).ok());
+  frame_encoder straggler(42, 3, frame_keyring{old_key}, 1);
+  CHECK(refusal(dec, encode_one(straggler, 2, "old key, after it was removed")) == frame_error_kind::unknown_key);
+  CHECK(dec.stats().refused(frame_error_kind::unknown_key) == 1);
+
+  // A frame whose key id was changed in flight fails its MAC (the id is in the signed header).
+  frame_decoder both_dec([&] {
+    auto c = decoder_config(false);
+    frame_keyring r{old_key};
+    r.add(7, new_key);
+    c.keyring = r;
+    return c;
+  }());
+  auto c = encode_one(enc, 2, "id edited");
+  c[6] = std::byte{0};
+  CHECK(refusal(both_dec, c) == frame_error_kind::bad_checksum);
+  // ... and with the checksum fixed up by the forger, its MAC.
+  std::uint32_t crc = distkit::detail::crc32c(c.data(), frame_format::crc_offset);
+  crc = distkit::detail::crc32c(c.data() + frame_format::header_size, 9, crc);
+  distkit::detail::store_le<std::uint32_t>(c.data() + frame_format::crc_offset, crc);
+  CHECK(refusal(both_dec, c) == frame_error_kind::bad_mac);
+  // The same key under another id is another key id: refused where that id is unknown.
+  frame_encoder wrong_id(
+      42, 1,
+      [&] {
+        frame_keyring r;
+        r.add(9, new_key);
+        return r;
+      }(),
+      1);
+  CHECK(refusal(both_dec, encode_one(wrong_id, 2, "id 9")) == frame_error_kind::unknown_key);
+
+  // An unsigned decoder cannot become signed by a rekey, nor the other way round.
+  frame_decoder plain(decoder_config(false));
+  CHECK_THROWS_WITH(plain.rekey(both), Catch::Contains("keyring"));
+  CHECK_THROWS_WITH(dec.rekey(frame_keyring{}), Catch::Contains("keyring"));
+  CHECK_THROWS_WITH(both.remove(7), Catch::Contains("signing key"));
+  CHECK_THROWS_WITH(both.sign_with(3), Catch::Contains("sign"));
+}
+
+TEST_CASE("paxos frame keyring files: one key, or ids with a signing key; errors name the line",
+          "[paxos_net][frame][keyring]") {
+  using distkit::paxos::frame_keyring;
+  const auto dir = std::filesystem::temp_directory_path() / ("distkit_keyring_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir / name, std::ios::binary) << text;
+    return dir / name;
+  };
+  auto single = frame_keyring::from_file(write("single", "just-one-cluster-key-here\n"));
+  REQUIRE(single.size() == 1);
+  CHECK(single.signing_id() == 0);
+  CHECK(single.find(0) != nullptr);
+
+  auto ring = frame_keyring::from_file(write(
+      "ring",
+      "# distkit keyring\n# rotation: 3 -> 4\n3 the-old-cluster-key-abcdef\n4 the-new-cluster-key-abcdef\nsign 4\n"));
+  REQUIRE(ring.size() == 2);
+  CHECK(ring.signing_id() == 4);
+  frame_encoder enc(42, 1, ring, 1);
+  auto config = decoder_config(false);
+  config.keyring = ring;
+  frame_decoder dec(config);
+  CHECK(dec.try_decode(encode_one(enc, 2, "x")).ok());
+  auto first = frame_keyring::from_file(
+      write("first", "# distkit keyring\n5 a-cluster-key-0123456789\n6 b-cluster-key-0123456789\n"));
+  CHECK(first.signing_id() == 5);
+
+  CHECK_THROWS_WITH(frame_keyring::from_file(
+                        write("dup", "# distkit keyring\n1 a-cluster-key-0123456789\n1 b-cluster-key-0123456789\n")),
+                    Catch::Contains("duplicate key id at line 3"));
+  CHECK_THROWS_WITH(frame_keyring::from_file(write("badid", "# distkit keyring\n70000 a-cluster-key-0123456789\n")),
+                    Catch::Contains("0 to 65535"));
+  CHECK_THROWS_WITH(
+      frame_keyring::from_file(write("nosign", "# distkit keyring\n1 a-cluster-key-0123456789\nsign 2\n")),
+      Catch::Contains("sign"));
+  CHECK_THROWS_WITH(frame_keyring::from_file(write("short", "# distkit keyring\n1 short\n")),
+                    Catch::Contains("16 bytes"));
+  CHECK_THROWS_WITH(frame_keyring::from_file(write("empty", "# distkit keyring\n\n")), Catch::Contains("no key"));
+  CHECK_THROWS_AS(frame_keyring::from_file(dir / "missing"), std::invalid_argument);
+  std::filesystem::remove_all(dir);
+}

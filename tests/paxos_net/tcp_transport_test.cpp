@@ -517,3 +517,53 @@ TEST_CASE("tcp_message_transport carries Paxos messages and drops misattributed 
   CHECK(std::holds_alternative<distkit::paxos::heartbeat_msg>(got[1]));
   CHECK(at_b.malformed() == 2);
 }
+
+TEST_CASE("tcp_transport rotates its cluster keys while messages flow, refusing none", "[paxos_net][tcp_transport]") {
+  using distkit::paxos::frame_keyring;
+  const frame_key next_key{std::string_view("the next cluster key, long enough")};
+  auto keyed = [&](std::uint32_t id, std::vector<std::uint32_t> peers) {
+    auto c = config_for(id, std::move(peers), false);
+    c.keyring = frame_keyring{good_key};
+    return c;
+  };
+  tcp_transport a(keyed(1, {2}));
+  tcp_transport b(keyed(2, {1}));
+  a.set_peer(2, {"127.0.0.1", b.local_port()});
+  b.set_peer(1, {"127.0.0.1", a.local_port()});
+  int sent = 0;
+  auto burst = [&](int n) {
+    for (int i = 0; i < n; ++i, ++sent) {
+      REQUIRE(a.send(2, bytes_of("m" + std::to_string(sent))));
+    }
+  };
+  auto expect = [&](int upto) {
+    auto got = receive_n(b, static_cast<std::size_t>(upto));
+    REQUIRE(got.size() == static_cast<std::size_t>(upto));
+  };
+  burst(500);
+  expect(500);
+  // Step 1: both accept the next key (id 1). Step 2: both sign with it. Step 3: the old one
+  // goes. Messages flow between the steps; none is refused.
+  frame_keyring both{good_key};
+  both.add(1, next_key);
+  b.rekey(both);
+  a.rekey(both);
+  burst(500);
+  expect(500);
+  both.sign_with(1);
+  a.rekey(both);
+  b.rekey(both);
+  burst(500);
+  expect(500);
+  frame_keyring only_next;
+  only_next.add(1, next_key);
+  b.rekey(only_next);
+  a.rekey(only_next);
+  burst(500);
+  expect(500);
+  CHECK(b.frame_stats().refused_total() == 0);
+  CHECK(b.frame_stats().accepted() >= 2000);
+  CHECK_THROWS_WITH(a.rekey(frame_keyring{}), Catch::Contains("keyring"));
+  tcp_transport plain(config_for(3, {}, false));
+  CHECK_THROWS_WITH(plain.rekey(only_next), Catch::Contains("keyring"));
+}

@@ -41,6 +41,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -48,6 +49,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
@@ -103,9 +105,10 @@ enum class frame_error_kind : std::uint8_t {
   missing_mac,
   bad_mac,
   replayed,
-  bad_hello,  ///< a connection's first frame was not a hello answering its challenge
+  bad_hello,    ///< a connection's first frame was not a hello answering its challenge
+  unknown_key,  ///< signed with a key id the receiver's keyring does not hold
 };
-inline constexpr std::size_t frame_error_kind_count = 14;
+inline constexpr std::size_t frame_error_kind_count = 15;
 
 /// A short lower-case name for a refusal reason ("bad_mac", ...).
 [[nodiscard]] constexpr auto to_string(frame_error_kind kind) noexcept -> std::string_view {
@@ -138,6 +141,8 @@ inline constexpr std::size_t frame_error_kind_count = 14;
       return "replayed";
     case frame_error_kind::bad_hello:
       return "bad_hello";
+    case frame_error_kind::unknown_key:
+      return "unknown_key";
   }
   return "unknown";
 }
@@ -163,6 +168,7 @@ struct frame_header {
   std::uint64_t sequence = 0;
   std::uint32_t body_length = 0;
   std::uint32_t crc = 0;
+  std::uint16_t key_id = 0;  ///< the key a signed frame was signed with (0 when unsigned)
 
   [[nodiscard]] auto has_mac() const noexcept -> bool { return (flags & frame_format::flag_mac) != 0; }
   /// A hello: its body answers the receiver's challenge; it authenticates the connection and is
@@ -208,6 +214,113 @@ class frame_key {
 
  private:
   std::vector<std::byte> bytes_;
+};
+
+/// @brief The cluster keys a node holds, by 16-bit id, and the one it signs with. Frames carry
+/// the id of the key that signed them, so keys rotate across a running cluster with no
+/// refused frame: add the new key to every node's keyring, then make it the signing key on
+/// every node, then remove the old one (each step reaching every node before the next).
+///
+/// Key files (`from_file`): a file whose first line is `# distkit keyring` holds one
+/// `<id> <key>` per line (blank lines and `#` comments ignored) and optionally `sign <id>`
+/// (default: the first key listed); any other file is one key with id 0 (trailing
+/// whitespace trimmed), as `frame_key::from_file` reads it.
+///
+/// @throws std::invalid_argument naming the parameter (a key shorter than 16 bytes, a
+///         duplicate or malformed id, a signing key not in the ring, an unreadable file).
+/// **Thread safety:** none; copy it to hand it to another thread.
+class frame_keyring {
+ public:
+  frame_keyring() = default;
+  /// One key, id 0, used for signing (what a node with a single cluster key has).
+  explicit frame_keyring(frame_key key) { add(0, std::move(key)); }
+
+  /// Adds (or replaces) key `id`; the first key added signs until `sign_with` says otherwise.
+  void add(std::uint16_t id, frame_key key) {
+    keys_.insert_or_assign(id, std::move(key));
+    if (!signing_) signing_ = id;
+  }
+  /// Removes key `id`. @throws std::invalid_argument if it is the signing key.
+  void remove(std::uint16_t id) {
+    if (signing_ == id) {
+      distkit::detail::throw_invalid_argument("paxos::frame_keyring", "id", "must not be the signing key", id);
+    }
+    keys_.erase(id);
+  }
+  /// Signs with key `id` from now on. @throws std::invalid_argument if the ring lacks it.
+  void sign_with(std::uint16_t id) {
+    if (!keys_.contains(id)) {
+      distkit::detail::throw_invalid_argument("paxos::frame_keyring", "sign", "must name a key in the ring", id);
+    }
+    signing_ = id;
+  }
+
+  [[nodiscard]] auto empty() const noexcept -> bool { return keys_.empty(); }
+  [[nodiscard]] auto size() const noexcept -> std::size_t { return keys_.size(); }
+  /// The id frames are signed with (meaningless when empty).
+  [[nodiscard]] auto signing_id() const noexcept -> std::uint16_t { return signing_.value_or(0); }
+  [[nodiscard]] auto signing_key() const -> const frame_key& { return keys_.at(signing_id()); }
+  [[nodiscard]] auto find(std::uint16_t id) const noexcept -> const frame_key* {
+    auto it = keys_.find(id);
+    return it == keys_.end() ? nullptr : &it->second;
+  }
+  [[nodiscard]] auto keys() const noexcept -> const std::map<std::uint16_t, frame_key>& { return keys_; }
+
+  /// Reads a key file (see above).
+  [[nodiscard]] static auto from_file(const std::filesystem::path& path) -> frame_keyring {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+      distkit::detail::throw_invalid_argument("paxos::frame_keyring", "key file", "must be readable", path.string());
+    }
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    constexpr std::string_view header = "# distkit keyring";
+    if (text.compare(0, header.size(), header) != 0) return frame_keyring(frame_key::from_file(path));
+    frame_keyring ring;
+    std::optional<std::uint16_t> sign;
+    std::size_t line_no = 0;
+    std::size_t start = 0;
+    while (start <= text.size()) {
+      std::size_t end = text.find('\n', start);
+      if (end == std::string::npos) end = text.size();
+      std::string_view line(text.data() + start, end - start);
+      start = end + 1;
+      ++line_no;
+      while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.remove_suffix(1);
+      if (line.empty() || line.front() == '#') continue;
+      const auto bad = [&](const char* what) {
+        distkit::detail::throw_invalid_argument("paxos::frame_keyring", "key file",
+                                                std::string(what) + " at line " + std::to_string(line_no),
+                                                path.string());
+      };
+      const std::size_t space = line.find(' ');
+      if (space == std::string_view::npos) bad("expected '<id> <key>' or 'sign <id>'");
+      const std::string_view first = line.substr(0, space);
+      const std::string_view rest = line.substr(space + 1);
+      const auto parse_id = [&](std::string_view t) -> std::uint16_t {
+        unsigned v = 0;
+        const auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+        if (t.empty() || ec != std::errc{} || p != t.data() + t.size() || v > 0xFFFFU)
+          bad("a key id must be 0 to 65535");
+        return static_cast<std::uint16_t>(v);
+      };
+      if (first == "sign") {
+        sign = parse_id(rest);
+        continue;
+      }
+      const std::uint16_t id = parse_id(first);
+      if (ring.find(id) != nullptr) bad("duplicate key id");
+      ring.add(id, frame_key(rest));
+    }
+    if (ring.empty()) {
+      distkit::detail::throw_invalid_argument("paxos::frame_keyring", "key file", "holds no key", path.string());
+    }
+    if (sign) ring.sign_with(*sign);
+    return ring;
+  }
+
+ private:
+  std::map<std::uint16_t, frame_key> keys_;
+  std::optional<std::uint16_t> signing_;
 };
 
 namespace internal {
@@ -290,6 +403,21 @@ class frame_encoder {
       : cluster_id_(cluster_id), from_(from), next_sequence_(first_sequence.value_or(default_first_sequence())) {
     if (key) hmac_.emplace(*key);
   }
+  /// Signs with the keyring's signing key and writes its id in every frame.
+  frame_encoder(std::uint64_t cluster_id, frame_node_id from, const frame_keyring& keys,
+                std::optional<std::uint64_t> first_sequence = std::nullopt)
+      : frame_encoder(cluster_id, from, std::nullopt, first_sequence) {
+    rekey(keys);
+  }
+
+  /// Signs the frames encoded from now on with `keys`' signing key (an empty ring: unsigned).
+  void rekey(const frame_keyring& keys) {
+    hmac_.reset();
+    key_id_ = 0;
+    if (keys.empty()) return;
+    hmac_.emplace(keys.signing_key());
+    key_id_ = keys.signing_id();
+  }
 
   /// The start of a sequence that exceeds any used by an earlier run of this process (see above).
   [[nodiscard]] static auto default_first_sequence() noexcept -> std::uint64_t {
@@ -348,7 +476,7 @@ class frame_encoder {
     distkit::detail::store_le<std::uint32_t>(p + 0, frame_format::magic);
     p[4] = std::byte{frame_format::version};
     p[5] = std::byte{static_cast<std::uint8_t>((hmac_ ? frame_format::flag_mac : 0) | extra_flags)};
-    distkit::detail::store_le<std::uint16_t>(p + 6, 0);
+    distkit::detail::store_le<std::uint16_t>(p + 6, hmac_ ? key_id_ : std::uint16_t{0});
     distkit::detail::store_le<std::uint64_t>(p + 8, cluster_id_);
     distkit::detail::store_le<std::uint32_t>(p + 16, from_);
     distkit::detail::store_le<std::uint32_t>(p + 20, to);
@@ -369,6 +497,7 @@ class frame_encoder {
   frame_node_id from_;
   std::uint64_t next_sequence_;
   std::optional<internal::hmac_sha256> hmac_;
+  std::uint16_t key_id_ = 0;  // written in signed frames
 };
 
 /// @brief Counters of a decoder: frames accepted and frames refused, per reason.
@@ -407,6 +536,9 @@ struct frame_decoder_options {
   /// With a key, every frame must carry a valid HMAC-SHA256; without, a signed frame is refused
   /// (a configuration mismatch between nodes).
   std::optional<frame_key> key;
+  /// Instead of `key`: every key a sender may sign with, by id (a frame names its key's id; an
+  /// id not in the ring is refused as `unknown_key`). Takes precedence over `key`.
+  std::optional<frame_keyring> keyring;
 };
 /// Deprecated: the former name of `frame_decoder_options`.
 using frame_decoder_config [[deprecated("use frame_decoder_options")]] = frame_decoder_options;
@@ -443,7 +575,23 @@ class frame_decoder {
       distkit::detail::throw_invalid_argument("paxos::frame_decoder", "max_body", "must be in [1, 2^30]",
                                               std::to_string(config_.max_body));
     }
-    if (config_.key) hmac_.emplace(*config_.key);
+    if (config_.keyring && !config_.keyring->empty()) {
+      hmacs_ = hmacs_of(*config_.keyring);
+    } else if (config_.key) {
+      hmacs_.emplace(std::uint16_t{0}, internal::hmac_sha256(*config_.key));
+    }
+  }
+
+  /// Accepts frames signed with any key of `keys` from now on (for a key rotation). A
+  /// decoder that was configured unsigned stays unsigned, and a keyed one keyed.
+  /// @throws std::invalid_argument naming `keyring` if that would change.
+  void rekey(const frame_keyring& keys) {
+    if (keys.empty() != hmacs_.empty()) {
+      distkit::detail::throw_invalid_argument(
+          "paxos::frame_decoder", "keyring",
+          "must stay empty for an unsigned decoder and not become empty for a signed one");
+    }
+    hmacs_ = hmacs_of(keys);
   }
 
   /// Checks the fixed header (no allocation, no trust in the length before the cap is applied).
@@ -461,7 +609,8 @@ class frame_decoder {
     if (std::to_integer<std::uint8_t>(p[4]) != frame_format::version) return refuse(frame_error_kind::bad_version);
     header.flags = std::to_integer<std::uint8_t>(p[5]);
     constexpr auto known_flags = static_cast<std::uint8_t>(frame_format::flag_mac | frame_format::flag_hello);
-    if ((header.flags & ~known_flags) != 0 || distkit::detail::load_le<std::uint16_t>(p + 6) != 0) {
+    header.key_id = distkit::detail::load_le<std::uint16_t>(p + 6);
+    if ((header.flags & ~known_flags) != 0 || (!header.has_mac() && header.key_id != 0)) {
       return refuse(frame_error_kind::bad_flags);
     }
     header.cluster_id = distkit::detail::load_le<std::uint64_t>(p + 8);
@@ -477,8 +626,9 @@ class frame_decoder {
     if (header.cluster_id != config_.cluster_id) return refuse(frame_error_kind::wrong_cluster);
     if (header.to != config_.node_id) return refuse(frame_error_kind::wrong_receiver);
     if (!known_sender(header.from)) return refuse(frame_error_kind::unknown_sender);
-    if (hmac_ && !header.has_mac()) return refuse(frame_error_kind::missing_mac);
-    if (!hmac_ && header.has_mac()) return refuse(frame_error_kind::bad_flags);
+    if (!hmacs_.empty() && !header.has_mac()) return refuse(frame_error_kind::missing_mac);
+    if (hmacs_.empty() && header.has_mac()) return refuse(frame_error_kind::bad_flags);
+    if (!hmacs_.empty() && !hmacs_.contains(header.key_id)) return refuse(frame_error_kind::unknown_key);
     return frame_error_kind::none;
   }
 
@@ -520,10 +670,12 @@ class frame_decoder {
     std::uint32_t crc = distkit::detail::crc32c(p, frame_format::crc_offset);
     crc = distkit::detail::crc32c(p + frame_format::header_size, header.body_length, crc);
     if (crc != header.crc) return refuse(frame_error_kind::bad_checksum);
-    if (hmac_) {
+    if (!hmacs_.empty()) {
+      auto hmac = hmacs_.find(header.key_id);
+      if (hmac == hmacs_.end()) return refuse(frame_error_kind::unknown_key);
       const std::size_t signed_size = frame_format::header_size + header.body_length;
       std::array<std::byte, frame_format::mac_size> expected{};
-      hmac_->compute(p, signed_size, expected.data());
+      hmac->second.compute(p, signed_size, expected.data());
       if (CRYPTO_memcmp(expected.data(), p + signed_size, frame_format::mac_size) != 0) {
         return refuse(frame_error_kind::bad_mac);
       }
@@ -571,7 +723,13 @@ class frame_decoder {
   }
 
   frame_decoder_options config_;
-  std::optional<internal::hmac_sha256> hmac_;
+  static auto hmacs_of(const frame_keyring& keys) -> std::map<std::uint16_t, internal::hmac_sha256> {
+    std::map<std::uint16_t, internal::hmac_sha256> out;
+    for (const auto& [id, key] : keys.keys()) out.emplace(id, internal::hmac_sha256(key));
+    return out;
+  }
+
+  std::map<std::uint16_t, internal::hmac_sha256> hmacs_;  // by key id; empty: unsigned frames
   std::unordered_map<frame_node_id, std::uint64_t> last_sequence_;
   frame_stats stats_;
 };

@@ -79,6 +79,9 @@ struct tcp_transport_options {
   std::map<frame_node_id, tcp_endpoint> peers;
   /// Cluster key: when set, every frame is signed and every unsigned or forged frame refused.
   std::optional<frame_key> key;
+  /// Instead of `key`: several keys by id, one of them signing (see `frame_keyring`), so that
+  /// `rekey` can rotate them while the cluster runs. Takes precedence over `key`.
+  std::optional<frame_keyring> keyring;
   std::size_t max_body = frame_format::default_max_body;
   /// Per-peer send queue bounds (frames and bytes).
   std::size_t queue_frames = 8192;
@@ -167,7 +170,10 @@ using tcp_transport_counters [[deprecated("use tcp_transport_stats")]] = tcp_tra
 class tcp_transport {
  public:
   explicit tcp_transport(tcp_transport_options config)
-      : config_(std::move(config)), decoder_(make_decoder_config(config_)), acceptor_(io_) {
+      : config_(std::move(config)),
+        keys_(keys_of(config_)),
+        decoder_(make_decoder_config(config_, keys_)),
+        acceptor_(io_) {
     validate(config_);
     asio::ip::tcp::endpoint listen_at(resolve(config_.listen, "listen"));
     acceptor_.open(listen_at.protocol());
@@ -178,8 +184,8 @@ class tcp_transport {
     std::uint64_t jitter_seed = static_cast<std::uint64_t>(std::random_device{}()) ^ config_.node_id;
     rng_.seed(jitter_seed);
     for (const auto& [id, ep] : config_.peers) {
-      auto link = std::make_shared<peer_link>(io_, id, config_.cluster_id, config_.node_id, config_.key,
-                                              config_.first_sequence);
+      auto link =
+          std::make_shared<peer_link>(io_, id, config_.cluster_id, config_.node_id, keys_, config_.first_sequence);
       if (ep.port != 0) link->endpoint = resolve(ep, "peers");
       links_.emplace(id, std::move(link));
     }
@@ -242,7 +248,7 @@ class tcp_transport {
     {
       std::lock_guard lock(link.mutex);
       const std::size_t frame_size =
-          frame_format::header_size + body.size() + (config_.key ? frame_format::mac_size : 0);
+          frame_format::header_size + body.size() + (keys_.empty() ? 0 : frame_format::mac_size);
       while (!link.queue.empty() &&
              (link.queue.size() + 1 > config_.queue_frames || link.queued_bytes + frame_size > config_.queue_bytes)) {
         if (config_.overflow == overflow_policy::refuse) {
@@ -324,6 +330,24 @@ class tcp_transport {
   }
 
   /// Closes every socket and joins the I/O thread. Idempotent; `receive` then returns false.
+  /// Rotates the cluster keys while running: frames queued from now on are signed with
+  /// `keys`' signing key (frames already queued keep theirs), and frames signed with any key of
+  /// `keys` are accepted from the I/O thread's next read on. Rotate in three steps, each done
+  /// on every node before the next: add the new key, sign with it, remove the old one.
+  /// @throws std::invalid_argument naming `keyring` if the transport was configured without a
+  ///         key and `keys` is not empty, or the other way round.
+  void rekey(const frame_keyring& keys) {
+    if (keys.empty() != keys_.empty()) {
+      distkit::detail::throw_invalid_argument("paxos::tcp_transport", "keyring",
+                                              "must stay empty without a cluster key and not become empty with one");
+    }
+    for (auto& [id, link] : links_) {
+      std::lock_guard lock(link->mutex);
+      link->encoder.rekey(keys);
+    }
+    asio::post(io_, [this, keys] { decoder_.rekey(keys); });
+  }
+
   void stop() {
     if (stopping_.exchange(true)) {
       if (thread_.joinable()) thread_.join();
@@ -365,8 +389,8 @@ class tcp_transport {
 
   struct peer_link {
     peer_link(asio::io_context& io, frame_node_id peer_id, std::uint64_t cluster, frame_node_id self,
-              const std::optional<frame_key>& key, std::optional<std::uint64_t> first_sequence)
-        : id(peer_id), encoder(cluster, self, key, first_sequence), socket(io), retry_timer(io) {}
+              const frame_keyring& keys, std::optional<std::uint64_t> first_sequence)
+        : id(peer_id), encoder(cluster, self, keys, first_sequence), socket(io), retry_timer(io) {}
     frame_node_id id;
     // Guarded by `mutex` (touched by senders and the I/O thread).
     mutable std::mutex mutex;
@@ -410,13 +434,18 @@ class tcp_transport {
     a.fetch_add(n, std::memory_order_relaxed);
   }
 
-  static auto make_decoder_config(const tcp_transport_options& c) -> frame_decoder_options {
+  static auto keys_of(const tcp_transport_options& c) -> frame_keyring {
+    if (c.keyring) return *c.keyring;
+    return c.key ? frame_keyring(*c.key) : frame_keyring();
+  }
+
+  static auto make_decoder_config(const tcp_transport_options& c, const frame_keyring& keys) -> frame_decoder_options {
     frame_decoder_options d;
     d.cluster_id = c.cluster_id;
     d.node_id = c.node_id;
     for (const auto& [id, ep] : c.peers) d.peers.push_back(id);
     d.max_body = c.max_body;
-    d.key = c.key;
+    if (!keys.empty()) d.keyring = keys;
     return d;
   }
 
@@ -781,6 +810,7 @@ class tcp_transport {
   }
 
   tcp_transport_options config_;
+  frame_keyring keys_;     // as configured: empty, or the keys at construction (`rekey` changes the links and decoder)
   frame_decoder decoder_;  // I/O thread only (its stats are atomics)
   asio::io_context io_;
   asio::ip::tcp::acceptor acceptor_;
