@@ -32,7 +32,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const bool keyed = (mode & 1U) != 0;
   std::optional<paxos::frame_key> decoder_key;
   if (keyed) decoder_key = key(false);
-  paxos::frame_decoder dec({.cluster_id = 7, .node_id = 2, .peers = {1, 3}, .max_body = max_body, .key = decoder_key});
+  paxos::frame_decoder dec(
+      {.cluster_id = 7, .node_id = 2, .peers = {1, 3}, .max_body = max_body, .key = decoder_key, .keyring = {}});
 
   std::vector<std::byte> wire;
   bool expect_all = false;
@@ -84,7 +85,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (expect_all && accepted != frames) distkit_fuzz::fail("a legitimate frame was refused");
 
   // The throwing form refuses with frame_error and nothing else.
-  paxos::frame_decoder again({.cluster_id = 7, .node_id = 2, .peers = {}, .max_body = max_body, .key = decoder_key});
+  paxos::frame_decoder again(
+      {.cluster_id = 7, .node_id = 2, .peers = {}, .max_body = max_body, .key = decoder_key, .keyring = {}});
   try {
     (void)again.decode(wire);
   } catch (const paxos::frame_error&) {
