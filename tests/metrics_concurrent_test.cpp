@@ -13,7 +13,9 @@
 #include <vector>
 
 #include "distkit/metrics.hpp"
+#include "distkit/metrics/bloom_filter.hpp"
 #include "distkit/metrics/circuit_breaker.hpp"
+#include "distkit/metrics/hash_ring.hpp"
 #include "distkit/metrics/pipeline.hpp"
 #include "distkit/metrics/rate_limiter.hpp"
 #include "distkit/metrics/worker_pool.hpp"
@@ -206,4 +208,31 @@ TEST_CASE("metrics of a pipeline are read from its stage counters at scrape time
     CHECK(peak <= 16);
   }
   CHECK(sample("distkit_pipeline_items_in_flight{pipeline=\"ingest\"}") == "<absent>");
+}
+
+TEST_CASE("metrics: a lock-free Bloom filter and a concurrent hash ring are scraped while they change",
+          "[metrics][concurrent][bloom_filter][hash_ring]") {
+  distkit::metrics_registry reg;
+  distkit::bloom_filter<std::uint64_t, distkit::xxh3_hash, distkit::split_block_layout, distkit::bloom_concurrent> seen(
+      100'000, 0.01);
+  distkit::bloom_filter_metrics seen_metrics{reg, seen, "seen"};
+  distkit::concurrent_hash_ring<std::string> ring;
+  distkit::hash_ring_metrics ring_metrics{reg, ring, "cache"};
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    for (std::uint64_t i = 0; i < 50'000; ++i) {
+      seen.insert(i);
+      if (i % 1000 == 0) ring.add("node-" + std::to_string(i / 1000));
+    }
+    done.store(true);
+  });
+  std::size_t scrapes = 0;
+  while (!done.load() || scrapes == 0) {
+    const std::string text = reg.to_prometheus();
+    CHECK(text.find("distkit_bloom_filter_fill_ratio{filter=\"seen\"}") != std::string::npos);
+    ++scrapes;
+  }
+  writer.join();
+  const std::string text = reg.to_prometheus();
+  CHECK(text.find("distkit_hash_ring_nodes{ring=\"cache\"} 50") != std::string::npos);
 }

@@ -15,7 +15,9 @@
 #include <vector>
 
 #include "distkit/clock.hpp"
+#include "distkit/metrics/bloom_filter.hpp"
 #include "distkit/metrics/circuit_breaker.hpp"
+#include "distkit/metrics/hash_ring.hpp"
 #include "distkit/metrics/pipeline.hpp"
 #include "distkit/metrics/rate_limiter.hpp"
 #include "distkit/metrics/worker_pool.hpp"
@@ -157,8 +159,10 @@ TEST_CASE("metrics limiter policy counts decisions by outcome and reason", "[met
   CHECK(sample(text, d + "decision=\"allowed\",reason=\"store_unavailable\"}") == "0");
 }
 
-TEST_CASE("metrics of breakers, a limiter, a worker pool and a pipeline in one registry pass promtool check metrics",
-          "[metrics][exposition][promtool]") {
+TEST_CASE(
+    "metrics of breakers, a limiter, a worker pool, a pipeline, a Bloom filter and a hash ring in one registry pass "
+    "promtool check metrics",
+    "[metrics][exposition][promtool]") {
   INFO("promtool comes with the Debian package `prometheus` (scripts/install-deps installs it)");
   REQUIRE(!std::string(DISTKIT_PROMTOOL).empty());
   distkit::metrics_registry reg;
@@ -179,6 +183,12 @@ TEST_CASE("metrics of breakers, a limiter, a worker pool and a pipeline in one r
       distkit::sink(distkit::serial_in_order, [](int /*x*/) {}));
   distkit::pipeline_metrics ingest_metrics{reg, ingest, "ingest"};
   (void)ingest.run();
+  distkit::bloom_filter<std::string> seen(100, 0.01);
+  seen.insert("x");
+  distkit::bloom_filter_metrics seen_metrics{reg, seen, "seen"};
+  distkit::concurrent_hash_ring<std::string> ring;
+  ring.add("a");
+  distkit::hash_ring_metrics ring_metrics{reg, ring, "cache"};
   const std::string path = std::string(DISTKIT_TEST_OUTPUT_DIR) + "/metrics_policies.prom";
   {
     std::ofstream out(path, std::ios::binary);
@@ -193,4 +203,54 @@ TEST_CASE("metrics of breakers, a limiter, a worker pool and a pipeline in one r
   const int status = ::pclose(pipe);
   INFO("promtool on " << path << " said:\n" << report);
   CHECK(status == 0);
+}
+
+TEST_CASE("metrics Bloom filter exporter reads size, fill and the false-positive estimate at scrape time",
+          "[metrics][bloom_filter]") {
+  distkit::metrics_registry reg;
+  distkit::bloom_filter<std::string> seen(1000, 0.01);
+  distkit::bloom_filter_metrics exported{reg, seen, "seen"};
+  const auto metric = [&](const std::string& m) {
+    return std::stod(sample(reg.to_prometheus(), m + "{filter=\"seen\"}"));
+  };
+  CHECK(metric("distkit_bloom_filter_size_bytes") == static_cast<double>(seen.memory_bytes()));
+  CHECK(metric("distkit_bloom_filter_hashes_per_key") == static_cast<double>(seen.hash_count()));
+  CHECK(metric("distkit_bloom_filter_fill_ratio") == 0);
+  CHECK(metric("distkit_bloom_filter_estimated_false_positive_rate") == 0);
+  for (int i = 0; i < 500; ++i) seen.insert("key-" + std::to_string(i));
+  CHECK(metric("distkit_bloom_filter_fill_ratio") ==
+        Approx(static_cast<double>(seen.bits_set()) / static_cast<double>(seen.bit_count())));
+  CHECK(metric("distkit_bloom_filter_approximate_items") == Approx(500).epsilon(0.1));
+  const double half_full = metric("distkit_bloom_filter_estimated_false_positive_rate");
+  CHECK(half_full > 0);
+  CHECK(half_full < 0.01);
+  // Filled past its design, the estimate shows it.
+  for (int i = 500; i < 5000; ++i) seen.insert("key-" + std::to_string(i));
+  CHECK(metric("distkit_bloom_filter_estimated_false_positive_rate") > 0.1);
+  CHECK(metric("distkit_bloom_filter_approximate_items") > 2000);
+}
+
+TEST_CASE("metrics hash ring exporter reads membership from the current snapshot", "[metrics][hash_ring]") {
+  distkit::metrics_registry reg;
+  distkit::concurrent_hash_ring<std::string> ring;
+  distkit::hash_ring_metrics exported{reg, ring, "cache"};
+  const auto metric = [&](const std::string& m) {
+    return std::stod(sample(reg.to_prometheus(), m + "{ring=\"cache\"}"));
+  };
+  CHECK(metric("distkit_hash_ring_nodes") == 0);
+  CHECK(metric("distkit_hash_ring_max_weight_share") == 0);
+  ring.add("a");
+  ring.add("b");
+  ring.add("c", 2);
+  CHECK(metric("distkit_hash_ring_nodes") == 3);
+  CHECK(metric("distkit_hash_ring_weight") == 4);
+  CHECK(metric("distkit_hash_ring_max_weight_share") == 0.5);
+  ring.remove("c");
+  CHECK(metric("distkit_hash_ring_nodes") == 2);
+  CHECK(metric("distkit_hash_ring_max_weight_share") == 0.5);
+  // A plain ring is read directly.
+  distkit::hash_ring<std::string> plain;
+  plain.add("x", 3);
+  distkit::hash_ring_metrics plain_exported{reg, plain, "plain"};
+  CHECK(std::stod(sample(reg.to_prometheus(), "distkit_hash_ring_weight{ring=\"plain\"}")) == 3);
 }
