@@ -473,6 +473,7 @@ class server {
       for (const auto& m : rd.messages) {
         if (!early || !px::may_send_before_sync(rd, m)) msgs_.send(m);
       }
+      commands_applied_ += rd.applied.size();
       for (auto& a : rd.applied) answer(a);
       replica_.advance();
     }
@@ -494,6 +495,7 @@ class server {
         }
       }
       pending_.clear();
+      proposed_at_.clear();
     }
   }
 
@@ -505,6 +507,12 @@ class server {
   }
 
   void answer(const px::applied_command& a) {
+    if (commit_latency_ != nullptr) {
+      if (auto t = proposed_at_.find({a.client_id, a.request_id}); t != proposed_at_.end()) {
+        commit_latency_->observe(std::chrono::steady_clock::now() - t->second);
+        proposed_at_.erase(t);
+      }
+    }
     auto it = pending_.find({a.client_id, a.request_id});
     if (it == pending_.end()) return;
     if (auto c = it->second.lock()) {
@@ -694,6 +702,16 @@ class server {
     counter("distkit_paxos_leader_changes_total", "Changes of the leader this replica knows of.",
             [this] { return leader_changes_; });
     counter("distkit_paxos_fsyncs_total", "fdatasync calls of the log.", [this] { return storage_.sync_count(); });
+    counter("distkit_paxos_commands_applied_total", "Client commands applied to the state machine (retries included).",
+            [this] { return commands_applied_; });
+    counter("distkit_paxos_elections_total", "Elections this replica started (times it became a candidate).",
+            [this] { return replica_.stats().elections_started; });
+    counter("distkit_paxos_catchup_values_sent_total", "Chosen values sent to lagging replicas in catch-up replies.",
+            [this] { return replica_.stats().catchup_values_sent; });
+    counter("distkit_paxos_catchup_sent_bytes_total", "Encoded bytes of those values.",
+            [this] { return replica_.stats().catchup_bytes_sent; });
+    counter("distkit_paxos_snapshot_sent_bytes_total", "Snapshot bytes sent in chunks to lagging replicas.",
+            [this] { return replica_.stats().snapshot_bytes_sent; });
     counter("distkit_paxos_snapshot_chunks_sent_total", "Snapshot chunks sent to lagging replicas.",
             [this] { return replica_.stats().snapshot_chunks_sent; });
     counter("distkit_paxos_snapshots_installed_total", "Snapshots received, verified and installed.",
@@ -730,6 +748,11 @@ class server {
         "Time to write a ready batch to the log and fdatasync it (the persists that synced).",
         {.units_per_exposed = 1e9,
          .buckets = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}});
+    commit_latency_ = &m.make_histogram(
+        "distkit_paxos_commit_duration_seconds",
+        "Time from a client command's proposal to its application, on the leader that proposed it.",
+        {.units_per_exposed = 1e9,
+         .buckets = {0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}});
     const auto listen = paxos_kv::parse_address(opts_.metrics_listen, "--metrics-listen");
     const asio::ip::tcp::endpoint at(asio::ip::make_address(listen.host), listen.port);
     metrics_http_ = std::make_unique<paxos_kv::metrics_http>(io_, at, [this](bool openmetrics) {
@@ -860,6 +883,9 @@ class server {
         auto& slot = pending_[{req.client_id, req.request_id}];
         if (auto earlier = slot.lock()) finish_one(earlier);  // the same request again: one answer
         slot = c;
+        if (commit_latency_ != nullptr) {
+          proposed_at_.try_emplace({req.client_id, req.request_id}, std::chrono::steady_clock::now());
+        }
         ++c->inflight;
         schedule_cycle();
         break;
@@ -936,6 +962,9 @@ class server {
   // Declared last: the endpoint and the handles go first, the registry after them.
   distkit::metrics_registry metrics_;
   distkit::histogram* persist_latency_ = nullptr;
+  distkit::histogram* commit_latency_ = nullptr;  // with --metrics-listen: propose to applied, on the leader
+  std::map<std::pair<std::uint64_t, std::uint64_t>, std::chrono::steady_clock::time_point> proposed_at_;
+  std::uint64_t commands_applied_ = 0;
   std::vector<distkit::callback_family<std::uint64_t>::handle> metric_handles_;
   std::vector<distkit::callback_family<double>::handle> gauge_handles_;
   std::unique_ptr<paxos_kv::metrics_http> metrics_http_;

@@ -43,6 +43,14 @@ echo "chosen ${chosen_before} -> ${chosen_after}, fsyncs ${syncs}, persist laten
 (( chosen_after >= chosen_before + 20 )) || { echo "the chosen index did not grow by the 20 puts"; exit 1; }
 (( syncs >= 20 && observed >= 20 && observed <= syncs )) || { echo "fsyncs or persist latencies missing"; exit 1; }
 [[ "$keys" == "20" ]] || { echo "expected 20 keys"; exit 1; }
+# Each put is one client command (plus the client's session registration): applied, and its
+# commit latency observed on the leader.
+applied="$(value distkit_paxos_commands_applied_total "$dir/after")"
+commits="$(value distkit_paxos_commit_duration_seconds_count "$dir/after")"
+elections="$(value distkit_paxos_elections_total "$dir/after")"
+echo "commands applied ${applied}, commit latencies ${commits}, elections ${elections}"
+(( applied >= 20 && commits >= 20 && commits <= applied )) || { echo "applied commands or commit latencies missing"; exit 1; }
+(( elections >= 1 )) || { echo "a one-member cluster elected itself: at least one election"; exit 1; }
 [[ "$(value 'distkit_paxos_is_leader' "$dir/after")" == "1" ]] || { echo "a one-member cluster leads"; exit 1; }
 # A scraper that accepts OpenMetrics (as Prometheus's does) gets OpenMetrics.
 curl -sf --max-time 5 -H 'Accept: application/openmetrics-text; version=1.0.0' \

@@ -117,6 +117,10 @@ struct replica_stats {
   std::uint64_t snapshot_chunks_out_of_order = 0;  ///< a gap or a repeat: dropped (a gap re-requested)
   std::uint64_t snapshots_corrupt = 0;             ///< assembled bytes failed the whole CRC or the decode: restarted
   std::uint64_t snapshots_assembled = 0;           ///< received complete and verified, then installed
+  std::uint64_t elections_started = 0;             ///< times this replica became a candidate
+  std::uint64_t catchup_values_sent = 0;           ///< chosen values sent in catch-up replies
+  std::uint64_t catchup_bytes_sent = 0;            ///< their encoded bytes
+  std::uint64_t snapshot_bytes_sent = 0;           ///< snapshot bytes sent in chunks
 };
 
 /// Roles of a replica.
@@ -434,6 +438,7 @@ class replica {
   // ---- elections ------------------------------------------------------------------------
 
   void start_election() {
+    ++stats_.elections_started;
     role_ = role::candidate;
     leader_.reset();
     my_ballot_ = ballot::next_after(std::max(promised_, highest_seen_), opts_.id);
@@ -722,6 +727,7 @@ class replica {
     }
     c.chunk_crc = distkit::detail::crc32c(c.bytes);
     ++stats_.snapshot_chunks_sent;
+    stats_.snapshot_bytes_sent += c.bytes.size();
     send(std::move(c));
   }
 
@@ -856,7 +862,10 @@ class replica {
       if (it == entries.end() || !catchup_fits(bytes, r.values.empty(), it->second.value)) break;
       r.values.push_back(it->second.value);
     }
-    if (!r.values.empty()) send(std::move(r));
+    if (r.values.empty()) return;
+    stats_.catchup_values_sent += r.values.size();
+    stats_.catchup_bytes_sent += bytes;
+    send(std::move(r));
   }
 
   // Every value of a catch-up reply is chosen. Each is written with the chosen marker, so a
