@@ -585,3 +585,64 @@ TEST_CASE("load_balancer rejects bad configuration naming the parameter", "[load
   h.probes = 0;
   REQUIRE_THROWS_AS(lb_t({}, {}, h), std::invalid_argument);
 }
+
+TEST_CASE("deterministic aperture: few backends per client, the same load on every backend",
+          "[load_balancer][aperture]") {
+  for (std::size_t n : {1U, 2U, 3U, 7U, 10U, 64U, 100U, 257U}) {
+    for (std::size_t m : {1U, 2U, 3U, 5U, 10U, 64U, 100U, 1000U}) {
+      for (std::size_t min_aperture : {1U, 3U, 16U}) {
+        INFO("backends " << n << ", clients " << m << ", min_aperture " << min_aperture);
+        std::vector<double> load(n, 0.0);
+        const std::size_t k = std::max<std::size_t>(1, (min_aperture * m + n - 1) / n);
+        for (std::size_t i = 0; i < m; ++i) {
+          const auto subset = distkit::deterministic_aperture(i, m, n, min_aperture);
+          double total = 0;
+          std::vector<bool> seen(n, false);
+          for (const auto& [b, share] : subset) {
+            REQUIRE(b < n);
+            CHECK_FALSE(seen[b]);
+            seen[b] = true;
+            CHECK(share > 0);
+            total += share;
+            load[b] += share;
+          }
+          CHECK(total == Approx(1.0).epsilon(1e-12));
+          if (k == 1) CHECK(subset.size() <= (n + m - 1) / m + 1);  // at most ceil(N/M) + 1
+          CHECK(subset.size() >= std::min(min_aperture, n));
+        }
+        // Every backend gets exactly M/N of the clients' traffic.
+        for (std::size_t b = 0; b < n; ++b) CHECK(load[b] == Approx(double(m) / double(n)).epsilon(1e-9));
+      }
+    }
+  }
+  // Deterministic: the same numbers give the same subset.
+  CHECK(distkit::deterministic_aperture(3, 10, 25) == distkit::deterministic_aperture(3, 10, 25));
+  CHECK_THROWS_WITH(distkit::deterministic_aperture(0, 0, 4), Catch::Contains("clients"));
+  CHECK_THROWS_WITH(distkit::deterministic_aperture(5, 5, 4), Catch::Contains("client"));
+  CHECK_THROWS_WITH(distkit::deterministic_aperture(0, 5, 0), Catch::Contains("backends"));
+  CHECK_THROWS_WITH(distkit::deterministic_aperture(0, 5, 4, 0), Catch::Contains("min_aperture"));
+}
+
+TEST_CASE("deterministic aperture through load balancers: 50 clients, 20 backends, each backend within 10% of the mean",
+          "[load_balancer][aperture]") {
+  // Smooth weighted round robin per client, with the aperture's shares as weights.
+  constexpr std::size_t clients = 50, backends = 20, requests = 4000;
+  std::vector<std::size_t> hits(backends, 0);
+  for (std::size_t i = 0; i < clients; ++i) {
+    distkit::load_balancer<std::size_t, distkit::round_robin_picker, distkit::no_outlier_detection, manual_clock> lb;
+    const auto subset = distkit::deterministic_aperture(i, clients, backends);
+    CHECK(subset.size() <= backends / clients + 2);
+    for (const auto& [b, share] : subset) lb.add(b, static_cast<std::uint32_t>(share * 1000 + 0.5));
+    for (std::size_t r = 0; r < requests; ++r) {
+      auto req = lb.try_pick();
+      REQUIRE(req.has_value());
+      ++hits[req->endpoint()];
+      req->success(1ms);
+    }
+  }
+  const double mean = double(clients * requests) / double(backends);
+  for (std::size_t b = 0; b < backends; ++b) {
+    INFO("backend " << b << ": " << hits[b] << " requests, mean " << mean);
+    CHECK(std::abs(double(hits[b]) - mean) <= 0.10 * mean);
+  }
+}

@@ -578,6 +578,80 @@ concept lb_health = std::copy_constructible<H> && requires(const H& h) {
 static_assert(lb_health<outlier_detection>);
 static_assert(lb_health<no_outlier_detection>);
 
+/// One backend of a client's aperture: its index and the share of the client's requests it
+/// should take (the weight to give it).
+struct aperture_member {
+  std::size_t backend = 0;
+  double share = 0;
+  friend auto operator==(const aperture_member&, const aperture_member&) -> bool = default;
+};
+
+/// @brief Deterministic aperture subsetting (as in Finagle): which backends client `client` of
+/// `clients` talks to, out of `backends`, so that many clients over many backends each keep
+/// few connections while every backend gets the same share of the traffic.
+///
+/// Backends sit on a unit ring, backend j on [j/N, (j+1)/N); client i's arc is
+/// [i/M, i/M + k/M) (wrapping), with k the smallest integer for which the arc covers at least
+/// `min_aperture` backends' width. The client talks to each backend its arc overlaps, with a
+/// share proportional to the overlap. Every point of the ring is covered by exactly k arcs,
+/// so when every client sends the same traffic and honours the shares, every backend receives
+/// exactly 1/N of it; with k = 1 a client has at most ceil(N/M) + 1 backends. The result
+/// depends only on the four numbers: clients that know their index and the counts agree
+/// without talking to each other.
+///
+/// @throws std::invalid_argument naming `clients`, `client`, `backends` or `min_aperture` when
+///         `clients` or `backends` is 0 or above 2^31, `client >= clients`, or `min_aperture`
+///         is 0.
+/// **Complexity:** O(size of the result).
+/// @code
+/// for (auto [b, share] : distkit::deterministic_aperture(my_index, client_count, hosts.size()))
+///   lb.add(hosts[b], static_cast<std::uint32_t>(share * 1000 + 0.5));
+/// @endcode
+[[nodiscard]] inline auto deterministic_aperture(std::size_t client, std::size_t clients, std::size_t backends,
+                                                 std::size_t min_aperture = 1) -> std::vector<aperture_member> {
+  constexpr std::string_view who = "deterministic_aperture";
+  constexpr std::size_t max_count = std::size_t{1} << 31;
+  if (clients == 0 || clients > max_count)
+    detail::throw_invalid_argument(who, "clients", "must be in [1, 2^31]", clients);
+  if (client >= clients) detail::throw_invalid_argument(who, "client", "must be below clients", client);
+  if (backends == 0 || backends > max_count) {
+    detail::throw_invalid_argument(who, "backends", "must be in [1, 2^31]", backends);
+  }
+  if (min_aperture == 0) detail::throw_invalid_argument(who, "min_aperture", "must be at least 1", 0);
+  // Arcs measured in units of 1 / (M * N): client i starts at i * N, spans k * N; backend j
+  // spans [j * M, (j + 1) * M). Integers throughout, so the shares are exact fractions.
+  const std::uint64_t m = clients;
+  const std::uint64_t n = backends;
+  const std::uint64_t k = std::max<std::uint64_t>(1, (std::uint64_t{min_aperture} * m + n - 1) / n);
+  if (k >= m) {  // the arc is the whole ring: every backend, equally
+    std::vector<aperture_member> all(backends);
+    for (std::size_t j = 0; j < backends; ++j) all[j] = {j, 1.0 / static_cast<double>(n)};
+    return all;
+  }
+  const std::uint64_t ring = m * n;
+  const std::uint64_t start = std::uint64_t{client} * n;
+  const std::uint64_t width = k * n;
+  std::vector<aperture_member> out;
+  std::uint64_t at = start;
+  std::uint64_t left = width;
+  while (left > 0) {
+    const std::uint64_t pos = at % ring;
+    const std::uint64_t j = pos / m;
+    const std::uint64_t take = std::min(left, (j + 1) * m - pos);
+    const double share = static_cast<double>(take) / static_cast<double>(width);
+    if (!out.empty() && out.back().backend == j) {
+      out.back().share += share;  // the arc wrapped onto its first backend
+    } else if (!out.empty() && out.front().backend == j) {
+      out.front().share += share;
+    } else {
+      out.push_back({static_cast<std::size_t>(j), share});
+    }
+    at += take;
+    left -= take;
+  }
+  return out;
+}
+
 /// @brief Settings of `load_balancer` that do not depend on the picker or the health policy.
 struct load_balancer_config {
   /// Slow start (Envoy's `slow_start_config`): an endpoint added after the first pick, or
