@@ -646,3 +646,51 @@ TEST_CASE("deterministic aperture through load balancers: 50 clients, 20 backend
     CHECK(std::abs(double(hits[b]) - mean) <= 0.10 * mean);
   }
 }
+
+TEST_CASE("load_report_weights: weights from backends' load reports, after a blackout, until they expire",
+          "[load_balancer][load_report]") {
+  manual_clock clock;
+  distkit::load_balancer<std::string, distkit::round_robin_picker, distkit::no_outlier_detection, manual_clock> lb(
+      {}, {}, {}, clock);
+  lb.add("a");
+  lb.add("b");
+  lb.add("c", 5);
+  distkit::load_report_weights weights{lb, {.blackout = 10s, .expiration = 180s}};
+  // Within the blackout nothing changes.
+  CHECK(weights.report("a", {.qps = 100, .utilization = 0.5}, clock.now()) == 1);
+  CHECK(weights.report("b", {.qps = 100, .utilization = 1.0}, clock.now()) == 1);
+  clock.advance(11s);
+  // Capacity estimates: a serves 100 qps at half its capacity (200), b at all of it (100).
+  CHECK(weights.report("a", {.qps = 100, .utilization = 0.5}, clock.now()) == 200);
+  CHECK(weights.report("b", {.qps = 100, .utilization = 1.0}, clock.now()) == 100);
+  CHECK(lb.weight("a") == 200);
+  CHECK(lb.weight("b") == 100);
+  // Smooth weighted round robin honours them: 200 : 100 : 5.
+  auto counts = pick_counts(lb, 3050);
+  CHECK(counts["a"] == 2000);
+  CHECK(counts["b"] == 1000);
+  CHECK(counts["c"] == 50);
+  // Errors count against the weight (b: 10 errors per second at penalty 1 -> 100 / 1.1).
+  CHECK(weights.report("b", {.qps = 100, .utilization = 1.0, .eps = 10}, clock.now()) == 100);  // within min_change
+  CHECK(weights.report("b", {.qps = 100, .utilization = 1.0, .eps = 50}, clock.now()) == 67);
+  // A small move is not published; zero load is no report.
+  CHECK(weights.report("a", {.qps = 105, .utilization = 0.5}, clock.now()) == 200);
+  CHECK(weights.report("a", {.qps = 0, .utilization = 0.5}, clock.now()) == 200);
+  // b stops reporting: after the expiration it goes back to its weight before the reports.
+  for (int i = 0; i < 18; ++i) {  // b's last report was 180 s ago after these
+    clock.advance(10s);
+    (void)weights.report("a", {.qps = 100, .utilization = 0.5}, clock.now());
+    CHECK(weights.expire(clock.now()) == 0);
+  }
+  clock.advance(10s);
+  (void)weights.report("a", {.qps = 100, .utilization = 0.5}, clock.now());
+  CHECK(weights.expire(clock.now()) == 1);
+  CHECK(lb.weight("b") == 1);
+  CHECK(lb.weight("a") == 200);
+  CHECK(lb.weight("c") == 5);
+  CHECK_THROWS_WITH(weights.report("a", {.qps = -1, .utilization = 1}, clock.now()), Catch::Contains("qps"));
+  CHECK_THROWS_WITH(weights.report("a", {.qps = 1, .utilization = std::nan("")}, clock.now()),
+                    Catch::Contains("utilization"));
+  CHECK_THROWS_WITH(weights.report("zz", {.qps = 1, .utilization = 1}, clock.now()), Catch::Contains("endpoint"));
+  CHECK_THROWS_WITH((distkit::load_report_weights{lb, {.expiration = 0s}}), Catch::Contains("expiration"));
+}

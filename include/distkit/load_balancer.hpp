@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <numeric>
@@ -27,6 +28,7 @@
 #include "distkit/circuit_breaker.hpp"
 #include "distkit/clock.hpp"
 #include "distkit/detail/error.hpp"
+#include "distkit/detail/saturating_time.hpp"
 #include "distkit/detail/snapshot_cell.hpp"
 #include "distkit/hash.hpp"
 #include "distkit/hash_ring.hpp"
@@ -881,6 +883,13 @@ class load_balancer {
     rebuild(cur->nodes, std::move(weights));
   }
 
+  /// The weight `endpoint` has now. @throws std::invalid_argument naming `endpoint` if it is
+  /// not a member.
+  [[nodiscard]] auto weight(const Endpoint& endpoint) const -> std::uint32_t {
+    const auto s = cell_.read();
+    return s->entries[index_of(*s, endpoint)].weight;
+  }
+
   /// Chooses an endpoint; empty when the balancer has none available.
   [[nodiscard]] auto try_pick() -> std::optional<request> { return pick(0, false); }
 
@@ -1190,6 +1199,134 @@ class load_balancer {
   std::atomic<std::uint64_t> size_{0};
   std::atomic<std::int64_t> next_sweep_ns_{0};
   std::atomic<bool> picked_{false};  // slow start applies to endpoints added after the first pick
+};
+
+/// A backend's report of its own load (as in ORCA, which gRPC's weighted round robin reads).
+struct load_report {
+  double qps = 0;          ///< requests per second the backend served
+  double utilization = 0;  ///< its utilization (CPU, or what the backend chooses), > 0; 1 = full
+  double eps = 0;          ///< errors per second
+};
+
+/// How `load_report_weights` turns reports into weights (gRPC weighted round robin's options).
+struct load_report_options {
+  /// A backend's first reports count only after this long (a fresh backend's numbers are noisy).
+  std::chrono::nanoseconds blackout = std::chrono::seconds(10);
+  /// A backend that sent no report for this long goes back to the weight it had before.
+  std::chrono::nanoseconds expiration = std::chrono::minutes(3);
+  /// Errors count as this much utilization each, relative to the qps.
+  double error_utilization_penalty = 1.0;
+  /// A new weight is published only when it differs from the one in use by more than this
+  /// share (publishing rebuilds the balancer's tables).
+  double min_change = 0.1;
+};
+
+/// @brief Weights from server-reported load: each backend's weight becomes its capacity
+/// estimate, `qps / (utilization + (eps / qps) * error_utilization_penalty)` (gRPC's weighted
+/// round robin), once it has reported for `blackout`; one that stops reporting for
+/// `expiration` goes back to the weight it had when its reports began.
+///
+/// Feeds any `load_balancer` through `set_weight` (a weight-aware picker then honours it):
+/// `report` when a response carries a backend's load, `expire` now and then (or before each
+/// report). Weights are whole numbers: an estimate below 1 counts as 1. Reports with zero
+/// utilization or qps are ignored (the backend does not know its load).
+///
+/// **Thread safety:** none; report from one thread or under a lock (picks may run concurrently
+/// on the balancer). Destroy it before the balancer.
+/// @code
+/// distkit::load_report_weights weights{lb};
+/// weights.report(endpoint, {.qps = 950, .utilization = 0.62}, clock.now());
+/// @endcode
+template <class LoadBalancer>
+class load_report_weights {
+ public:
+  using endpoint_type = typename LoadBalancer::endpoint_type;  // ordered by std::less
+
+  /// @throws std::invalid_argument naming the option out of range.
+  explicit load_report_weights(LoadBalancer& lb, load_report_options options = {}) : lb_(&lb), opts_(options) {
+    constexpr std::string_view who = "load_report_weights";
+    if (opts_.blackout.count() < 0) detail::throw_invalid_argument(who, "blackout", "must be >= 0 (ns)", 0);
+    if (opts_.expiration.count() <= 0) detail::throw_invalid_argument(who, "expiration", "must be positive (ns)", 0);
+    if (!(opts_.error_utilization_penalty >= 0) || !std::isfinite(opts_.error_utilization_penalty)) {
+      detail::throw_invalid_argument(who, "error_utilization_penalty", "must be finite and >= 0",
+                                     opts_.error_utilization_penalty);
+    }
+    if (!(opts_.min_change >= 0) || !std::isfinite(opts_.min_change)) {
+      detail::throw_invalid_argument(who, "min_change", "must be finite and >= 0", opts_.min_change);
+    }
+  }
+
+  /// Records `endpoint`'s load at `now`; publishes its new weight when it is out of blackout
+  /// and the weight moved by more than `min_change`. Returns the weight in use afterwards.
+  /// @throws std::invalid_argument naming `qps`, `utilization` or `eps` when negative or not
+  ///         finite, or `endpoint` when it is not a member of the balancer.
+  template <class TimePoint>
+  auto report(const endpoint_type& endpoint, const load_report& r, TimePoint now) -> std::uint32_t {
+    constexpr std::string_view who = "load_report_weights";
+    const auto check = [&](const char* name, double v) {
+      if (!(v >= 0) || !std::isfinite(v)) detail::throw_invalid_argument(who, name, "must be finite and >= 0", v);
+    };
+    check("qps", r.qps);
+    check("utilization", r.utilization);
+    check("eps", r.eps);
+    const std::int64_t t = ns(now);
+    const std::uint32_t current = lb_->weight(endpoint);
+    if (r.qps == 0 || r.utilization == 0) return current;
+    auto [it, fresh] = state_.try_emplace(endpoint);
+    auto& st = it->second;
+    if (fresh || t - st.last_ns > opts_.expiration.count()) {
+      st.configured = fresh ? current : st.configured;
+      st.since_ns = t;
+    }
+    st.last_ns = t;
+    if (t - st.since_ns < opts_.blackout.count()) return current;
+    const double capacity = r.qps / (r.utilization + (r.eps / r.qps) * opts_.error_utilization_penalty);
+    const double clamped = std::clamp(capacity, 1.0, 1e9);
+    const auto weight = static_cast<std::uint32_t>(std::llround(clamped));
+    const double moved = std::abs(static_cast<double>(weight) - current) / static_cast<double>(current);
+    if (moved > opts_.min_change) {
+      lb_->set_weight(endpoint, weight);
+      return weight;
+    }
+    return current;
+  }
+
+  /// Puts back the weight of every endpoint that sent no report for `expiration` by `now`
+  /// (and forgets endpoints that left the balancer). Returns how many were put back.
+  template <class TimePoint>
+  auto expire(TimePoint now) -> std::size_t {
+    const std::int64_t t = ns(now);
+    std::size_t restored = 0;
+    for (auto it = state_.begin(); it != state_.end();) {
+      if (t - it->second.last_ns <= opts_.expiration.count()) {
+        ++it;
+        continue;
+      }
+      try {
+        lb_->set_weight(it->first, it->second.configured);
+        ++restored;
+      } catch (const std::invalid_argument&) {
+        // left the balancer: nothing to restore
+      }
+      it = state_.erase(it);
+    }
+    return restored;
+  }
+
+ private:
+  struct endpoint_state {
+    std::uint32_t configured = 1;  // the weight before its reports began
+    std::int64_t since_ns = 0;     // when its current run of reports began
+    std::int64_t last_ns = 0;      // its latest report
+  };
+  template <class TimePoint>
+  static auto ns(TimePoint t) -> std::int64_t {
+    return detail::saturating_ns(t.time_since_epoch());
+  }
+
+  LoadBalancer* lb_;
+  load_report_options opts_;
+  std::map<endpoint_type, endpoint_state> state_;
 };
 
 }  // namespace distkit::inline v0
