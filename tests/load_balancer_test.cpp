@@ -6,12 +6,14 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <optional>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "distkit/adaptive_limit.hpp"
 #include "distkit/load_balancer.hpp"
 #include "support/seed.hpp"
 
@@ -693,4 +695,108 @@ TEST_CASE("load_report_weights: weights from backends' load reports, after a bla
                     Catch::Contains("utilization"));
   CHECK_THROWS_WITH(weights.report("zz", {.qps = 1, .utilization = 1}, clock.now()), Catch::Contains("endpoint"));
   CHECK_THROWS_WITH((distkit::load_report_weights{lb, {.expiration = 0s}}), Catch::Contains("expiration"));
+}
+
+// ---- adaptive concurrency limits (distkit/adaptive_limit.hpp) ----------------------------------
+
+TEST_CASE("adaptive limit AIMD: one more per sample while in use, times 0.9 on a drop, within bounds",
+          "[load_balancer][adaptive_limit]") {
+  distkit::aimd_limit aimd{{.initial = 10, .min = 5, .max = 15, .backoff_ratio = 0.9, .timeout = 1s}};
+  CHECK(aimd.update(10, {.rtt = 10ms, .inflight = 5}) == 11);   // half in use: grows
+  CHECK(aimd.update(10, {.rtt = 10ms, .inflight = 4}) == 10);   // app-limited: stays
+  CHECK(aimd.update(15, {.rtt = 10ms, .inflight = 15}) == 15);  // at max
+  CHECK(aimd.update(10, {.rtt = 10ms, .inflight = 5, .dropped = true}) == 9);
+  CHECK(aimd.update(10, {.rtt = 2s, .inflight = 5}) == 9);                    // slower than the timeout: a drop
+  CHECK(aimd.update(5, {.rtt = 10ms, .inflight = 5, .dropped = true}) == 5);  // at min
+
+  distkit::adaptive_concurrency_limit<distkit::aimd_limit> limit{aimd};
+  std::vector<distkit::adaptive_concurrency_limit<distkit::aimd_limit>::token> held;
+  for (int i = 0; i < 10; ++i) {
+    auto t = limit.try_acquire();
+    REQUIRE(t.has_value());
+    held.push_back(std::move(*t));
+  }
+  CHECK_FALSE(limit.try_acquire().has_value());  // the limit is reached: refused
+  CHECK(limit.inflight() == 10);
+  held.back().success(10ms);  // started with 10 in flight: grows to 11
+  held.pop_back();
+  CHECK(limit.limit() == 11);
+  held.back().dropped();  // floor(11 * 0.9)
+  held.pop_back();
+  CHECK(limit.limit() == 9);
+  held.clear();  // destroyed unreported: ignored
+  CHECK(limit.inflight() == 0);
+  CHECK(limit.limit() == 9);
+  CHECK_THROWS_WITH(distkit::aimd_limit({.initial = 1, .min = 5}), Catch::Contains("initial"));
+  CHECK_THROWS_WITH(distkit::aimd_limit({.backoff_ratio = 1.0}), Catch::Contains("backoff_ratio"));
+}
+
+TEST_CASE("adaptive limit AIMD finds a dependency's capacity from its drops", "[load_balancer][adaptive_limit]") {
+  // A dependency that serves 40 requests at once and refuses a request that arrives while 40
+  // are in progress. Closed loop: requests finish in the order they started, and the client
+  // refills up to the limit after each.
+  constexpr std::size_t capacity = 40;
+  using limit_t = distkit::adaptive_concurrency_limit<distkit::aimd_limit>;
+  limit_t limit{distkit::aimd_limit{{.initial = 10, .min = 1, .max = 1000}}};
+  std::deque<std::pair<limit_t::token, bool>> in_flight;  // token, refused by the dependency
+  std::size_t served = 0;
+  const auto refill = [&] {
+    while (auto t = limit.try_acquire()) {
+      const bool refused = served >= capacity;
+      if (!refused) ++served;
+      in_flight.emplace_back(std::move(*t), refused);
+    }
+  };
+  refill();
+  double limit_sum = 0;
+  std::size_t steps = 0, drops = 0;
+  for (int step = 0; step < 20'000; ++step) {
+    REQUIRE_FALSE(in_flight.empty());
+    auto [token, refused] = std::move(in_flight.front());
+    in_flight.pop_front();
+    if (refused) {
+      token.dropped();
+    } else {
+      --served;
+      token.success(10ms);
+    }
+    refill();
+    if (step >= 5'000) {  // after the first climb
+      limit_sum += static_cast<double>(limit.limit());
+      drops += refused ? 1 : 0;
+      ++steps;
+    }
+  }
+  // A sawtooth around the capacity: the mean limit near 40 (33 in this run), and a bounded
+  // share of requests sent past it.
+  const double mean = limit_sum / static_cast<double>(steps);
+  const double drop_share = static_cast<double>(drops) / static_cast<double>(steps);
+  INFO("mean limit " << mean << ", dropped " << drop_share * 100 << "% of requests");
+  CHECK(mean >= 25);
+  CHECK(mean <= 55);
+  CHECK(drop_share < 0.35);  // 27% here: a drop is seen a full window after the overload began
+}
+
+TEST_CASE("adaptive limit Gradient2: grows while latency holds, shrinks when it jumps, ignores app-limited samples",
+          "[load_balancer][adaptive_limit]") {
+  distkit::gradient2_limit g{{.initial = 20, .min = 5, .max = 100, .smoothing = 0.2, .rtt_tolerance = 1.5}};
+  double limit = 20;
+  for (int i = 0; i < 50; ++i) limit = g.update(limit, {.rtt = 10ms, .inflight = 20});
+  CHECK(limit > 40);  // + queue_size x smoothing per sample at a steady RTT
+  const double before = limit;
+  CHECK(g.update(limit, {.rtt = 10ms, .inflight = 2}) == before);  // less than half in use: unchanged
+  // The RTT quadruples (a queue builds): each sample takes the limit down toward half.
+  for (int i = 0; i < 20; ++i) limit = g.update(limit, {.rtt = 40ms, .inflight = 100});
+  CHECK(limit < before / 2);
+  // Within the tolerance (1.4x the long-term RTT) it does not shrink.
+  distkit::gradient2_limit h{{.initial = 50, .min = 5, .max = 100}};
+  double steady = 50;
+  for (int i = 0; i < 100; ++i) steady = h.update(steady, {.rtt = 10ms, .inflight = 50});
+  const double at = steady;
+  steady = h.update(steady, {.rtt = 14ms, .inflight = 50});
+  CHECK(steady >= at);
+  CHECK(h.long_rtt() > 9ms);
+  CHECK(h.long_rtt() < 11ms);
+  CHECK_THROWS_WITH(distkit::gradient2_limit({.smoothing = 0}), Catch::Contains("smoothing"));
+  CHECK_THROWS_WITH(distkit::gradient2_limit({.rtt_tolerance = 0.5}), Catch::Contains("rtt_tolerance"));
 }
