@@ -319,8 +319,11 @@ struct gcra {
     // An admission at time t leaves tat <= t + tau, so the state was written at tat - tau or
     // later: an older `now` counts as that time (else `tat - now` passes tau and `remaining`
     // goes negative).
-    if (DISTKIT_UNLIKELY(s.tat != detail::never && now < s.tat - p.tau)) now = s.tat - p.tau;
-    const std::int64_t tat = s.tat > now ? s.tat : now;
+    std::int64_t tat = now;
+    if (s.tat > now) {  // never written (detail::never) is below every now
+      tat = s.tat;
+      if (DISTKIT_UNLIKELY(now < tat - p.tau)) now = tat - p.tau;
+    }
     const std::int64_t new_tat = tat + static_cast<std::int64_t>(cost) * p.interval;
     const std::int64_t allow_at = new_tat - p.tau;
     decision d;
