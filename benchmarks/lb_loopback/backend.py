@@ -5,6 +5,7 @@
 import argparse
 import http.server
 import random
+import socket
 import socketserver
 import time
 
@@ -19,6 +20,12 @@ def main():
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+
+        def setup(self):
+            super().setup()
+            # Headers and body go out in two writes: without this, Nagle holds the body until
+            # the client's delayed ACK of the headers (40 ms on Linux).
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def do_GET(self):  # noqa: N802 (the http.server API)
             time.sleep((opts.delay_ms + random.uniform(0, 1)) / 1000.0)
