@@ -150,8 +150,12 @@ static_assert(limit_algorithm<gradient2_limit>);
 /// distkit::adaptive_concurrency_limit<distkit::gradient2_limit> limit;
 /// if (auto token = limit.try_acquire()) {
 ///   auto start = std::chrono::steady_clock::now();
-///   bool ok = call_dependency();
-///   ok ? token->success(std::chrono::steady_clock::now() - start) : token->dropped();
+///   bool ok = send("request");  // the call to the dependency
+///   if (ok) {
+///     token->success(std::chrono::steady_clock::now() - start);
+///   } else {
+///     token->dropped();
+///   }
 /// }
 /// @endcode
 template <limit_algorithm Algorithm = gradient2_limit>

@@ -606,8 +606,11 @@ struct aperture_member {
 ///         is 0.
 /// **Complexity:** O(size of the result).
 /// @code
-/// for (auto [b, share] : distkit::deterministic_aperture(my_index, client_count, hosts.size()))
+/// std::vector<std::string> hosts{"10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80", "10.0.0.4:80"};
+/// distkit::load_balancer<std::string> lb;
+/// for (auto [b, share] : distkit::deterministic_aperture(/*client*/ 7, /*clients*/ 10, hosts.size())) {
 ///   lb.add(hosts[b], static_cast<std::uint32_t>(share * 1000 + 0.5));
+/// }
 /// @endcode
 [[nodiscard]] inline auto deterministic_aperture(std::size_t client, std::size_t clients, std::size_t backends,
                                                  std::size_t min_aperture = 1) -> std::vector<aperture_member> {
@@ -1234,8 +1237,11 @@ struct load_report_options {
 /// **Thread safety:** none; report from one thread or under a lock (picks may run concurrently
 /// on the balancer). Destroy it before the balancer.
 /// @code
+/// distkit::load_balancer<std::string, distkit::round_robin_picker> lb;
+/// lb.add("10.0.0.1:80");
 /// distkit::load_report_weights weights{lb};
-/// weights.report(endpoint, {.qps = 950, .utilization = 0.62}, clock.now());
+/// // When a response from 10.0.0.1:80 carries its load:
+/// weights.report("10.0.0.1:80", {.qps = 950, .utilization = 0.62}, std::chrono::steady_clock::now());
 /// @endcode
 template <class LoadBalancer>
 class load_report_weights {
