@@ -1,4 +1,6 @@
 # SPDX-License-Identifier: MIT
+# Included by tests/CMakeLists.txt: the framing and TCP transport tests, and the tests that run
+# real paxos_kv server processes (they need the examples, see examples/CMakeLists.txt).
 if(TARGET distkit::openssl)
   distkit_add_test(paxos_frame SOURCES paxos_net/frame_test.cpp LIBS distkit::openssl)
 endif()

@@ -607,11 +607,11 @@ struct bloom_size {
 /// @tparam Key the key type; any type `Hash` hashes (`hasher<Hash, Key>`): strings, string views,
 ///   byte spans, integers and padding-free trivially copyable structs with the shipped hashes.
 /// @tparam Hash a `hasher<Key>` policy, default `xxh3_hash`. Use `xxh64_hash` for Parquet.
-/// @tparam Layout a `bloom_layout`, default `split_block_layout`, chosen by measurement
-///   (benchmarks/RESULTS.md, 1% target, 8-byte keys): the fastest for queries and inserts in
-///   cache (4.4 ns/query at 1M keys vs 11 ns blocked, 15 ns classic) and out of it (24 ns at 100M
-///   keys vs 69 ns blocked, 85 ns classic): one half cache line per key, eight SIMD lanes, no
-///   loop over k. It pays 0.94 extra bits/key at 1% over `classic` (10.53 vs 9.59).
+/// @tparam Layout a `bloom_layout`, default `split_block_layout`, chosen by measurement (the
+///   figures are in benchmarks/RESULTS.md, "Bloom filter"): the fastest of the three for queries
+///   and inserts both in cache and out of it, because a key touches one half cache line, its
+///   eight probes are eight SIMD lanes and there is no loop over k. It pays 0.94 extra bits/key
+///   at 1% over `classic` (10.53 vs 9.59).
 ///   `blocked_layout` needs 0.30 extra bits/key and is as fast in batches; `classic_layout` is the
 ///   smallest and the slowest.
 /// @tparam Concurrency `bloom_single_writer` (default) or `bloom_concurrent` (lock-free

@@ -28,8 +28,9 @@ concept time_source = std::copy_constructible<C> && requires(const C& c) {
 
 /// @brief The default time source: `std::chrono::steady_clock`.
 ///
-/// **Thread safety:** stateless. Costs one `clock_gettime(CLOCK_MONOTONIC)` (~20 ns) per call;
-/// hot paths that already know the time take it as an argument instead.
+/// **Thread safety:** stateless. Costs one `clock_gettime(CLOCK_MONOTONIC)` per call (its cost
+/// is measured beside the rate limiter in benchmarks/RESULTS.md); hot paths that already know
+/// the time take it as an argument instead.
 struct steady_time {
   using duration = std::chrono::steady_clock::duration;
   using time_point = std::chrono::steady_clock::time_point;

@@ -761,7 +761,7 @@ class replica_set {
 /// ring.add("cache-b:11211", 2);  // twice the keys
 /// const std::string& owner = ring.node_for("user:42");
 /// std::vector<std::string> replicas = ring.nodes_for("user:42", 2);  // distinct, ring order
-/// for (const std::string& node : ring.nodes_for("user:43", 2)) use(node);  // no copies
+/// for (const std::string& node : ring.nodes_for("user:43", 2)) std::cout << node << '\n';  // no copies
 /// @endcode
 template <ring_node Node, class Hash = xxh3_hash, placement Placement = ring_placement>
 class hash_ring {

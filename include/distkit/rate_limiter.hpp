@@ -426,8 +426,8 @@ struct key_at_signature {
 struct local_store_options {
   /// Number of independently locked shards; a power of two in [1, 65536]. More shards, less
   /// contention between threads working on different keys: with 256, two threads deciding for
-  /// random keys rarely want the same shard's cache line at once (64 gave 1.6x on 2 threads,
-  /// 256 gives 1.8–2x). Each shard costs ~640 bytes when empty.
+  /// random keys rarely want the same shard's cache line at once (benchmarks/RESULTS.md compares
+  /// 64 and 256 shards on 2 threads). Each shard costs ~640 bytes when empty.
   std::size_t shards = 256;
 };
 
@@ -472,7 +472,7 @@ class local_store {
     const detail::fingerprint fp = detail::make_fingerprint(key.data(), key.size());
     // Ask for the slot's lines before taking the lock: when another thread last held the lock,
     // its line comes from that core, and the two misses then overlap instead of adding up
-    // (two threads on 1M keys: 1.5x to 1.8x one thread for GCRA; one thread unchanged).
+    // (two threads gain, one thread is unchanged: benchmarks/RESULTS.md, "Rate limiter").
     table_type::prefetch(shard_of(fp).published, fp);
     return decide(fp, cost, now);
   }
@@ -480,8 +480,9 @@ class local_store {
   /// `out[i] = try_acquire(key_at(i), cost, now)` for i in [0, out.size()), in order, with the
   /// table lines of the key `ahead` places later prefetched as each key is decided: on tables
   /// larger than the cache the misses overlap instead of following one another. One key staged
-  /// per decision, not a burst per group: staging 16 keys at once (48 prefetches) measured a
-  /// third slower than bursts of 8, while this steady flow measured as fast as the best burst.
+  /// per decision, not a burst per group: staging 16 keys at once (48 prefetches) measured
+  /// slower than bursts of 8, while this steady flow measured as fast as the best burst
+  /// (benchmarks/RESULTS.md, "Rate limiter").
   template <class KeyAt>
   void try_acquire_many(KeyAt key_at, std::uint64_t cost, std::int64_t now, std::span<decision> out) {
     constexpr std::size_t ahead = 16;
@@ -547,8 +548,8 @@ class local_store {
 
   auto shard_of(const detail::fingerprint& fp) noexcept -> shard& { return shards_[(fp.hi >> 40) & shard_mask_]; }
 
-  // Inlined into both paths: a call plus the copy of the returned decision cost ~15% of a
-  // batched decision when the table is in cache.
+  // Inlined into both paths: a call plus the copy of the returned decision are a measurable
+  // part of a batched decision when the table is in cache (benchmarks/RESULTS.md).
   DISTKIT_ALWAYS_INLINE auto decide(const detail::fingerprint& fp, std::uint64_t cost, std::int64_t now) -> decision {
     shard& sh = shard_of(fp);
     const auto idle = [&](const state_type& s) noexcept { return Algorithm::idle(s, params_, now); };

@@ -110,8 +110,9 @@ inline constexpr std::size_t huge_page_bytes = std::size_t{2} << 20;
 /// Process-wide memory for mid-sized tables (64 KiB up to 2 MiB): 2 MiB chunks offered to
 /// transparent huge pages, each cut into equal blocks of one size. A store keeps a table per
 /// shard, so a million keys over 256 shards are 256 tables of ~200 KiB; from their own small
-/// allocations they would cost a TLB entry per 4 KiB page, and measured ~15% slower per
-/// decision than from huge pages. A chunk goes back to the system when its last block is freed.
+/// allocations they would cost a TLB entry per 4 KiB page, and measured slower per decision
+/// than from huge pages (benchmarks/RESULTS.md, "Rate limiter"). A chunk goes back to the
+/// system when its last block is freed.
 class table_arena {
  public:
   static constexpr std::size_t min_block = std::size_t{64} << 10;

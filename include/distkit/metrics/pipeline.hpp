@@ -28,7 +28,9 @@ namespace distkit::inline v0 {
 /// Destroy the registration before the pipeline and before the registry.
 ///
 /// @code
-/// distkit::pipeline_metrics exported{registry, p, "ingest"};   // p from make_pipeline
+/// distkit::metrics_registry registry;
+/// auto p = distkit::make_pipeline(distkit::source(read_line), distkit::sink(distkit::serial_in_order, write));
+/// distkit::pipeline_metrics exported{registry, p, "ingest"};
 /// @endcode
 class pipeline_metrics {
  public:

@@ -26,9 +26,12 @@ namespace distkit::inline v0 {
 /// exposition:
 ///
 /// @code
+/// #include <prometheus/exposer.h>
+/// #include <prometheus/registry.h>
+/// distkit::metrics_registry registry;
 /// prometheus::Exposer exposer{"127.0.0.1:8080"};
 /// auto theirs = std::make_shared<prometheus::Registry>();
-/// auto ours = std::make_shared<distkit::prometheus_cpp_collectable>(registry);  // a distkit::metrics_registry
+/// auto ours = std::make_shared<distkit::prometheus_cpp_collectable>(registry);
 /// exposer.RegisterCollectable(theirs);
 /// exposer.RegisterCollectable(ours);
 /// @endcode

@@ -392,6 +392,8 @@ class hmac_sha256 {
 /// **Thread safety:** none; one encoder per sending thread (or under a lock).
 /// **Complexity:** O(body size) per frame (CRC-32C, plus HMAC-SHA256 when keyed).
 /// @code
+/// auto key = distkit::paxos::frame_key::from_file("/etc/kv/cluster.key");
+/// std::vector<std::byte> body(64);  // the message
 /// distkit::paxos::frame_encoder enc(/*cluster*/ 7, /*from*/ 1, key);
 /// std::vector<std::byte> wire;
 /// enc.encode(/*to*/ 2, body, wire);  // appends one frame
@@ -552,6 +554,8 @@ using frame_decoder_config [[deprecated("use frame_decoder_options")]] = frame_d
 /// may be read from any thread.
 /// **Complexity:** O(frame size) per frame; the replay table holds one entry per sender.
 /// @code
+/// auto key = distkit::paxos::frame_key::from_file("/etc/kv/cluster.key");
+/// std::vector<std::byte> wire;  // bytes received from a peer
 /// distkit::paxos::frame_decoder dec({.cluster_id = 7, .node_id = 2, .peers = {1, 3}, .key = key});
 /// auto frame = dec.decode(wire);  // throws distkit::paxos::frame_error on any refusal
 /// @endcode

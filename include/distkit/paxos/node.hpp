@@ -25,9 +25,13 @@ namespace distkit::inline v0::paxos {
 /// **Thread safety:** none; drive it from one thread (e.g. the network's event loop).
 ///
 /// @code
-/// distkit::paxos::memory_storage disk;
+/// #include "distkit/paxos/kv_state_machine.hpp"
+/// #include "distkit/paxos/storage.hpp"
+/// using namespace distkit::paxos;
+/// struct my_transport { void send(const message&) { /* to the message's receiver */ } };
+/// memory_storage disk;
 /// my_transport net;
-/// distkit::paxos::node<kv_state_machine, memory_storage, my_transport> n{{.id = 1, .nodes = {1, 2, 3}}, disk, net};
+/// node<kv_state_machine, memory_storage, my_transport> n{{.id = 1, .nodes = {1, 2, 3}}, disk, net};
 /// n.tick();
 /// for (auto& a : n.process()) { /* answer client a.client_id */ }
 /// @endcode

@@ -155,7 +155,8 @@ enum class role : std::uint8_t { follower, candidate, leader };
 /// linear in the work it returns.
 ///
 /// @code
-/// distkit::paxos::replica<kv_state_machine> r{{.id = 1, .nodes = {1, 2, 3}}};
+/// #include "distkit/paxos/kv_state_machine.hpp"
+/// distkit::paxos::replica<distkit::paxos::kv_state_machine> r{{.id = 1, .nodes = {1, 2, 3}}};
 /// r.tick();
 /// while (r.has_ready()) { auto rd = r.ready(); /* persist, sync, send */ r.advance(); }
 /// @endcode

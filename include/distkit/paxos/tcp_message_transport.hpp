@@ -29,9 +29,13 @@ namespace distkit::inline v0::paxos {
 ///
 /// **Thread safety:** `send` as `tcp_transport::send`; `decode` and `malformed` from one thread.
 /// @code
+/// #include "distkit/paxos/kv_state_machine.hpp"
+/// #include "distkit/paxos/replica.hpp"
+/// distkit::paxos::tcp_transport_config cfg;  // as for tcp_transport
+/// distkit::paxos::replica<distkit::paxos::kv_state_machine> replica{{.id = 1, .nodes = {1, 2, 3}}};
 /// distkit::paxos::tcp_transport net(cfg);
 /// distkit::paxos::tcp_message_transport msgs(net);
-/// msgs.send(distkit::paxos::heartbeat_msg{.from = 1, .to = 2});
+/// msgs.send(distkit::paxos::heartbeat_msg{.from = 1, .to = 2, .bal = {}, .commit_index = 0});
 /// distkit::paxos::tcp_message in;
 /// if (net.try_receive(in)) if (auto m = msgs.decode(in)) replica.step(std::move(*m));
 /// @endcode

@@ -163,6 +163,7 @@ using tcp_transport_counters [[deprecated("use tcp_transport_stats")]] = tcp_tra
 /// cfg.peers = {{2, {"127.0.0.1", 7002}}, {3, {"127.0.0.1", 7003}}};
 /// cfg.key = distkit::paxos::frame_key::from_file("cluster.key");
 /// distkit::paxos::tcp_transport net(std::move(cfg));
+/// std::vector<std::byte> bytes(64);  // a message
 /// net.send(2, bytes);
 /// distkit::paxos::tcp_message m;
 /// if (net.receive(m, std::chrono::milliseconds(10))) handle(m.from, m.body);

@@ -519,7 +519,8 @@ class partition_search {
 /// problem is NP-complete); memory O(n) plus at most `max_cache_bytes` of cache.
 ///
 /// @code
-/// std::vector<history_op<kv_model::input, kv_model::output>> h = ...;
+/// using namespace distkit::paxos::testing;
+/// std::vector<history_op<kv_model::input, kv_model::output>> h;  // the recorded operations
 /// auto r = check_linearizability<kv_model>(h, check_options{.max_steps = 10'000'000});
 /// if (r.verdict == check_verdict::not_linearizable) std::cout << r.failed_partition;
 /// @endcode

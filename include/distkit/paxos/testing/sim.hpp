@@ -223,7 +223,7 @@ struct sim_result {
 /// **Thread safety:** none; each run is independent. Same options => same run.
 ///
 /// @code
-/// distkit::paxos::simulation<> sim{{.replicas = 5, .seed = 42}};
+/// distkit::paxos::testing::simulation<> sim{{.replicas = 5, .seed = 42}};
 /// auto r = sim.run();
 /// if (!r.ok) std::cerr << r.violation << '\n';
 /// @endcode

@@ -1,2 +1,0 @@
-# SPDX-License-Identifier: MIT
-distkit_add_example(load_balancer SOURCES load_balancer.cpp)

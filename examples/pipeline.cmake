@@ -1,2 +1,0 @@
-# SPDX-License-Identifier: MIT
-distkit_add_example(pipeline SOURCES pipeline.cpp ARGS 300000)

@@ -1,4 +1,0 @@
-# SPDX-License-Identifier: MIT
-distkit_add_test(load_balancer SOURCES load_balancer_test.cpp)
-distkit_add_test(load_balancer_concurrent SOURCES load_balancer_concurrent_test.cpp CONCURRENT)
-distkit_add_test(load_balancer_sim SOURCES load_balancer_sim_test.cpp)
