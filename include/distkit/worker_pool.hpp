@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "distkit/detail/error.hpp"
+#include "distkit/detail/notifier.hpp"
 #include "distkit/detail/task_ring.hpp"
 #include "distkit/detail/unique_function.hpp"
 
@@ -378,7 +379,7 @@ class worker_pool {
       }
     } catch (...) {
       stop_.store(true, std::memory_order_seq_cst);
-      wake_all();
+      notifier_.wake_all();
       for (std::size_t i = 0; i < started; ++i) workers_[i].thread.join();
       throw;
     }
@@ -559,7 +560,7 @@ class worker_pool {
     if (is_worker_thread()) {
       help_until(ready);
     } else {
-      block_until(ready);
+      notifier_.block_until(ready);
     }
   }
 
@@ -594,7 +595,7 @@ class worker_pool {
       detail::throw_logic_error("worker_pool", "wait_idle() called from a task of pool \"" + name_ +
                                                    "\" would wait for itself; use a task_group instead");
     }
-    block_until([this] { return idle(); });
+    notifier_.block_until([this] { return idle(); });
     rethrow_stored_error();
   }
 
@@ -656,17 +657,7 @@ class worker_pool {
 
   /// Wakes threads parked in `wait_until` (cheap when none is). Call it after making a
   /// `wait_until` predicate true from outside the pool's tasks.
-  void notify_waiters() noexcept {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (helpers_.load(std::memory_order_relaxed) != 0) {
-      {
-        std::lock_guard lock(park_mutex_);
-        ++epoch_;
-      }
-      park_cv_.notify_all();
-    }
-    if (outside_waiters_.load(std::memory_order_relaxed) != 0) notify_outside_waiters();
-  }
+  void notify_waiters() noexcept { notifier_.notify_waiters(); }
 
   /// Hands an exception to the error handler (as if a posted task had thrown it).
   void report_error(std::exception_ptr error) noexcept {
@@ -835,34 +826,10 @@ class worker_pool {
     detail::throw_logic_error("worker_pool", "pool \"" + name_ + "\" is shut down; no task can be submitted");
   }
 
-  // ---- waking and parking ----
+  // ---- waking and parking (the protocol lives in detail/notifier.hpp) ----
 
-  // After making work visible: wake one parked worker if any is parked and none is already being
-  // woken. The fence pairs with the one in park(): either we see the sleeper or it sees the work.
-  void notify_work() noexcept {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (sleepers_.load(std::memory_order_relaxed) == 0) return;
-    if (waking_.load(std::memory_order_relaxed) || waking_.exchange(true, std::memory_order_acq_rel)) return;
-    {
-      std::lock_guard lock(park_mutex_);
-      if (sleepers_.load(std::memory_order_relaxed) == 0) {
-        waking_.store(false, std::memory_order_relaxed);
-        return;
-      }
-      ++epoch_;
-    }
-    park_cv_.notify_one();
-  }
-
-  void wake_all() noexcept {
-    {
-      std::lock_guard lock(park_mutex_);
-      ++epoch_;
-    }
-    park_cv_.notify_all();
-    { std::lock_guard lock(done_mutex_); }
-    done_cv_.notify_all();
-  }
+  // After making work visible: wake a parked worker to take it.
+  void notify_work() noexcept { notifier_.notify_one(); }
 
   // Work the calling worker could take: the inbox, its own deque, and (when stealing) any deque.
   [[nodiscard]] auto has_visible_work() const noexcept -> bool {
@@ -877,34 +844,16 @@ class worker_pool {
     return false;
   }
 
-  // Parks worker `w` until new work may be there (or `ready()` when helping). `backstop` bounds
-  // the sleep of a helper whose predicate might be made true without a notification.
+  // Parks the calling worker until new work may be there (or, for a helper, `ready()` may hold).
   template <class Pred>
-  void park(Pred&& ready, bool helper) {
-    std::unique_lock lock(park_mutex_);
-    const std::uint64_t seen = epoch_;
-    sleepers_.fetch_add(1, std::memory_order_relaxed);
-    if (helper) helpers_.fetch_add(1, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (!has_visible_work() && !ready() && !stop_.load(std::memory_order_relaxed)) {
-      if (helper) {
-        park_cv_.wait_for(lock, std::chrono::milliseconds(1), [&] { return epoch_ != seen; });
-      } else {
-        park_cv_.wait(lock, [&] { return epoch_ != seen; });
-      }
+  void park(Pred&& ready, detail::notifier::waiter kind) {
+    const auto ticket = notifier_.prepare_wait(kind);
+    auto queued = [this] { return shared_tasks(); };
+    if (has_visible_work() || ready() || stop_.load(std::memory_order_relaxed)) {
+      notifier_.cancel_wait(ticket, queued);
+    } else {
+      notifier_.commit_wait(ticket, queued);
     }
-    if (helper) helpers_.fetch_sub(1, std::memory_order_relaxed);
-    sleepers_.fetch_sub(1, std::memory_order_relaxed);
-    lock.unlock();
-    // A submitter that saw a wake-up in flight skipped its own. Every parked worker clears the
-    // flag on its way out and then counts the queued tasks (the fences pair with notify_work's:
-    // a task pushed before the clear is counted here, one pushed after it sees the flag clear and
-    // wakes a worker itself). More than this worker takes (a helper may take none) means a
-    // skipped wake-up: pass it on, so none is lost while any queue holds work, whichever deque
-    // the work went to.
-    waking_.store(false, std::memory_order_seq_cst);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (shared_tasks() > (helper ? 0U : 1U)) notify_work();
   }
 
   // Tasks any worker could take: the inbox and (when stealing) every deque.
@@ -914,21 +863,6 @@ class worker_pool {
       for (std::size_t i = 0; i < thread_count_; ++i) n += workers_[i].size_hint.load(std::memory_order_relaxed);
     }
     return n;
-  }
-
-  // Blocks an outside thread until ready().
-  template <class Pred>
-  void block_until(Pred&& ready) {
-    std::unique_lock lock(done_mutex_);
-    outside_waiters_.fetch_add(1, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    while (!ready()) done_cv_.wait_for(lock, std::chrono::milliseconds(1));
-    outside_waiters_.fetch_sub(1, std::memory_order_relaxed);
-  }
-
-  void notify_outside_waiters() noexcept {
-    { std::lock_guard lock(done_mutex_); }
-    done_cv_.notify_all();
   }
 
   // Every task a waiting worker runs nests on its stack. Without a bound, workers that keep
@@ -953,7 +887,7 @@ class worker_pool {
       if (run_one(w, mode)) continue;
       if (spin_for_work(w, ready, mode)) continue;
       if (ready()) return;
-      park(ready, true);
+      park(ready, detail::notifier::waiter::helper);
     }
   }
 
@@ -1092,13 +1026,12 @@ class worker_pool {
       if (run_one(w)) continue;
       if (spin_for_work(w, never, detail::take_mode::schedule)) continue;
       // About to sleep: an outside thread may be waiting for the pool to go idle.
-      std::atomic_thread_fence(std::memory_order_seq_cst);
-      if (outside_waiters_.load(std::memory_order_relaxed) != 0) notify_outside_waiters();
+      notifier_.notify_outside();
       if (stop_.load(std::memory_order_acquire)) {
         if (run_one(w)) continue;
         break;
       }
-      park(never, false);
+      park(never, detail::notifier::waiter::worker);
     }
     detail::current_pool_thread = {};
   }
@@ -1157,12 +1090,12 @@ class worker_pool {
     inbox_.space_cv.notify_all();  // blocked submitters give up with logic_error
     if (mode == shutdown_mode::drain) {
       auto ready = [this] { return idle(); };
-      block_until(ready);
+      notifier_.block_until(ready);
     } else {
       collect_queued(unrun);
     }
     stop_.store(true, std::memory_order_seq_cst);
-    wake_all();
+    notifier_.wake_all();
     for (std::size_t i = 0; i < thread_count_; ++i) workers_[i].thread.join();
     // A task that passed the state check just before cancel began may have queued one more.
     if (mode == shutdown_mode::cancel) collect_queued(unrun);
@@ -1180,23 +1113,14 @@ class worker_pool {
   alignas(64) inbox_queue inbox_;
 
   alignas(64) std::atomic<std::uint64_t> submitted_external_{0};
-  alignas(64) std::atomic<std::size_t> sleepers_{0};  // workers parked (or about to)
-  std::atomic<bool> waking_{false};                   // a wake-up is in flight
-  std::atomic<bool> stop_{false};
+  alignas(64) std::atomic<bool> stop_{false};
   std::atomic<pool_state> state_{pool_state::running};
-  alignas(64) std::atomic<std::size_t> helpers_{0};  // workers parked in wait_until
-  std::atomic<std::size_t> outside_waiters_{0};      // outside threads in wait_until / wait_idle
   std::atomic<std::uint64_t> cancelled_{0};
   std::atomic<std::uint64_t> rejected_{0};
   std::atomic<std::uint64_t> ran_in_caller_{0};
   std::atomic<std::uint64_t> failed_in_caller_{0};  // posted tasks run by the caller that threw
 
-  std::mutex park_mutex_;
-  std::condition_variable park_cv_;
-  std::uint64_t epoch_ = 0;  // guarded by park_mutex_; bumped to wake parked workers
-
-  std::mutex done_mutex_;
-  std::condition_variable done_cv_;  // outside threads waiting in wait_until / wait_idle
+  detail::notifier notifier_;  // parks and wakes workers and outside waiters
 
   std::mutex error_mutex_;
   std::function<void(std::exception_ptr)> error_handler_;  // guarded by error_mutex_
