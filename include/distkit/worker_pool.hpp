@@ -29,6 +29,7 @@
 #include "distkit/detail/notifier.hpp"
 #include "distkit/detail/task_ring.hpp"
 #include "distkit/detail/unique_function.hpp"
+#include "distkit/task_group.hpp"
 
 namespace distkit::inline v0 {
 
@@ -36,14 +37,6 @@ namespace distkit::inline v0 {
 /// allocation for callables of up to 56 bytes. `shutdown(shutdown_mode::cancel)` hands the posted
 /// tasks that never ran back as `pool_task`s.
 using pool_task = detail::unique_function;
-
-/// Thrown through the future of a submitted task (and from `task_group::wait`) when
-/// `shutdown(shutdown_mode::cancel)` discarded the task before it ran. Cancellation is not a task
-/// failure: it has its own type so callers can tell the two apart.
-class task_cancelled : public std::runtime_error {
- public:
-  task_cancelled() : std::runtime_error("distkit::worker_pool: the task was cancelled by shutdown before it ran") {}
-};
 
 /// Queue policies: where submitted tasks wait for a worker.
 namespace pool_queue {
@@ -185,117 +178,6 @@ enum class take_mode { schedule, help, help_own_only };
 
 template <task_queue_policy Queue, overflow_policy Overflow>
 class worker_pool;
-
-/// @brief A set of tasks run on a pool and waited for together; `wait()` called on one of the
-/// pool's workers runs other tasks meanwhile, so nested fork-join never deadlocks, even on a pool
-/// of one thread (like oneTBB's `task_group::wait` or Taskflow's `corun`).
-///
-/// @tparam Pool a `worker_pool` instantiation (deduced: `distkit::task_group g{pool};`).
-///
-/// The first exception thrown by a task of the group is rethrown by `wait()`; if
-/// `shutdown(cancel)` discarded a task of the group, `wait()` throws `task_cancelled`.
-/// The destructor waits for the group's tasks (an exception nobody collected goes to the pool's
-/// error handler).
-///
-/// **Thread safety:** `run` may be called from any thread, including from the group's own tasks;
-/// `wait` from one thread at a time.
-///
-/// @code
-/// auto fib(distkit::worker_pool<>& pool, int n) -> long {
-///   if (n < 2) return n;
-///   long a = 0;
-///   distkit::task_group g{pool};
-///   g.run([&] { a = fib(pool, n - 1); });
-///   long b = fib(pool, n - 2);
-///   g.wait();  // runs other tasks while a is computed elsewhere
-///   return a + b;
-/// }
-/// @endcode
-template <class Pool>
-class task_group {
- public:
-  explicit task_group(Pool& pool) noexcept : pool_(&pool) {}
-  task_group(const task_group&) = delete;
-  auto operator=(const task_group&) -> task_group& = delete;
-
-  ~task_group() {
-    if (pending_.load(std::memory_order_acquire) != 0) {
-      pool_->wait_until([this] { return pending_.load(std::memory_order_acquire) == 0; });
-    }
-    if (error_) pool_->report_error(error_);
-  }
-
-  /// Runs `f()` on the pool as part of this group. Never refused: when a bounded pool under the
-  /// reject policy is full, the caller runs `f` itself.
-  /// @throws std::logic_error if the pool is shut down (as `post`).
-  template <class F>
-  void run(F&& f) {
-    pending_.fetch_add(1, std::memory_order_relaxed);
-    try {
-      pool_->post_group_task(member_task<std::decay_t<F>>{this, pool_, std::forward<F>(f)});
-    } catch (...) {
-      pending_.fetch_sub(1, std::memory_order_acq_rel);
-      throw;
-    }
-  }
-
-  /// Waits until every task run so far finished, running other pool tasks meanwhile when called
-  /// on a worker of the pool. Rethrows the first task exception (once), or `task_cancelled`.
-  void wait() {
-    pool_->wait_until([this] { return pending_.load(std::memory_order_acquire) == 0; });
-    std::exception_ptr error;
-    bool cancelled = false;
-    {
-      std::lock_guard lock(mutex_);
-      error = std::exchange(error_, nullptr);
-      cancelled = std::exchange(cancelled_, false);
-    }
-    if (error) std::rethrow_exception(error);
-    if (cancelled) throw task_cancelled{};
-  }
-
-  /// True once every task run so far has finished.
-  [[nodiscard]] auto done() const noexcept -> bool { return pending_.load(std::memory_order_acquire) == 0; }
-
- private:
-  template <class F>
-  struct member_task {
-    task_group* group;
-    Pool* pool;
-    F fn;
-    void operator()() {
-      try {
-        fn();
-      } catch (...) {
-        group->record_error(std::current_exception());
-      }
-      finish(group, pool);
-    }
-    void cancel() noexcept {
-      {
-        std::lock_guard lock(group->mutex_);
-        group->cancelled_ = true;
-      }
-      finish(group, pool);
-    }
-  };
-
-  // After the last decrement the group may be destroyed at once by its waiter: touch only `pool`.
-  static void finish(task_group* group, Pool* pool) noexcept {
-    if (group->pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pool->notify_waiters();
-  }
-
-  void record_error(std::exception_ptr error) noexcept {
-    std::lock_guard lock(mutex_);
-    if (!error_) error_ = std::move(error);
-  }
-
-  Pool* pool_;
-  std::atomic<std::size_t> pending_{0};
-  std::mutex mutex_;
-  std::exception_ptr error_;
-  bool cancelled_ = false;
-};
 
 /// @brief A fixed set of worker threads that runs posted and submitted tasks, with work stealing,
 /// futures, fork-join that helps while waiting, bounded admission and a shutdown that never
@@ -550,8 +432,8 @@ class worker_pool {
 
   /// @brief Waits until `ready()` is true. On a worker of this pool it runs other queued tasks
   /// meanwhile (help while waiting); elsewhere it blocks. `ready` is re-checked after every task
-  /// the caller runs, whenever a submitted task or a group task finishes, when `notify_waiters()`
-  /// is called, and at least every millisecond otherwise (so a predicate made true by a posted
+  /// the caller runs, whenever a submitted task or a group task finishes, and at least every
+  /// millisecond otherwise (so a predicate made true by a posted
   /// task is seen within a millisecond without any notification). It must be cheap and must not
   /// call into the pool.
   template <class Pred>
@@ -644,10 +526,16 @@ class worker_pool {
     return s;
   }
 
-  // ---- used by task_group (public so that any Pool type can be driven by the group) ----
+ private:
+  enum class pool_state : int { running, draining, cancelling, stopped };
 
-  /// Posts a task that settles itself on cancellation; never refused (runs in the caller when a
-  /// reject-policy inbox is full). Used by `task_group`.
+  // ---- what task_group drives (a friend) ----
+
+  template <class Pool>
+  friend class task_group;
+
+  // Posts a task that settles itself on cancellation; never refused (runs in the caller when a
+  // reject-policy inbox is full).
   template <class Task>
   void post_group_task(Task&& task) {
     pool_task t(detail::cancellable, std::forward<Task>(task));
@@ -655,11 +543,10 @@ class worker_pool {
     (void)admit(std::move(t), overflow_kind == overflow_action::reject ? overflow_action::caller_runs : overflow_kind);
   }
 
-  /// Wakes threads parked in `wait_until` (cheap when none is). Call it after making a
-  /// `wait_until` predicate true from outside the pool's tasks.
+  // Wakes threads parked in `wait_until` (cheap when none is): a group's last task calls it.
   void notify_waiters() noexcept { notifier_.notify_waiters(); }
 
-  /// Hands an exception to the error handler (as if a posted task had thrown it).
+  // Hands an exception to the error handler (as if a posted task had thrown it).
   void report_error(std::exception_ptr error) noexcept {
     std::function<void(std::exception_ptr)> handler;
     {
@@ -672,9 +559,6 @@ class worker_pool {
     }
     handler(std::move(error));
   }
-
- private:
-  enum class pool_state : int { running, draining, cancelling, stopped };
 
   // Each worker's deque is guarded by a (spin-then-block) mutex rather than being a lock-free
   // Chase-Lev deque: tasks are stored by value, 64 bytes each, with no allocation per task, and a
