@@ -324,11 +324,7 @@ class worker_pool {
     if (DISTKIT_UNLIKELY(state_.load(std::memory_order_acquire) >= pool_state::cancelling)) throw_shut_down();
     pool_task task(std::forward<F>(f));
     bump(workers_[detail::current_pool_thread.index].submitted);
-    {
-      std::lock_guard lock(inbox_.mutex);
-      inbox_.ring.push_back(std::move(task));
-      inbox_.size_hint.store(inbox_.ring.size(), std::memory_order_relaxed);
-    }
+    push(inbox_.mutex, inbox_.ring, inbox_.size_hint, std::move(task));
     notify_work();
     if constexpr (rejects) return admission::accepted;
   }
@@ -627,73 +623,75 @@ class worker_pool {
     return {pool_task(detail::cancellable, std::move(t)), std::move(future)};
   }
 
-  // Accepts `task` into the pool, applying `action` when a bounded inbox is full.
+  // Accepts `task` into the pool, applying `action` when a bounded inbox is full. A task that
+  // submits is never bounded (blocking or refusing it could deadlock the pool) and is refused
+  // only while cancelling; an outside thread goes through the inbox and its bound.
   auto admit(pool_task&& task, overflow_action action) -> admission {
-    const detail::pool_thread_slot slot = detail::current_pool_thread;
-    if (slot.pool == this) {
-      // A task submitting: never bounded. Refused only while cancelling.
-      if (DISTKIT_UNLIKELY(state_.load(std::memory_order_acquire) >= pool_state::cancelling)) throw_shut_down();
-      worker& w = workers_[slot.index];
-      bump(w.submitted);
-      if constexpr (stealing) {
-        {
-          std::lock_guard lock(w.mutex);
-          w.deque.push_back(std::move(task));
-          w.size_hint.store(w.deque.size(), std::memory_order_relaxed);
-        }
-      } else if (detail::help_depth > 0) {
-        // Submitted by a task that runs while its worker waits: it goes to that worker's own
-        // deque, which only that worker runs. Otherwise two waiting workers keep taking each
-        // other's subtrees from the shared queue and nest without bound.
-        std::lock_guard lock(w.mutex);
-        w.deque.push_back(std::move(task));
-        w.size_hint.store(w.deque.size(), std::memory_order_relaxed);
-        return admission::accepted;
-      } else {
-        std::lock_guard lock(inbox_.mutex);
-        inbox_.ring.push_back(std::move(task));
-        inbox_.size_hint.store(inbox_.ring.size(), std::memory_order_relaxed);
-      }
-      notify_work();
-      return admission::accepted;
+    if (!is_worker_thread()) return admit_from_outside(std::move(task), action);
+    if (DISTKIT_UNLIKELY(state_.load(std::memory_order_acquire) >= pool_state::cancelling)) throw_shut_down();
+    worker& w = workers_[detail::current_pool_thread.index];
+    bump(w.submitted);
+    // Work stealing: the worker's own deque, from which idle workers steal. Global queue: the
+    // shared queue, except for a task submitted while its worker waits, which goes to that
+    // worker's own deque (otherwise two waiting workers keep taking each other's subtrees from
+    // the shared queue and nest without bound); only that worker runs it, so nobody is woken.
+    const bool private_deque = !stealing && detail::help_depth > 0;
+    if (stealing || private_deque) {
+      push(w.mutex, w.deque, w.size_hint, std::move(task));
+    } else {
+      push(inbox_.mutex, inbox_.ring, inbox_.size_hint, std::move(task));
     }
-    {
-      std::unique_lock lock(inbox_.mutex);
-      if (DISTKIT_UNLIKELY(state_.load(std::memory_order_relaxed) != pool_state::running)) {
+    if (!private_deque) notify_work();
+    return admission::accepted;
+  }
+
+  auto admit_from_outside(pool_task&& task, overflow_action action) -> admission {
+    std::unique_lock lock(inbox_.mutex);
+    if (DISTKIT_UNLIKELY(state_.load(std::memory_order_relaxed) != pool_state::running)) {
+      lock.unlock();
+      throw_shut_down();
+    }
+    if (capacity_ != 0 && inbox_.ring.size() >= capacity_) {
+      if (action != overflow_action::block) {
+        lock.unlock();
+        return refuse_or_run_in_caller(task, action);
+      }
+      ++inbox_.space_waiters;
+      inbox_.space_cv.wait(lock, [&] {
+        return inbox_.ring.size() < capacity_ || state_.load(std::memory_order_relaxed) != pool_state::running;
+      });
+      --inbox_.space_waiters;
+      if (state_.load(std::memory_order_relaxed) != pool_state::running) {
         lock.unlock();
         throw_shut_down();
       }
-      if (capacity_ != 0 && inbox_.ring.size() >= capacity_) {
-        switch (action) {
-          case overflow_action::reject:
-            lock.unlock();
-            rejected_.fetch_add(1, std::memory_order_relaxed);
-            return admission::rejected;
-          case overflow_action::caller_runs:
-            lock.unlock();
-            ran_in_caller_.fetch_add(1, std::memory_order_relaxed);
-            run_in_caller(task);
-            return admission::accepted;
-          case overflow_action::block:
-            ++inbox_.space_waiters;
-            inbox_.space_cv.wait(lock, [&] {
-              return inbox_.ring.size() < capacity_ || state_.load(std::memory_order_relaxed) != pool_state::running;
-            });
-            --inbox_.space_waiters;
-            if (state_.load(std::memory_order_relaxed) != pool_state::running) {
-              lock.unlock();
-              throw_shut_down();
-            }
-            break;
-        }
-      }
-      // Every outside submission counts under the inbox mutex: a plain load + store suffices.
-      submitted_external_.store(submitted_external_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-      inbox_.ring.push_back(std::move(task));
-      inbox_.size_hint.store(inbox_.ring.size(), std::memory_order_relaxed);
     }
+    // Every outside submission counts under the inbox mutex: a plain load + store suffices.
+    submitted_external_.store(submitted_external_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+    inbox_.ring.push_back(std::move(task));
+    inbox_.size_hint.store(inbox_.ring.size(), std::memory_order_relaxed);
+    lock.unlock();
     notify_work();
     return admission::accepted;
+  }
+
+  // A full inbox under the reject or caller_runs action.
+  auto refuse_or_run_in_caller(pool_task& task, overflow_action action) -> admission {
+    if (action == overflow_action::reject) {
+      rejected_.fetch_add(1, std::memory_order_relaxed);
+      return admission::rejected;
+    }
+    ran_in_caller_.fetch_add(1, std::memory_order_relaxed);
+    run_in_caller(task);
+    return admission::accepted;
+  }
+
+  // Appends `task` to a queue under its lock and publishes the new size.
+  template <class Mutex>
+  static void push(Mutex& mutex, detail::task_ring& ring, std::atomic<std::size_t>& size_hint, pool_task&& task) {
+    std::lock_guard lock(mutex);
+    ring.push_back(std::move(task));
+    size_hint.store(ring.size(), std::memory_order_relaxed);
   }
 
   void run_in_caller(pool_task& task) {
