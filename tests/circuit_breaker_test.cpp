@@ -4,12 +4,14 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <new>
 #include <random>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "distkit/circuit_breaker.hpp"
@@ -841,4 +843,91 @@ TEMPLATE_TEST_CASE("circuit_breaker starts in the configured initial state", "[c
   cfg.initial_state = breaker_state::forced_open;
   breaker_t<TestType> forced(cfg, clock);
   CHECK_FALSE(forced.try_acquire().has_value());
+}
+
+namespace {
+
+// A metrics policy that asks for call durations: it keeps every hook's arguments.
+struct duration_recorder {
+  struct shared {
+    std::vector<std::pair<distkit::call_outcome, std::chrono::nanoseconds>> calls;
+    std::vector<std::chrono::nanoseconds> ignored;
+  };
+  shared* log = nullptr;
+  void on_call(distkit::call_outcome outcome, std::chrono::nanoseconds elapsed) noexcept {
+    log->calls.emplace_back(outcome, elapsed);
+  }
+  void on_ignored(std::chrono::nanoseconds elapsed) noexcept { log->ignored.push_back(elapsed); }
+  static void on_not_permitted(breaker_state /*state*/) noexcept {}
+  static void on_transition(const distkit::state_transition& /*event*/) noexcept {}
+};
+static_assert(distkit::breaker_metrics_policy<duration_recorder>);
+
+// One-argument hooks still model the concept (a policy that never asks for durations).
+struct outcome_only {
+  static void on_call(distkit::call_outcome /*outcome*/) noexcept {}
+  static void on_ignored() noexcept {}
+  static void on_not_permitted(breaker_state /*state*/) noexcept {}
+  static void on_transition(const distkit::state_transition& /*event*/) noexcept {}
+};
+static_assert(distkit::breaker_metrics_policy<outcome_only>);
+static_assert(distkit::breaker_metrics_policy<distkit::breaker_no_metrics>);
+
+// A policy missing a hook, or with a hook that may throw, does not.
+struct no_ignored_hook {
+  static void on_call(distkit::call_outcome /*outcome*/) noexcept {}
+  static void on_not_permitted(breaker_state /*state*/) noexcept {}
+  static void on_transition(const distkit::state_transition& /*event*/) noexcept {}
+};
+static_assert(!distkit::breaker_metrics_policy<no_ignored_hook>);
+struct throwing_duration_hook : outcome_only {
+  void on_call(distkit::call_outcome /*outcome*/, std::chrono::nanoseconds /*elapsed*/) {}
+};
+static_assert(!distkit::breaker_metrics_policy<throwing_duration_hook>);  // its duration hook would be called
+
+}  // namespace
+
+TEST_CASE("circuit breaker: a metrics policy that asks for durations gets each call's elapsed",
+          "[circuit_breaker][metrics]") {
+  duration_recorder::shared log;
+  distkit::manual_clock clock;
+  distkit::circuit_breaker<distkit::count_window, distkit::manual_clock, duration_recorder> breaker{
+      {.slow_call_duration_threshold = 1s, .ignore_exception = [](const std::exception_ptr&) { return true; }},
+      clock,
+      duration_recorder{&log}};
+
+  breaker.try_acquire()->record_success(250ms);
+  breaker.try_acquire()->record_success(2s);  // slow
+  breaker.try_acquire()->record_failure(std::chrono::microseconds(7));
+  breaker.try_acquire()->record_failure(-5ms);                       // negative: 0
+  breaker.try_acquire()->record_success(std::chrono::hours::max());  // saturated, no overflow
+  // call() measures with the breaker's clock: the callable advances it by 3 s, then throws an
+  // exception the predicate ignores.
+  CHECK_THROWS_AS(breaker.call([&]() -> int {
+    clock.advance(3s);
+    throw std::runtime_error("ignored");
+  }),
+                  std::runtime_error);
+  CHECK(breaker.call([&] {
+    clock.advance(40ms);
+    return 1;
+  }) == 1);
+
+  REQUIRE(log.calls.size() == 6);
+  CHECK(log.calls[0].second == 250ms);
+  CHECK_FALSE(log.calls[0].first.slow);
+  CHECK(log.calls[1].second == 2s);
+  CHECK(log.calls[1].first.slow);
+  CHECK(log.calls[2].second == std::chrono::microseconds(7));
+  CHECK(log.calls[2].first.failed);
+  CHECK(log.calls[3].second == 0ns);
+  CHECK(log.calls[3].first.failed);
+  CHECK(log.calls[4].second == std::chrono::nanoseconds(std::int64_t{1} << 62));
+  CHECK(log.calls[4].first.slow);
+  CHECK(log.calls[5].second == 40ms);
+  REQUIRE(log.ignored.size() == 1);
+  CHECK(log.ignored[0] == 3s);
+  // A permit released without a result reports nothing.
+  breaker.try_acquire()->release();
+  CHECK(log.calls.size() == 6);
 }

@@ -98,6 +98,35 @@ TEST_CASE("metrics breaker policy counts calls by outcome, refusals and transiti
   CHECK(metric("distkit_circuit_breaker_state{breaker=\"payments\",state=\"open\"}") == "0");
   CHECK(metric("distkit_circuit_breaker_state{breaker=\"payments\",state=\"half_open\"}") == "0");
   CHECK(metric(c + "\"success\"}") == "5");
+
+  // Durations, by outcome: 3 x 1 ms + 2 s + 2 x 1 ms successes, 6 x 1 ms failures, and the
+  // ignored call, which took no time on the manual clock.
+  const std::string d = "distkit_circuit_breaker_call_duration_seconds";
+  CHECK(metric(d + "_count{breaker=\"payments\",outcome=\"success\"}") == "6");
+  CHECK(metric(d + "_sum{breaker=\"payments\",outcome=\"success\"}") == "2.005");
+  CHECK(metric(d + "_count{breaker=\"payments\",outcome=\"failure\"}") == "6");
+  CHECK(metric(d + "_sum{breaker=\"payments\",outcome=\"failure\"}") == "0.006");
+  CHECK(metric(d + "_count{breaker=\"payments\",outcome=\"ignored\"}") == "1");
+  CHECK(metric(d + "_sum{breaker=\"payments\",outcome=\"ignored\"}") == "0");
+  // The 2 s success is the one above 1 s; five are at or below 5 ms.
+  const std::string text = reg.to_prometheus();
+  CHECK(text.find(d + "_bucket{breaker=\"payments\",outcome=\"success\",le=\"+Inf\"} 6") != std::string::npos);
+  INFO(text);
+  std::size_t at_or_below_5ms = 0;
+  std::size_t at_or_below_1s = 0;
+  for (std::size_t pos = text.find(d + "_bucket{breaker=\"payments\",outcome=\"success\",le=\"");
+       pos != std::string::npos;
+       pos = text.find(d + "_bucket{breaker=\"payments\",outcome=\"success\",le=\"", pos + 1)) {
+    const std::size_t le_at = text.find("le=\"", pos) + 4;
+    const std::string le = text.substr(le_at, text.find('"', le_at) - le_at);
+    if (le == "+Inf") continue;
+    const double bound = std::stod(le);
+    const std::size_t value = std::stoul(text.substr(text.find("} ", pos) + 2));
+    if (bound > 0.004 && bound < 0.006) at_or_below_5ms = value;
+    if (bound > 0.99 && bound < 1.01) at_or_below_1s = value;
+  }
+  CHECK(at_or_below_5ms == 5);
+  CHECK(at_or_below_1s == 5);
 }
 
 TEST_CASE("metrics breaker policy sees the initial state's transition", "[metrics][circuit_breaker]") {

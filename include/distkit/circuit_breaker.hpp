@@ -12,7 +12,8 @@
 //     same kind), except OPEN -> OPEN, which restarts the wait and counts a trip as resilience4j
 //     does; the edges resilience4j refuses (CLOSED -> HALF_OPEN, METRICS_ONLY -> OPEN and
 //     METRICS_ONLY -> HALF_OPEN) throw `std::logic_error`;
-//   * metrics carry counts and rates, not call durations;
+//   * `metrics()` carries counts and rates; call durations reach a metrics policy that asks for
+//     them (`on_call(outcome, elapsed)`, as `breaker_registry_metrics` does), not the snapshot;
 //   * there is no timer thread: "automatic" time-driven transitions (OPEN -> HALF_OPEN when
 //     enabled, HALF_OPEN -> OPEN after `max_wait_duration_in_half_open_state`) happen on the
 //     first observation after they fall due (`try_acquire`, `call`, `state()`, `metrics()`);
@@ -448,13 +449,35 @@ inline auto breaker_thread_index() noexcept -> unsigned {
 /// @brief What a breaker tells its metrics policy: each recorded call's outcome, each ignored
 /// exception, each refusal and each transition. Every hook is `noexcept` (it runs on the call
 /// path, and a transition's runs under the breaker's transition lock).
+///
+/// A policy that wants call durations declares `on_call(call_outcome, std::chrono::nanoseconds)`
+/// and `on_ignored(std::chrono::nanoseconds)` (noexcept) instead of the one-argument hooks: the breaker then
+/// passes each call's `elapsed` as recorded (negative counts as 0, longer than 2^62 ns, about
+/// 146 years, as 2^62 ns). A policy without them never pays for the duration.
 template <class M>
 concept breaker_metrics_policy = requires(M& m, call_outcome outcome, breaker_state state,
-                                          const state_transition& event) {
-  { m.on_call(outcome) }
-  noexcept;
-  { m.on_ignored() }
-  noexcept;
+                                          const state_transition& event, std::chrono::nanoseconds elapsed) {
+  // The two-argument hook when the policy has one (then it must be noexcept), else the other.
+  requires(requires {
+    { m.on_call(outcome, elapsed) }
+    noexcept;
+  } ||
+           (
+               !requires { m.on_call(outcome, elapsed); } &&
+               requires {
+                 { m.on_call(outcome) }
+                 noexcept;
+               }));
+  requires(requires {
+    { m.on_ignored(elapsed) }
+    noexcept;
+  } ||
+           (
+               !requires { m.on_ignored(elapsed); } &&
+               requires {
+                 { m.on_ignored() }
+                 noexcept;
+               }));
   { m.on_not_permitted(state) }
   noexcept;
   { m.on_transition(event) }
@@ -538,12 +561,16 @@ class circuit_breaker {
     /// Records a success that took `elapsed` (slow when longer than the slow-call threshold).
     template <class Rep, class Period>
     void record_success(std::chrono::duration<Rep, Period> elapsed) noexcept {
-      if (auto* owner = std::exchange(owner_, nullptr)) owner->record_call(ticket_, owner->outcome_of(false, elapsed));
+      if (auto* owner = std::exchange(owner_, nullptr)) {
+        owner->record_call(ticket_, owner->outcome_of(false, elapsed), detail::saturating_ns(elapsed));
+      }
     }
     /// Records a failure that took `elapsed`.
     template <class Rep, class Period>
     void record_failure(std::chrono::duration<Rep, Period> elapsed) noexcept {
-      if (auto* owner = std::exchange(owner_, nullptr)) owner->record_call(ticket_, owner->outcome_of(true, elapsed));
+      if (auto* owner = std::exchange(owner_, nullptr)) {
+        owner->record_call(ticket_, owner->outcome_of(true, elapsed), detail::saturating_ns(elapsed));
+      }
     }
     /// Classifies an exception with the configured predicates: ignored (the permit is released),
     /// a failure, or a success.
@@ -553,7 +580,7 @@ class circuit_breaker {
       if (owner == nullptr) return;
       const auto& cfg = owner->config_;
       if (cfg.ignore_exception && cfg.ignore_exception(error)) {
-        owner->metrics_.on_ignored();
+        owner->report_ignored(detail::saturating_ns(elapsed));
         release();
       } else if (!cfg.record_exception || cfg.record_exception(error)) {
         record_failure(elapsed);
@@ -915,9 +942,22 @@ class circuit_breaker {
 
   // ---- recording -------------------------------------------------------------------------
 
-  void record_call(std::uint64_t ticket, call_outcome outcome) noexcept {
-    metrics_.on_call(outcome);
+  // `elapsed_ns` is as `detail::saturating_ns` gives it; a metrics policy sees it clamped at 0.
+  void record_call(std::uint64_t ticket, call_outcome outcome, std::int64_t elapsed_ns) noexcept {
+    if constexpr (requires { metrics_.on_call(outcome, std::chrono::nanoseconds{}); }) {
+      metrics_.on_call(outcome, std::chrono::nanoseconds(std::max<std::int64_t>(elapsed_ns, 0)));
+    } else {
+      metrics_.on_call(outcome);
+    }
     record(ticket, outcome);
+  }
+
+  void report_ignored(std::int64_t elapsed_ns) noexcept {
+    if constexpr (requires { metrics_.on_ignored(std::chrono::nanoseconds{}); }) {
+      metrics_.on_ignored(std::chrono::nanoseconds(std::max<std::int64_t>(elapsed_ns, 0)));
+    } else {
+      metrics_.on_ignored();
+    }
   }
 
   void record(std::uint64_t ticket, call_outcome outcome) noexcept {

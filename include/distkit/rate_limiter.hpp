@@ -462,7 +462,9 @@ class local_store {
   [[nodiscard]] auto policy() const noexcept -> const rate_limit& { return policy_; }
   [[nodiscard]] auto params() const noexcept -> const limit_params& { return params_; }
 
-  auto try_acquire(std::string_view key, std::uint64_t cost, std::int64_t now) -> decision {
+  // Always inlined: the limiter calls it twice (the decision, and the key's figures for a cost
+  // above the limit), and g++ then stops inlining it into the hot path (+1-2 ns per decision).
+  DISTKIT_ALWAYS_INLINE auto try_acquire(std::string_view key, std::uint64_t cost, std::int64_t now) -> decision {
     now = detail::clamp_time(now);
     const detail::fingerprint fp = detail::make_fingerprint(key.data(), key.size());
     // Ask for the slot's lines before taking the lock: when another thread last held the lock,
@@ -639,7 +641,7 @@ class rate_limiter {
       if (DISTKIT_UNLIKELY(cost > store_.policy().limit)) return refuse_cost(detail::key_bytes(key), to_ns(now));
       return store_.try_acquire(detail::key_bytes(key), cost, to_ns(now));
     } else {
-      return decide_observed(detail::key_bytes(key), cost, to_ns(now));
+      return decide(detail::key_bytes(key), cost, to_ns(now));
     }
   }
 
@@ -699,9 +701,9 @@ class rate_limiter {
 
   // A decision passed to the metrics policy. Its own function with one named result, so the
   // result is built in the caller's slot (with several return statements g++ copies it).
-  DISTKIT_ALWAYS_INLINE auto decide_observed(std::string_view key, std::uint64_t cost, std::int64_t now) -> decision {
+  DISTKIT_ALWAYS_INLINE auto decide(std::string_view key, std::uint64_t cost, std::int64_t now) -> decision {
     decision d =
-        DISTKIT_UNLIKELY(cost > store_.policy().limit) ? refuse_cost(key, now) : store_.try_acquire(key, cost, now);
+        DISTKIT_LIKELY(cost <= store_.policy().limit) ? store_.try_acquire(key, cost, now) : refuse_cost(key, now);
     metrics_.on_decision(d);
     return d;
   }

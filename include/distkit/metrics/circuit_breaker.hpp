@@ -4,8 +4,10 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <string_view>
+#include <utility>
 
 #include "distkit/circuit_breaker.hpp"
 #include "distkit/metrics.hpp"
@@ -17,11 +19,17 @@ namespace distkit::inline v0 {
 /// - `distkit_circuit_breaker_calls_total{breaker, outcome}`: `success`, `failure`,
 ///   `slow_success`, `slow_failure` (recorded calls), `ignored` (exceptions the predicates
 ///   ignore), `not_permitted` (refused);
+/// - `distkit_circuit_breaker_call_duration_seconds{breaker, outcome}`: a histogram of the
+///   `elapsed` each call was recorded with, `outcome` = `success` or `failure` (slow or not) or
+///   `ignored` (resilience4j's `calls` timer with `kind` successful / failed / ignored);
 /// - `distkit_circuit_breaker_transitions_total{breaker, to}`: transitions into each state;
 /// - `distkit_circuit_breaker_state{breaker, state}`: 1 for the current state, 0 for the others.
 ///
-/// Every series is created by the constructor, so the hooks only add to counters: a recorded
-/// call costs one `counter::inc`.
+/// Every series is created by the constructor, so the hooks only add to counters and
+/// histograms: a recorded call costs one `counter::inc` and one `histogram::observe`. Each
+/// duration histogram takes a bucket array per thread that records into it (16 KiB with the
+/// default `durations` options, which tell values apart up to 68.7 s); pass narrower
+/// `histogram_options` to take less.
 /// **Thread safety:** copies share the registry's metrics; hooks may run concurrently.
 ///
 /// @code
@@ -31,8 +39,12 @@ namespace distkit::inline v0 {
 /// @endcode
 class breaker_registry_metrics {
  public:
-  /// @throws std::invalid_argument naming `label_values` if `breaker` is not valid UTF-8.
-  breaker_registry_metrics(metrics_registry& registry, std::string_view breaker) {
+  /// @param durations how the call-duration histograms record: by default nanoseconds exposed
+  ///        as seconds, Prometheus's default `le` bounds (5 ms to 10 s).
+  /// @throws std::invalid_argument naming `label_values` if `breaker` is not valid UTF-8, or the
+  ///         `histogram_options` member that is out of range.
+  breaker_registry_metrics(metrics_registry& registry, std::string_view breaker,
+                           histogram_options durations = default_durations()) {
     auto& calls = registry.counter_family("distkit_circuit_breaker_calls_total",
                                           "Calls through a circuit breaker, by outcome.", {"breaker", "outcome"});
     calls_[0] = &calls.with({breaker, "success"});
@@ -41,6 +53,12 @@ class breaker_registry_metrics {
     calls_[3] = &calls.with({breaker, "slow_failure"});
     ignored_ = &calls.with({breaker, "ignored"});
     not_permitted_ = &calls.with({breaker, "not_permitted"});
+    auto& seconds = registry.histogram_family("distkit_circuit_breaker_call_duration_seconds",
+                                              "Durations of calls through a circuit breaker, by outcome.",
+                                              {"breaker", "outcome"}, std::move(durations));
+    durations_[0] = &seconds.with({breaker, "success"});
+    durations_[1] = &seconds.with({breaker, "failure"});
+    durations_[2] = &seconds.with({breaker, "ignored"});
     auto& transitions =
         registry.counter_family("distkit_circuit_breaker_transitions_total",
                                 "Circuit breaker state transitions, by the state entered.", {"breaker", "to"});
@@ -55,13 +73,26 @@ class breaker_registry_metrics {
     state_[static_cast<std::size_t>(breaker_state::closed)]->set(1);
   }
 
-  void on_call(call_outcome outcome) noexcept { calls_[(outcome.failed ? 1U : 0U) | (outcome.slow ? 2U : 0U)]->inc(); }
-  void on_ignored() noexcept { ignored_->inc(); }
+  void on_call(call_outcome outcome, std::chrono::nanoseconds elapsed) noexcept {
+    calls_[(outcome.failed ? 1U : 0U) | (outcome.slow ? 2U : 0U)]->inc();
+    durations_[outcome.failed ? 1U : 0U]->observe(elapsed);
+  }
+  void on_ignored(std::chrono::nanoseconds elapsed) noexcept {
+    ignored_->inc();
+    durations_[2]->observe(elapsed);
+  }
   void on_not_permitted(breaker_state /*state*/) noexcept { not_permitted_->inc(); }
   void on_transition(const state_transition& event) noexcept {
     transitions_[static_cast<std::size_t>(event.to)]->inc();
     state_[static_cast<std::size_t>(event.from)]->set(0);
     state_[static_cast<std::size_t>(event.to)]->set(1);
+  }
+
+  /// The default `durations` options: nanoseconds recorded, seconds exposed.
+  static auto default_durations() -> histogram_options {
+    histogram_options o;
+    o.units_per_exposed = 1e9;
+    return o;
   }
 
   /// The label value used for a state (`closed`, `half_open`...: Prometheus style, lower case).
@@ -88,6 +119,7 @@ class breaker_registry_metrics {
   std::array<counter*, 4> calls_{};
   counter* ignored_ = nullptr;
   counter* not_permitted_ = nullptr;
+  std::array<histogram*, 3> durations_{};
   std::array<counter*, state_count> transitions_{};
   std::array<gauge*, state_count> state_{};
 };
