@@ -27,6 +27,7 @@
 
 #include "distkit/detail/error.hpp"
 #include "distkit/detail/notifier.hpp"
+#include "distkit/detail/spin.hpp"
 #include "distkit/detail/task_ring.hpp"
 #include "distkit/detail/unique_function.hpp"
 #include "distkit/task_group.hpp"
@@ -124,34 +125,6 @@ struct pool_stats {
 };
 
 namespace detail {
-/// A spin-wait hint to the CPU (x86 `pause`, ARM `yield`).
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__) || defined(__arm__)
-  asm volatile("yield");
-#endif
-}
-
-/// A mutex that spins briefly (try_lock with CPU pauses) before blocking. The pool's queue locks
-/// are held for a few dozen nanoseconds; putting a thread to sleep on such a lock and waking it
-/// again costs microseconds.
-class adaptive_mutex {
- public:
-  void lock() {
-    for (int i = 0; i < 64; ++i) {
-      if (mutex_.try_lock()) return;
-      cpu_relax();
-    }
-    mutex_.lock();
-  }
-  auto try_lock() -> bool { return mutex_.try_lock(); }
-  void unlock() { mutex_.unlock(); }
-
- private:
-  std::mutex mutex_;
-};
-
 struct pool_thread_slot {
   const void* pool = nullptr;
   std::size_t index = 0;
