@@ -74,6 +74,14 @@ auto fib_group(Pool& pool, int n) -> long {
 
 constexpr auto fib_plain(int n) -> long { return n < 2 ? n : fib_plain(n - 1) + fib_plain(n - 2); }
 
+// What task_group uses to drive a pool; the pool keeps it private (task_group is its friend).
+template <class P>
+concept exposes_group_hooks = requires(P& p, distkit::pool_task t) {
+  p.post_group_task(std::move(t));
+}
+|| requires(P& p) { p.notify_waiters(); }
+|| requires(P& p, std::exception_ptr e) { p.report_error(e); };
+
 }  // namespace
 
 TEST_CASE("worker_pool policies model their concepts", "[worker_pool][concepts]") {
@@ -92,6 +100,18 @@ TEST_CASE("worker_pool policies model their concepts", "[worker_pool][concepts]"
   STATIC_REQUIRE(sizeof(distkit::pool_task) == 64);
   STATIC_REQUIRE(!std::is_copy_constructible_v<distkit::pool_task>);
   STATIC_REQUIRE(std::is_nothrow_move_constructible_v<distkit::pool_task>);
+}
+
+TEST_CASE("worker_pool keeps the hooks task_group drives private", "[worker_pool][concepts]") {
+  struct public_hooks {
+    void post_group_task(distkit::pool_task) {}
+    void notify_waiters() noexcept {}
+    void report_error(std::exception_ptr) noexcept {}
+  };
+  STATIC_REQUIRE(exposes_group_hooks<public_hooks>);  // the check itself can see public hooks
+  STATIC_REQUIRE_FALSE(exposes_group_hooks<distkit::worker_pool<>>);
+  STATIC_REQUIRE_FALSE(
+      exposes_group_hooks<distkit::worker_pool<distkit::pool_queue::global_queue, distkit::overflow::reject>>);
 }
 
 TEST_CASE("worker_pool rejects invalid configuration naming the parameter", "[worker_pool][config]") {

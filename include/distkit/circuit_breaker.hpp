@@ -44,8 +44,9 @@
 #include <utility>
 #include <vector>
 
+#include "distkit/breaker_window.hpp"
 #include "distkit/clock.hpp"
-#include "distkit/detail/breaker_window.hpp"
+#include "distkit/detail/breaker_words.hpp"
 #include "distkit/detail/error.hpp"
 #include "distkit/detail/saturating_time.hpp"
 
@@ -178,211 +179,6 @@ struct circuit_breaker_config {
   /// listener exists): `open` starts its first wait, `half_open` its probes.
   breaker_state initial_state = breaker_state::closed;
 };
-
-/// @brief A sliding-window policy of `circuit_breaker`.
-///
-/// Requires: `W(size)`; `w.record(outcome, n, second) -> window_snapshot` adds `n` identical
-/// outcomes (at `second` for a time window) and returns the counts after it;
-/// `w.snapshot(second) -> window_snapshot`; `w.reset()`; `W::is_time_based` (bool);
-/// `W::max_size`. Every member but `reset` may be called concurrently and must be lock-free.
-template <class W>
-concept breaker_window = requires(W w, std::uint32_t size, call_outcome outcome, std::int64_t second) {
-  { W::is_time_based } -> std::convertible_to<bool>;
-  { W::max_size } -> std::convertible_to<std::uint32_t>;
-  W(size);
-  { w.record(outcome, size, second) } -> std::same_as<window_snapshot>;
-  { w.snapshot(second) } -> std::same_as<window_snapshot>;
-  w.reset();
-};
-
-/// @brief Count-based sliding window: the outcomes of the last `size` calls.
-///
-/// A ring of one-byte outcomes and one packed (calls, failed, slow) counter: a record claims a
-/// slot with `fetch_add`, swaps its outcome in and applies the difference with one `fetch_add`
-/// (none when the outcome replaced an equal one). O(1), no lock, no allocation.
-class count_window {
- public:
-  static constexpr bool is_time_based = false;
-  static constexpr std::uint32_t max_size = 1U << 18;
-
-  explicit count_window(std::uint32_t size) : size_(size), slots_(std::make_unique<std::atomic<std::uint8_t>[]>(size)) {
-    for (std::uint32_t i = 0; i < size_; ++i) slots_[i].store(0, std::memory_order_relaxed);
-  }
-
-  auto record(call_outcome outcome, std::uint32_t n, std::int64_t /*second*/) noexcept -> window_snapshot {
-    const std::uint8_t code = outcome.code();
-    const std::uint64_t add = detail::packed_of_code(code);
-    std::uint64_t index = cursor_.fetch_add(n, std::memory_order_relaxed) % size_;
-    std::uint64_t delta = 0;  // modular: "new minus old" summed over the slots
-    for (std::uint32_t i = 0; i < n; ++i) {
-      // A slot that already holds this outcome is left alone (the common case: a success
-      // replacing a success costs a load, not a locked swap). Every change is still a swap whose
-      // difference is applied below, so the counters always match the slots.
-      if (slots_[index].load(std::memory_order_relaxed) != code) {
-        const std::uint8_t old = slots_[index].exchange(code, std::memory_order_relaxed);
-        delta += add - detail::packed_of_code(old);
-      }
-      if (++index == size_) index = 0;
-    }
-    if (delta == 0) return detail::unpack_counts(counts_.load(std::memory_order_relaxed));
-    return detail::unpack_counts(counts_.fetch_add(delta, std::memory_order_relaxed) + delta);
-  }
-
-  [[nodiscard]] auto snapshot(std::int64_t /*second*/) const noexcept -> window_snapshot {
-    return detail::unpack_counts(counts_.load(std::memory_order_relaxed));
-  }
-
-  /// Empties the window. Each slot is swapped out and its contribution subtracted, so a record
-  /// racing with the reset leaves the counters consistent with the slots.
-  void reset() noexcept {
-    cursor_.store(0, std::memory_order_relaxed);
-    std::uint64_t delta = 0;
-    for (std::uint32_t i = 0; i < size_; ++i) {
-      delta -= detail::packed_of_code(slots_[i].exchange(0, std::memory_order_relaxed));
-    }
-    counts_.fetch_add(delta, std::memory_order_relaxed);
-  }
-
- private:
-  std::uint32_t size_;
-  std::unique_ptr<std::atomic<std::uint8_t>[]> slots_;
-  alignas(64) std::atomic<std::uint64_t> cursor_{0};
-  alignas(64) std::atomic<std::uint64_t> counts_{detail::packed_biased_zero};
-};
-
-/// @brief Time-based sliding window: the outcomes of the last `size` seconds, in one bucket per
-/// second (resilience4j's partial aggregations).
-///
-/// Each bucket field is one 64-bit word, [second (32 bits) | count (32 bits)]: a record for a
-/// second the bucket does not hold yet swaps the old second's count out (subtracting it from the
-/// running totals) in the same compare-and-swap that starts the new one, so no record is lost to
-/// an expiry. Moving the newest second (`head`) also expires the buckets of the seconds it
-/// skipped; any recorder helps finish that expiry, so the totals never include a second that
-/// has left the window once a record returns. O(1) amortised, no lock, no allocation.
-class time_window {
- public:
-  static constexpr bool is_time_based = true;
-  static constexpr std::uint32_t max_size = 86'400;
-
-  explicit time_window(std::uint32_t size) : size_(size), buckets_(std::make_unique<bucket[]>(size)) {}
-
-  auto record(call_outcome outcome, std::uint32_t n, std::int64_t second) noexcept -> window_snapshot {
-    advance(second);
-    if (second <= head_.load(std::memory_order_acquire) - static_cast<std::int64_t>(size_)) {
-      return snapshot_now();  // a second that already left the window
-    }
-    bucket& b = buckets_[index_of(second)];
-    if (!outcome.failed) expire(b.failed, failed_, second);  // the bucket now belongs to `second`
-    if (!outcome.slow) expire(b.slow, slow_, second);
-    add(b.calls, calls_, second, n);
-    if (outcome.failed) add(b.failed, failed_, second, n);
-    if (outcome.slow) add(b.slow, slow_, second, n);
-    return snapshot_now();
-  }
-
-  [[nodiscard]] auto snapshot(std::int64_t second) noexcept -> window_snapshot {
-    advance(second);
-    return snapshot_now();
-  }
-
-  void reset() noexcept {
-    head_.store(no_head, std::memory_order_relaxed);
-    expired_.store(no_head, std::memory_order_relaxed);
-    for (std::uint32_t i = 0; i < size_; ++i) {
-      calls_.fetch_sub(count_of(buckets_[i].calls.exchange(0, std::memory_order_relaxed)), std::memory_order_relaxed);
-      failed_.fetch_sub(count_of(buckets_[i].failed.exchange(0, std::memory_order_relaxed)), std::memory_order_relaxed);
-      slow_.fetch_sub(count_of(buckets_[i].slow.exchange(0, std::memory_order_relaxed)), std::memory_order_relaxed);
-    }
-  }
-
- private:
-  struct bucket {
-    std::atomic<std::uint64_t> calls{0};
-    std::atomic<std::uint64_t> failed{0};
-    std::atomic<std::uint64_t> slow{0};
-  };
-  static constexpr std::int64_t no_head = std::numeric_limits<std::int64_t>::min() / 2;
-
-  static auto stamp_of(std::int64_t second) noexcept -> std::uint64_t {
-    return static_cast<std::uint64_t>(static_cast<std::uint32_t>(second)) << 32;
-  }
-  static auto count_of(std::uint64_t field) noexcept -> std::int64_t {
-    return static_cast<std::int64_t>(field & 0xFFFFFFFFU);
-  }
-  // <0: the field holds an older second than `second`; 0: the same; >0: a newer one.
-  static auto compare(std::uint64_t field, std::int64_t second) noexcept -> std::int32_t {
-    return static_cast<std::int32_t>(static_cast<std::uint32_t>(field >> 32) - static_cast<std::uint32_t>(second));
-  }
-
-  [[nodiscard]] auto index_of(std::int64_t second) const noexcept -> std::size_t {
-    return static_cast<std::size_t>(static_cast<std::uint64_t>(second) % size_);
-  }
-  static auto clamp(std::int64_t v) noexcept -> std::uint64_t { return v > 0 ? static_cast<std::uint64_t>(v) : 0; }
-
-  auto snapshot_now() const noexcept -> window_snapshot {
-    return {clamp(calls_.load(std::memory_order_relaxed)), clamp(failed_.load(std::memory_order_relaxed)),
-            clamp(slow_.load(std::memory_order_relaxed))};
-  }
-
-  // Adds `n` for `second`, taking the field over from an older second if needed.
-  static void add(std::atomic<std::uint64_t>& field, std::atomic<std::int64_t>& total, std::int64_t second,
-                  std::uint32_t n) noexcept {
-    std::uint64_t cur = field.load(std::memory_order_relaxed);
-    for (;;) {
-      const std::int32_t order = compare(cur, second);
-      if (order > 0) return;  // the bucket already moved past `second`: it left the window
-      const std::int64_t expired = order < 0 ? count_of(cur) : 0;
-      const std::uint64_t next = order < 0 ? (stamp_of(second) | n) : cur + n;
-      if (field.compare_exchange_weak(cur, next, std::memory_order_relaxed)) {
-        total.fetch_add(static_cast<std::int64_t>(n) - expired, std::memory_order_relaxed);
-        return;
-      }
-    }
-  }
-
-  // Makes the field belong to `second` (empty) if it still holds an older second.
-  static void expire(std::atomic<std::uint64_t>& field, std::atomic<std::int64_t>& total,
-                     std::int64_t second) noexcept {
-    std::uint64_t cur = field.load(std::memory_order_relaxed);
-    while (compare(cur, second) < 0) {
-      if (field.compare_exchange_weak(cur, stamp_of(second), std::memory_order_relaxed)) {
-        total.fetch_sub(count_of(cur), std::memory_order_relaxed);
-        return;
-      }
-    }
-  }
-
-  void advance(std::int64_t second) noexcept {
-    std::int64_t head = head_.load(std::memory_order_acquire);
-    while (second > head &&
-           !head_.compare_exchange_weak(head, second, std::memory_order_acq_rel, std::memory_order_acquire)) {
-    }
-    head = std::max(head, second);
-    std::int64_t done = expired_.load(std::memory_order_acquire);
-    if (DISTKIT_LIKELY(done >= head)) return;
-    // Expire the buckets of the seconds (done, head]; idempotent, so every recorder may help.
-    const std::int64_t first = std::max(done + 1, head - static_cast<std::int64_t>(size_) + 1);
-    for (std::int64_t s = first; s <= head; ++s) {
-      bucket& b = buckets_[index_of(s)];
-      expire(b.calls, calls_, s);
-      expire(b.failed, failed_, s);
-      expire(b.slow, slow_, s);
-    }
-    while (done < head && !expired_.compare_exchange_weak(done, head, std::memory_order_acq_rel)) {
-    }
-  }
-
-  std::uint32_t size_;
-  std::unique_ptr<bucket[]> buckets_;
-  alignas(64) std::atomic<std::int64_t> head_{no_head};
-  std::atomic<std::int64_t> expired_{no_head};
-  alignas(64) std::atomic<std::int64_t> calls_{0};
-  std::atomic<std::int64_t> failed_{0};
-  std::atomic<std::int64_t> slow_{0};
-};
-
-static_assert(breaker_window<count_window>);
-static_assert(breaker_window<time_window>);
 
 /// @brief An expected-like result of `circuit_breaker::try_call`: the callable's value, or the
 /// state that refused the call.
@@ -595,7 +391,7 @@ class circuit_breaker {
     /// The state the permit was granted in.
     [[nodiscard]] auto state() const noexcept -> breaker_state { return state_of(ticket_); }
     /// The generation the permit belongs to.
-    [[nodiscard]] auto generation() const noexcept -> std::uint64_t { return ticket_ >> state_bits; }
+    [[nodiscard]] auto generation() const noexcept -> std::uint64_t { return generation_of(ticket_); }
 
    private:
     friend class circuit_breaker;
@@ -666,7 +462,7 @@ class circuit_breaker {
 
   /// @brief The number of transitions so far (the generation of the current state).
   [[nodiscard]] auto generation() const noexcept -> std::uint64_t {
-    return state_.load(std::memory_order_acquire) >> state_bits;
+    return generation_of(state_.load(std::memory_order_acquire));
   }
 
   /// @brief Current metrics (pending batched successes are folded in first).
@@ -682,8 +478,7 @@ class circuit_breaker {
     const bool probes = m.state == breaker_state::half_open ||
                         (m.state == breaker_state::open && open_shows_probes_.load(std::memory_order_relaxed));
     if (probes) {
-      const std::uint64_t r = probe_results_.load(std::memory_order_acquire);
-      snap = {(r >> 32) & 0xFFFFU, (r >> 16) & 0xFFFFU, r & 0xFFFFU};
+      snap = detail::probe_results_word::counts(probe_results_.load(std::memory_order_acquire));
       minimum = min_half_open_;
     } else if (m.state == breaker_state::closed || m.state == breaker_state::open ||
                m.state == breaker_state::metrics_only) {
@@ -763,13 +558,18 @@ class circuit_breaker {
   [[nodiscard]] auto config() const noexcept -> const circuit_breaker_config& { return config_; }
 
  private:
+  // The state word: [generation:61 | state:3]. The other packed words are laid out in
+  // detail/breaker_words.hpp.
   static constexpr unsigned state_bits = 3;
   static constexpr unsigned stripe_count = 16;
-  static constexpr unsigned permit_count_bits = 20;
+  using stripe_word = detail::stripe_word;
+  using results_word = detail::probe_results_word;
+  using permits_word = detail::probe_permits_word;
 
   static constexpr auto state_of(std::uint64_t word) noexcept -> breaker_state {
     return static_cast<breaker_state>(word & ((1U << state_bits) - 1));
   }
+  static constexpr auto generation_of(std::uint64_t word) noexcept -> std::uint64_t { return word >> state_bits; }
   static constexpr auto pack(std::uint64_t generation, breaker_state s) noexcept -> std::uint64_t {
     return (generation << state_bits) | static_cast<std::uint64_t>(s);
   }
@@ -798,7 +598,7 @@ class circuit_breaker {
                                      "must be in [1, " + std::to_string(Window::max_size) + "]", c.sliding_window_size);
     }
     if (c.permitted_number_of_calls_in_half_open_state < 1 ||
-        c.permitted_number_of_calls_in_half_open_state > 0xFFFFU) {
+        c.permitted_number_of_calls_in_half_open_state > results_word::count_mask) {
       detail::throw_invalid_argument(who, "permitted_number_of_calls_in_half_open_state", "must be in [1, 65535]",
                                      c.permitted_number_of_calls_in_half_open_state);
     }
@@ -820,7 +620,7 @@ class circuit_breaker {
       detail::throw_invalid_argument(who, "max_wait_duration_in_half_open_state", "must be >= 0 (ns)",
                                      c.max_wait_duration_in_half_open_state.count());
     }
-    if (c.success_batch < 1 || c.success_batch > 0xFFFFU) {
+    if (c.success_batch < 1 || c.success_batch > stripe_word::pending_mask) {
       detail::throw_invalid_argument(who, "success_batch", "must be in [1, 65535]", c.success_batch);
     }
     if (c.transition_to_state_after_wait_duration != breaker_state::open &&
@@ -908,17 +708,17 @@ class circuit_breaker {
             word = state_.load(std::memory_order_acquire);
             continue;
           }
-          const std::uint64_t generation = word >> state_bits;
+          const std::uint64_t generation = generation_of(word);
           std::uint64_t permits = probe_permits_.load(std::memory_order_acquire);
           for (;;) {
-            if ((permits >> permit_count_bits) != generation) break;  // the state moved on: re-read it
-            if ((permits & ((1U << permit_count_bits) - 1)) == 0) {
+            if (permits_word::generation_of(permits) != generation) break;  // the state moved on: re-read it
+            if (permits_word::left_of(permits) == 0) {
               not_permitted_.fetch_add(1, std::memory_order_relaxed);
               metrics_.on_not_permitted(breaker_state::half_open);
               return std::nullopt;
             }
-            if (probe_permits_.compare_exchange_weak(permits, permits - 1, std::memory_order_acq_rel,
-                                                     std::memory_order_acquire)) {
+            if (probe_permits_.compare_exchange_weak(permits, permits - permits_word::one_permit,
+                                                     std::memory_order_acq_rel, std::memory_order_acquire)) {
               return permit(this, word);
             }
           }
@@ -932,10 +732,10 @@ class circuit_breaker {
 
   void release_ticket(std::uint64_t ticket) noexcept {
     if (state_of(ticket) != breaker_state::half_open) return;  // nothing is held outside half-open
-    const std::uint64_t generation = ticket >> state_bits;
+    const std::uint64_t generation = generation_of(ticket);
     std::uint64_t permits = probe_permits_.load(std::memory_order_acquire);
-    while ((permits >> permit_count_bits) == generation &&
-           !probe_permits_.compare_exchange_weak(permits, permits + 1, std::memory_order_acq_rel,
+    while (permits_word::generation_of(permits) == generation &&
+           !probe_permits_.compare_exchange_weak(permits, permits + permits_word::one_permit, std::memory_order_acq_rel,
                                                  std::memory_order_acquire)) {
     }
   }
@@ -976,9 +776,9 @@ class circuit_breaker {
     }
   }
 
-  // A stripe word: [generation (low 24 bits) | second (low 24 bits) | pending successes (16)].
+  // The tag of fast successes recorded at `second` in the state `word` (see detail::stripe_word).
   static constexpr auto stripe_tag(std::uint64_t word, std::int64_t second) noexcept -> std::uint64_t {
-    return (((word >> state_bits) & 0xFFFFFFU) << 24) | (static_cast<std::uint64_t>(second) & 0xFFFFFFU);
+    return stripe_word::tag(generation_of(word), second);
   }
 
   auto stripe() noexcept -> std::atomic<std::uint64_t>& {
@@ -990,15 +790,15 @@ class circuit_breaker {
     std::atomic<std::uint64_t>& s = stripe();
     std::uint64_t cur = s.load(std::memory_order_relaxed);
     for (;;) {
-      if ((cur >> 16) == tag) {
-        const std::uint64_t pending = (cur & 0xFFFFU) + 1;
+      if (stripe_word::tag_of(cur) == tag) {
+        const std::uint64_t pending = stripe_word::pending_of(cur) + 1;
         if (pending < batch_) {
           if (s.compare_exchange_weak(cur, cur + 1, std::memory_order_relaxed)) return;
-        } else if (s.compare_exchange_weak(cur, tag << 16, std::memory_order_relaxed)) {
+        } else if (s.compare_exchange_weak(cur, stripe_word::make(tag, 0), std::memory_order_relaxed)) {
           flush(word, pending, second);
           return;
         }
-      } else if (s.compare_exchange_weak(cur, (tag << 16) | 1U, std::memory_order_relaxed)) {
+      } else if (s.compare_exchange_weak(cur, stripe_word::make(tag, 1), std::memory_order_relaxed)) {
         flush_tagged(word, cur, second);  // a batch of another second or an older state
         return;
       }
@@ -1012,23 +812,20 @@ class circuit_breaker {
   }
 
   // Records a stripe word's pending successes if they belong to the current state.
-  void flush_tagged(std::uint64_t word, std::uint64_t stripe_word, std::int64_t now_second) noexcept {
-    const std::uint64_t count = stripe_word & 0xFFFFU;
+  void flush_tagged(std::uint64_t word, std::uint64_t taken, std::int64_t now_second) noexcept {
+    const std::uint64_t count = stripe_word::pending_of(taken);
     if (count == 0) return;
-    const std::uint64_t tag = stripe_word >> 16;
-    if ((tag >> 24) != ((word >> state_bits) & 0xFFFFFFU)) return;  // an older state's successes
-    const std::int64_t second =
-        now_second -
-        static_cast<std::int64_t>((static_cast<std::uint64_t>(now_second) - (tag & 0xFFFFFFU)) & 0xFFFFFFU);
-    flush(word, count, second);
+    const std::uint64_t tag = stripe_word::tag_of(taken);
+    if (!stripe_word::same_generation(tag, generation_of(word))) return;  // an older state's successes
+    flush(word, count, stripe_word::second_of(tag, now_second));
   }
 
   // Takes this thread's stripe's pending successes (so a failure is recorded after them).
   void flush_own_stripe(std::uint64_t word, std::int64_t second) noexcept {
     std::atomic<std::uint64_t>& s = stripe();
     std::uint64_t cur = s.load(std::memory_order_relaxed);
-    while ((cur & 0xFFFFU) != 0) {
-      if (s.compare_exchange_weak(cur, cur & ~std::uint64_t{0xFFFFU}, std::memory_order_relaxed)) {
+    while (stripe_word::pending_of(cur) != 0) {
+      if (s.compare_exchange_weak(cur, stripe_word::without_pending(cur), std::memory_order_relaxed)) {
         flush_tagged(word, cur, second);
         return;
       }
@@ -1043,8 +840,8 @@ class circuit_breaker {
     const std::int64_t second = current_second();
     for (auto& slot : stripes_) {
       std::uint64_t cur = slot.pending.load(std::memory_order_relaxed);
-      while ((cur & 0xFFFFU) != 0) {
-        if (slot.pending.compare_exchange_weak(cur, cur & ~std::uint64_t{0xFFFFU}, std::memory_order_relaxed)) {
+      while (stripe_word::pending_of(cur) != 0) {
+        if (slot.pending.compare_exchange_weak(cur, stripe_word::without_pending(cur), std::memory_order_relaxed)) {
           if (recording) flush_tagged(word, cur, second);
           break;
         }
@@ -1088,19 +885,18 @@ class circuit_breaker {
   }
 
   void record_probe(std::uint64_t word, call_outcome outcome) noexcept {
-    const std::uint64_t gen16 = (word >> state_bits) & 0xFFFFU;
-    const std::uint64_t add =
-        (std::uint64_t{1} << 32) | (outcome.failed ? (std::uint64_t{1} << 16) : 0U) | (outcome.slow ? 1U : 0U);
+    const std::uint64_t generation = generation_of(word);
+    const std::uint64_t add = results_word::increment(outcome);
     std::uint64_t cur = probe_results_.load(std::memory_order_acquire);
     std::uint64_t next = 0;
     do {
-      if ((cur >> 48) != gen16) return;
+      if (!results_word::same_generation(cur, generation)) return;
       next = cur + add;
     } while (!probe_results_.compare_exchange_weak(cur, next, std::memory_order_acq_rel, std::memory_order_acquire));
-    const std::uint64_t calls = (next >> 32) & 0xFFFFU;
-    if (calls != min_half_open_) return;  // exactly one recorder sees the deciding count
-    const bool failing = rate((next >> 16) & 0xFFFFU, calls) >= config_.failure_rate_threshold;
-    const bool slow = rate(next & 0xFFFFU, calls) >= config_.slow_call_rate_threshold;
+    const window_snapshot probes = results_word::counts(next);
+    if (probes.calls != min_half_open_) return;  // exactly one recorder sees the deciding count
+    const bool failing = rate(probes.failed, probes.calls) >= config_.failure_rate_threshold;
+    const bool slow = rate(probes.slow, probes.calls) >= config_.slow_call_rate_threshold;
     if (failing || slow) {
       transition(word, breaker_state::open,
                  failing && slow
@@ -1131,7 +927,7 @@ class circuit_breaker {
       const std::uint64_t word = state_.load(std::memory_order_acquire);
       if (word != expected) return false;
       const breaker_state from = state_of(word);
-      const std::uint64_t generation = (word >> state_bits) + 1;
+      const std::uint64_t generation = generation_of(word) + 1;
       const std::int64_t now = now_ns();
       switch (to) {
         case breaker_state::open:
@@ -1142,8 +938,8 @@ class circuit_breaker {
           open_shows_probes_.store(from == breaker_state::half_open, std::memory_order_relaxed);
           break;
         case breaker_state::half_open:
-          probe_results_.store(((generation & 0xFFFFU) << 48), std::memory_order_relaxed);
-          probe_permits_.store((generation << permit_count_bits) | config_.permitted_number_of_calls_in_half_open_state,
+          probe_results_.store(results_word::empty(generation), std::memory_order_relaxed);
+          probe_permits_.store(permits_word::make(generation, config_.permitted_number_of_calls_in_half_open_state),
                                std::memory_order_relaxed);
           half_open_until_.store(config_.max_wait_duration_in_half_open_state.count() > 0
                                      ? detail::add_saturating(now, config_.max_wait_duration_in_half_open_state.count())

@@ -434,13 +434,15 @@ class pipeline {
       if (picked == source_work) {
         run_source(batches, count, result);
       } else {
-        dispatch_run(static_cast<std::size_t>(picked), batches, result, std::make_index_sequence<stage_count>{});
+        detail::visit_index<stage_count>(static_cast<std::size_t>(picked),
+                                         [&](auto j) { run_stage<decltype(j)::value>(batches, result); });
       }
       lock.lock();
       if (picked == source_work) {
         finish_source(batches, count, result);
       } else {
-        dispatch_finish(static_cast<std::size_t>(picked), batches, result, std::make_index_sequence<stage_count>{});
+        detail::visit_index<stage_count>(static_cast<std::size_t>(picked),
+                                         [&](auto j) { finish_stage<decltype(j)::value>(batches, result); });
       }
       if (--budget == 0) {
         if (repost_self(lock)) return;
@@ -538,18 +540,19 @@ class pipeline {
     return true;
   }
 
-  template <std::size_t... J>
-  auto pick_stage(batches_t& batches, std::index_sequence<J...>) -> int {
-    int picked = no_work;
+  auto pick_stage(batches_t& batches) -> int {
     // Most downstream first: finishing items frees tokens and buffer slots.
-    (void)((try_take<stage_count - 1 - J>(batches) ? (picked = static_cast<int>(stage_count - 1 - J), true) : false) ||
-           ...);
-    return picked;
+    for (std::size_t j = stage_count; j-- > 0;) {
+      if (detail::visit_index<stage_count>(j, [&](auto k) { return try_take<decltype(k)::value>(batches); })) {
+        return static_cast<int>(j);
+      }
+    }
+    return no_work;
   }
 
   auto pick(batches_t& batches, std::size_t& count) -> int {
     if (stopping_.load(std::memory_order_relaxed)) return no_work;
-    const int picked = pick_stage(batches, std::make_index_sequence<stage_count>{});
+    const int picked = pick_stage(batches);
     if (picked != no_work) return picked;
     if (source_done_ || source_busy_) return no_work;
     if (in_flight_ >= options_.max_in_flight) {
@@ -671,11 +674,6 @@ class pipeline {
     using check = typename walk<J, chain>::type::check;
   };
 
-  template <std::size_t... J>
-  void dispatch_run(std::size_t j, batches_t& batches, batch_result& result, std::index_sequence<J...>) {
-    (void)((j == J ? (run_stage<J>(batches, result), true) : false) || ...);
-  }
-
   // ---- handing results on (under the lock) -------------------------------------------------------
 
   void fail(std::exception_ptr error) {
@@ -747,11 +745,6 @@ class pipeline {
       out.clear();
     }
     in.clear();
-  }
-
-  template <std::size_t... J>
-  void dispatch_finish(std::size_t j, batches_t& batches, batch_result& result, std::index_sequence<J...>) {
-    (void)((j == J ? (finish_stage<J>(batches, result), true) : false) || ...);
   }
 
   // ---- state ---------------------------------------------------------------------------------------

@@ -26,8 +26,11 @@
 #include <vector>
 
 #include "distkit/detail/error.hpp"
+#include "distkit/detail/notifier.hpp"
+#include "distkit/detail/spin.hpp"
 #include "distkit/detail/task_ring.hpp"
 #include "distkit/detail/unique_function.hpp"
+#include "distkit/task_group.hpp"
 
 namespace distkit::inline v0 {
 
@@ -35,14 +38,6 @@ namespace distkit::inline v0 {
 /// allocation for callables of up to 56 bytes. `shutdown(shutdown_mode::cancel)` hands the posted
 /// tasks that never ran back as `pool_task`s.
 using pool_task = detail::unique_function;
-
-/// Thrown through the future of a submitted task (and from `task_group::wait`) when
-/// `shutdown(shutdown_mode::cancel)` discarded the task before it ran. Cancellation is not a task
-/// failure: it has its own type so callers can tell the two apart.
-class task_cancelled : public std::runtime_error {
- public:
-  task_cancelled() : std::runtime_error("distkit::worker_pool: the task was cancelled by shutdown before it ran") {}
-};
 
 /// Queue policies: where submitted tasks wait for a worker.
 namespace pool_queue {
@@ -130,34 +125,6 @@ struct pool_stats {
 };
 
 namespace detail {
-/// A spin-wait hint to the CPU (x86 `pause`, ARM `yield`).
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__) || defined(__arm__)
-  asm volatile("yield");
-#endif
-}
-
-/// A mutex that spins briefly (try_lock with CPU pauses) before blocking. The pool's queue locks
-/// are held for a few dozen nanoseconds; putting a thread to sleep on such a lock and waking it
-/// again costs microseconds.
-class adaptive_mutex {
- public:
-  void lock() {
-    for (int i = 0; i < 64; ++i) {
-      if (mutex_.try_lock()) return;
-      cpu_relax();
-    }
-    mutex_.lock();
-  }
-  auto try_lock() -> bool { return mutex_.try_lock(); }
-  void unlock() { mutex_.unlock(); }
-
- private:
-  std::mutex mutex_;
-};
-
 struct pool_thread_slot {
   const void* pool = nullptr;
   std::size_t index = 0;
@@ -184,117 +151,6 @@ enum class take_mode { schedule, help, help_own_only };
 
 template <task_queue_policy Queue, overflow_policy Overflow>
 class worker_pool;
-
-/// @brief A set of tasks run on a pool and waited for together; `wait()` called on one of the
-/// pool's workers runs other tasks meanwhile, so nested fork-join never deadlocks, even on a pool
-/// of one thread (like oneTBB's `task_group::wait` or Taskflow's `corun`).
-///
-/// @tparam Pool a `worker_pool` instantiation (deduced: `distkit::task_group g{pool};`).
-///
-/// The first exception thrown by a task of the group is rethrown by `wait()`; if
-/// `shutdown(cancel)` discarded a task of the group, `wait()` throws `task_cancelled`.
-/// The destructor waits for the group's tasks (an exception nobody collected goes to the pool's
-/// error handler).
-///
-/// **Thread safety:** `run` may be called from any thread, including from the group's own tasks;
-/// `wait` from one thread at a time.
-///
-/// @code
-/// auto fib(distkit::worker_pool<>& pool, int n) -> long {
-///   if (n < 2) return n;
-///   long a = 0;
-///   distkit::task_group g{pool};
-///   g.run([&] { a = fib(pool, n - 1); });
-///   long b = fib(pool, n - 2);
-///   g.wait();  // runs other tasks while a is computed elsewhere
-///   return a + b;
-/// }
-/// @endcode
-template <class Pool>
-class task_group {
- public:
-  explicit task_group(Pool& pool) noexcept : pool_(&pool) {}
-  task_group(const task_group&) = delete;
-  auto operator=(const task_group&) -> task_group& = delete;
-
-  ~task_group() {
-    if (pending_.load(std::memory_order_acquire) != 0) {
-      pool_->wait_until([this] { return pending_.load(std::memory_order_acquire) == 0; });
-    }
-    if (error_) pool_->report_error(error_);
-  }
-
-  /// Runs `f()` on the pool as part of this group. Never refused: when a bounded pool under the
-  /// reject policy is full, the caller runs `f` itself.
-  /// @throws std::logic_error if the pool is shut down (as `post`).
-  template <class F>
-  void run(F&& f) {
-    pending_.fetch_add(1, std::memory_order_relaxed);
-    try {
-      pool_->post_group_task(member_task<std::decay_t<F>>{this, pool_, std::forward<F>(f)});
-    } catch (...) {
-      pending_.fetch_sub(1, std::memory_order_acq_rel);
-      throw;
-    }
-  }
-
-  /// Waits until every task run so far finished, running other pool tasks meanwhile when called
-  /// on a worker of the pool. Rethrows the first task exception (once), or `task_cancelled`.
-  void wait() {
-    pool_->wait_until([this] { return pending_.load(std::memory_order_acquire) == 0; });
-    std::exception_ptr error;
-    bool cancelled = false;
-    {
-      std::lock_guard lock(mutex_);
-      error = std::exchange(error_, nullptr);
-      cancelled = std::exchange(cancelled_, false);
-    }
-    if (error) std::rethrow_exception(error);
-    if (cancelled) throw task_cancelled{};
-  }
-
-  /// True once every task run so far has finished.
-  [[nodiscard]] auto done() const noexcept -> bool { return pending_.load(std::memory_order_acquire) == 0; }
-
- private:
-  template <class F>
-  struct member_task {
-    task_group* group;
-    Pool* pool;
-    F fn;
-    void operator()() {
-      try {
-        fn();
-      } catch (...) {
-        group->record_error(std::current_exception());
-      }
-      finish(group, pool);
-    }
-    void cancel() noexcept {
-      {
-        std::lock_guard lock(group->mutex_);
-        group->cancelled_ = true;
-      }
-      finish(group, pool);
-    }
-  };
-
-  // After the last decrement the group may be destroyed at once by its waiter: touch only `pool`.
-  static void finish(task_group* group, Pool* pool) noexcept {
-    if (group->pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pool->notify_waiters();
-  }
-
-  void record_error(std::exception_ptr error) noexcept {
-    std::lock_guard lock(mutex_);
-    if (!error_) error_ = std::move(error);
-  }
-
-  Pool* pool_;
-  std::atomic<std::size_t> pending_{0};
-  std::mutex mutex_;
-  std::exception_ptr error_;
-  bool cancelled_ = false;
-};
 
 /// @brief A fixed set of worker threads that runs posted and submitted tasks, with work stealing,
 /// futures, fork-join that helps while waiting, bounded admission and a shutdown that never
@@ -378,7 +234,7 @@ class worker_pool {
       }
     } catch (...) {
       stop_.store(true, std::memory_order_seq_cst);
-      wake_all();
+      notifier_.wake_all();
       for (std::size_t i = 0; i < started; ++i) workers_[i].thread.join();
       throw;
     }
@@ -441,11 +297,7 @@ class worker_pool {
     if (DISTKIT_UNLIKELY(state_.load(std::memory_order_acquire) >= pool_state::cancelling)) throw_shut_down();
     pool_task task(std::forward<F>(f));
     bump(workers_[detail::current_pool_thread.index].submitted);
-    {
-      std::lock_guard lock(inbox_.mutex);
-      inbox_.ring.push_back(std::move(task));
-      inbox_.size_hint.store(inbox_.ring.size(), std::memory_order_relaxed);
-    }
+    push(inbox_.mutex, inbox_.ring, inbox_.size_hint, std::move(task));
     notify_work();
     if constexpr (rejects) return admission::accepted;
   }
@@ -549,8 +401,8 @@ class worker_pool {
 
   /// @brief Waits until `ready()` is true. On a worker of this pool it runs other queued tasks
   /// meanwhile (help while waiting); elsewhere it blocks. `ready` is re-checked after every task
-  /// the caller runs, whenever a submitted task or a group task finishes, when `notify_waiters()`
-  /// is called, and at least every millisecond otherwise (so a predicate made true by a posted
+  /// the caller runs, whenever a submitted task or a group task finishes, and at least every
+  /// millisecond otherwise (so a predicate made true by a posted
   /// task is seen within a millisecond without any notification). It must be cheap and must not
   /// call into the pool.
   template <class Pred>
@@ -559,7 +411,7 @@ class worker_pool {
     if (is_worker_thread()) {
       help_until(ready);
     } else {
-      block_until(ready);
+      notifier_.block_until(ready);
     }
   }
 
@@ -594,7 +446,7 @@ class worker_pool {
       detail::throw_logic_error("worker_pool", "wait_idle() called from a task of pool \"" + name_ +
                                                    "\" would wait for itself; use a task_group instead");
     }
-    block_until([this] { return idle(); });
+    notifier_.block_until([this] { return idle(); });
     rethrow_stored_error();
   }
 
@@ -643,10 +495,16 @@ class worker_pool {
     return s;
   }
 
-  // ---- used by task_group (public so that any Pool type can be driven by the group) ----
+ private:
+  enum class pool_state : int { running, draining, cancelling, stopped };
 
-  /// Posts a task that settles itself on cancellation; never refused (runs in the caller when a
-  /// reject-policy inbox is full). Used by `task_group`.
+  // ---- what task_group drives (a friend) ----
+
+  template <class Pool>
+  friend class task_group;
+
+  // Posts a task that settles itself on cancellation; never refused (runs in the caller when a
+  // reject-policy inbox is full).
   template <class Task>
   void post_group_task(Task&& task) {
     pool_task t(detail::cancellable, std::forward<Task>(task));
@@ -654,21 +512,10 @@ class worker_pool {
     (void)admit(std::move(t), overflow_kind == overflow_action::reject ? overflow_action::caller_runs : overflow_kind);
   }
 
-  /// Wakes threads parked in `wait_until` (cheap when none is). Call it after making a
-  /// `wait_until` predicate true from outside the pool's tasks.
-  void notify_waiters() noexcept {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (helpers_.load(std::memory_order_relaxed) != 0) {
-      {
-        std::lock_guard lock(park_mutex_);
-        ++epoch_;
-      }
-      park_cv_.notify_all();
-    }
-    if (outside_waiters_.load(std::memory_order_relaxed) != 0) notify_outside_waiters();
-  }
+  // Wakes threads parked in `wait_until` (cheap when none is): a group's last task calls it.
+  void notify_waiters() noexcept { notifier_.notify_waiters(); }
 
-  /// Hands an exception to the error handler (as if a posted task had thrown it).
+  // Hands an exception to the error handler (as if a posted task had thrown it).
   void report_error(std::exception_ptr error) noexcept {
     std::function<void(std::exception_ptr)> handler;
     {
@@ -681,9 +528,6 @@ class worker_pool {
     }
     handler(std::move(error));
   }
-
- private:
-  enum class pool_state : int { running, draining, cancelling, stopped };
 
   // Each worker's deque is guarded by a (spin-then-block) mutex rather than being a lock-free
   // Chase-Lev deque: tasks are stored by value, 64 bytes each, with no allocation per task, and a
@@ -752,73 +596,75 @@ class worker_pool {
     return {pool_task(detail::cancellable, std::move(t)), std::move(future)};
   }
 
-  // Accepts `task` into the pool, applying `action` when a bounded inbox is full.
+  // Accepts `task` into the pool, applying `action` when a bounded inbox is full. A task that
+  // submits is never bounded (blocking or refusing it could deadlock the pool) and is refused
+  // only while cancelling; an outside thread goes through the inbox and its bound.
   auto admit(pool_task&& task, overflow_action action) -> admission {
-    const detail::pool_thread_slot slot = detail::current_pool_thread;
-    if (slot.pool == this) {
-      // A task submitting: never bounded. Refused only while cancelling.
-      if (DISTKIT_UNLIKELY(state_.load(std::memory_order_acquire) >= pool_state::cancelling)) throw_shut_down();
-      worker& w = workers_[slot.index];
-      bump(w.submitted);
-      if constexpr (stealing) {
-        {
-          std::lock_guard lock(w.mutex);
-          w.deque.push_back(std::move(task));
-          w.size_hint.store(w.deque.size(), std::memory_order_relaxed);
-        }
-      } else if (detail::help_depth > 0) {
-        // Submitted by a task that runs while its worker waits: it goes to that worker's own
-        // deque, which only that worker runs. Otherwise two waiting workers keep taking each
-        // other's subtrees from the shared queue and nest without bound.
-        std::lock_guard lock(w.mutex);
-        w.deque.push_back(std::move(task));
-        w.size_hint.store(w.deque.size(), std::memory_order_relaxed);
-        return admission::accepted;
-      } else {
-        std::lock_guard lock(inbox_.mutex);
-        inbox_.ring.push_back(std::move(task));
-        inbox_.size_hint.store(inbox_.ring.size(), std::memory_order_relaxed);
-      }
-      notify_work();
-      return admission::accepted;
+    if (!is_worker_thread()) return admit_from_outside(std::move(task), action);
+    if (DISTKIT_UNLIKELY(state_.load(std::memory_order_acquire) >= pool_state::cancelling)) throw_shut_down();
+    worker& w = workers_[detail::current_pool_thread.index];
+    bump(w.submitted);
+    // Work stealing: the worker's own deque, from which idle workers steal. Global queue: the
+    // shared queue, except for a task submitted while its worker waits, which goes to that
+    // worker's own deque (otherwise two waiting workers keep taking each other's subtrees from
+    // the shared queue and nest without bound); only that worker runs it, so nobody is woken.
+    const bool private_deque = !stealing && detail::help_depth > 0;
+    if (stealing || private_deque) {
+      push(w.mutex, w.deque, w.size_hint, std::move(task));
+    } else {
+      push(inbox_.mutex, inbox_.ring, inbox_.size_hint, std::move(task));
     }
-    {
-      std::unique_lock lock(inbox_.mutex);
-      if (DISTKIT_UNLIKELY(state_.load(std::memory_order_relaxed) != pool_state::running)) {
+    if (!private_deque) notify_work();
+    return admission::accepted;
+  }
+
+  auto admit_from_outside(pool_task&& task, overflow_action action) -> admission {
+    std::unique_lock lock(inbox_.mutex);
+    if (DISTKIT_UNLIKELY(state_.load(std::memory_order_relaxed) != pool_state::running)) {
+      lock.unlock();
+      throw_shut_down();
+    }
+    if (capacity_ != 0 && inbox_.ring.size() >= capacity_) {
+      if (action != overflow_action::block) {
+        lock.unlock();
+        return refuse_or_run_in_caller(task, action);
+      }
+      ++inbox_.space_waiters;
+      inbox_.space_cv.wait(lock, [&] {
+        return inbox_.ring.size() < capacity_ || state_.load(std::memory_order_relaxed) != pool_state::running;
+      });
+      --inbox_.space_waiters;
+      if (state_.load(std::memory_order_relaxed) != pool_state::running) {
         lock.unlock();
         throw_shut_down();
       }
-      if (capacity_ != 0 && inbox_.ring.size() >= capacity_) {
-        switch (action) {
-          case overflow_action::reject:
-            lock.unlock();
-            rejected_.fetch_add(1, std::memory_order_relaxed);
-            return admission::rejected;
-          case overflow_action::caller_runs:
-            lock.unlock();
-            ran_in_caller_.fetch_add(1, std::memory_order_relaxed);
-            run_in_caller(task);
-            return admission::accepted;
-          case overflow_action::block:
-            ++inbox_.space_waiters;
-            inbox_.space_cv.wait(lock, [&] {
-              return inbox_.ring.size() < capacity_ || state_.load(std::memory_order_relaxed) != pool_state::running;
-            });
-            --inbox_.space_waiters;
-            if (state_.load(std::memory_order_relaxed) != pool_state::running) {
-              lock.unlock();
-              throw_shut_down();
-            }
-            break;
-        }
-      }
-      // Every outside submission counts under the inbox mutex: a plain load + store suffices.
-      submitted_external_.store(submitted_external_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-      inbox_.ring.push_back(std::move(task));
-      inbox_.size_hint.store(inbox_.ring.size(), std::memory_order_relaxed);
     }
+    // Every outside submission counts under the inbox mutex: a plain load + store suffices.
+    submitted_external_.store(submitted_external_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+    inbox_.ring.push_back(std::move(task));
+    inbox_.size_hint.store(inbox_.ring.size(), std::memory_order_relaxed);
+    lock.unlock();
     notify_work();
     return admission::accepted;
+  }
+
+  // A full inbox under the reject or caller_runs action.
+  auto refuse_or_run_in_caller(pool_task& task, overflow_action action) -> admission {
+    if (action == overflow_action::reject) {
+      rejected_.fetch_add(1, std::memory_order_relaxed);
+      return admission::rejected;
+    }
+    ran_in_caller_.fetch_add(1, std::memory_order_relaxed);
+    run_in_caller(task);
+    return admission::accepted;
+  }
+
+  // Appends `task` to a queue under its lock and publishes the new size.
+  template <class Mutex>
+  static void push(Mutex& mutex, detail::task_ring& ring, std::atomic<std::size_t>& size_hint, pool_task&& task) {
+    std::lock_guard lock(mutex);
+    ring.push_back(std::move(task));
+    size_hint.store(ring.size(), std::memory_order_relaxed);
   }
 
   void run_in_caller(pool_task& task) {
@@ -835,34 +681,10 @@ class worker_pool {
     detail::throw_logic_error("worker_pool", "pool \"" + name_ + "\" is shut down; no task can be submitted");
   }
 
-  // ---- waking and parking ----
+  // ---- waking and parking (the protocol lives in detail/notifier.hpp) ----
 
-  // After making work visible: wake one parked worker if any is parked and none is already being
-  // woken. The fence pairs with the one in park(): either we see the sleeper or it sees the work.
-  void notify_work() noexcept {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (sleepers_.load(std::memory_order_relaxed) == 0) return;
-    if (waking_.load(std::memory_order_relaxed) || waking_.exchange(true, std::memory_order_acq_rel)) return;
-    {
-      std::lock_guard lock(park_mutex_);
-      if (sleepers_.load(std::memory_order_relaxed) == 0) {
-        waking_.store(false, std::memory_order_relaxed);
-        return;
-      }
-      ++epoch_;
-    }
-    park_cv_.notify_one();
-  }
-
-  void wake_all() noexcept {
-    {
-      std::lock_guard lock(park_mutex_);
-      ++epoch_;
-    }
-    park_cv_.notify_all();
-    { std::lock_guard lock(done_mutex_); }
-    done_cv_.notify_all();
-  }
+  // After making work visible: wake a parked worker to take it.
+  void notify_work() noexcept { notifier_.notify_one(); }
 
   // Work the calling worker could take: the inbox, its own deque, and (when stealing) any deque.
   [[nodiscard]] auto has_visible_work() const noexcept -> bool {
@@ -877,34 +699,16 @@ class worker_pool {
     return false;
   }
 
-  // Parks worker `w` until new work may be there (or `ready()` when helping). `backstop` bounds
-  // the sleep of a helper whose predicate might be made true without a notification.
+  // Parks the calling worker until new work may be there (or, for a helper, `ready()` may hold).
   template <class Pred>
-  void park(Pred&& ready, bool helper) {
-    std::unique_lock lock(park_mutex_);
-    const std::uint64_t seen = epoch_;
-    sleepers_.fetch_add(1, std::memory_order_relaxed);
-    if (helper) helpers_.fetch_add(1, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (!has_visible_work() && !ready() && !stop_.load(std::memory_order_relaxed)) {
-      if (helper) {
-        park_cv_.wait_for(lock, std::chrono::milliseconds(1), [&] { return epoch_ != seen; });
-      } else {
-        park_cv_.wait(lock, [&] { return epoch_ != seen; });
-      }
+  void park(Pred&& ready, detail::notifier::waiter kind) {
+    const auto ticket = notifier_.prepare_wait(kind);
+    auto queued = [this] { return shared_tasks(); };
+    if (has_visible_work() || ready() || stop_.load(std::memory_order_relaxed)) {
+      notifier_.cancel_wait(ticket, queued);
+    } else {
+      notifier_.commit_wait(ticket, queued);
     }
-    if (helper) helpers_.fetch_sub(1, std::memory_order_relaxed);
-    sleepers_.fetch_sub(1, std::memory_order_relaxed);
-    lock.unlock();
-    // A submitter that saw a wake-up in flight skipped its own. Every parked worker clears the
-    // flag on its way out and then counts the queued tasks (the fences pair with notify_work's:
-    // a task pushed before the clear is counted here, one pushed after it sees the flag clear and
-    // wakes a worker itself). More than this worker takes (a helper may take none) means a
-    // skipped wake-up: pass it on, so none is lost while any queue holds work, whichever deque
-    // the work went to.
-    waking_.store(false, std::memory_order_seq_cst);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (shared_tasks() > (helper ? 0U : 1U)) notify_work();
   }
 
   // Tasks any worker could take: the inbox and (when stealing) every deque.
@@ -914,21 +718,6 @@ class worker_pool {
       for (std::size_t i = 0; i < thread_count_; ++i) n += workers_[i].size_hint.load(std::memory_order_relaxed);
     }
     return n;
-  }
-
-  // Blocks an outside thread until ready().
-  template <class Pred>
-  void block_until(Pred&& ready) {
-    std::unique_lock lock(done_mutex_);
-    outside_waiters_.fetch_add(1, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    while (!ready()) done_cv_.wait_for(lock, std::chrono::milliseconds(1));
-    outside_waiters_.fetch_sub(1, std::memory_order_relaxed);
-  }
-
-  void notify_outside_waiters() noexcept {
-    { std::lock_guard lock(done_mutex_); }
-    done_cv_.notify_all();
   }
 
   // Every task a waiting worker runs nests on its stack. Without a bound, workers that keep
@@ -953,7 +742,7 @@ class worker_pool {
       if (run_one(w, mode)) continue;
       if (spin_for_work(w, ready, mode)) continue;
       if (ready()) return;
-      park(ready, true);
+      park(ready, detail::notifier::waiter::helper);
     }
   }
 
@@ -1092,13 +881,12 @@ class worker_pool {
       if (run_one(w)) continue;
       if (spin_for_work(w, never, detail::take_mode::schedule)) continue;
       // About to sleep: an outside thread may be waiting for the pool to go idle.
-      std::atomic_thread_fence(std::memory_order_seq_cst);
-      if (outside_waiters_.load(std::memory_order_relaxed) != 0) notify_outside_waiters();
+      notifier_.notify_outside();
       if (stop_.load(std::memory_order_acquire)) {
         if (run_one(w)) continue;
         break;
       }
-      park(never, false);
+      park(never, detail::notifier::waiter::worker);
     }
     detail::current_pool_thread = {};
   }
@@ -1157,12 +945,12 @@ class worker_pool {
     inbox_.space_cv.notify_all();  // blocked submitters give up with logic_error
     if (mode == shutdown_mode::drain) {
       auto ready = [this] { return idle(); };
-      block_until(ready);
+      notifier_.block_until(ready);
     } else {
       collect_queued(unrun);
     }
     stop_.store(true, std::memory_order_seq_cst);
-    wake_all();
+    notifier_.wake_all();
     for (std::size_t i = 0; i < thread_count_; ++i) workers_[i].thread.join();
     // A task that passed the state check just before cancel began may have queued one more.
     if (mode == shutdown_mode::cancel) collect_queued(unrun);
@@ -1180,23 +968,14 @@ class worker_pool {
   alignas(64) inbox_queue inbox_;
 
   alignas(64) std::atomic<std::uint64_t> submitted_external_{0};
-  alignas(64) std::atomic<std::size_t> sleepers_{0};  // workers parked (or about to)
-  std::atomic<bool> waking_{false};                   // a wake-up is in flight
-  std::atomic<bool> stop_{false};
+  alignas(64) std::atomic<bool> stop_{false};
   std::atomic<pool_state> state_{pool_state::running};
-  alignas(64) std::atomic<std::size_t> helpers_{0};  // workers parked in wait_until
-  std::atomic<std::size_t> outside_waiters_{0};      // outside threads in wait_until / wait_idle
   std::atomic<std::uint64_t> cancelled_{0};
   std::atomic<std::uint64_t> rejected_{0};
   std::atomic<std::uint64_t> ran_in_caller_{0};
   std::atomic<std::uint64_t> failed_in_caller_{0};  // posted tasks run by the caller that threw
 
-  std::mutex park_mutex_;
-  std::condition_variable park_cv_;
-  std::uint64_t epoch_ = 0;  // guarded by park_mutex_; bumped to wake parked workers
-
-  std::mutex done_mutex_;
-  std::condition_variable done_cv_;  // outside threads waiting in wait_until / wait_idle
+  detail::notifier notifier_;  // parks and wakes workers and outside waiters
 
   std::mutex error_mutex_;
   std::function<void(std::exception_ptr)> error_handler_;  // guarded by error_mutex_

@@ -21,6 +21,26 @@
 
 namespace distkit::inline v0::detail {
 
+// ---- runtime index to compile-time index -------------------------------------------------------
+
+/// Calls `f(std::integral_constant<std::size_t, J>{})` for the `J` in [0, N) equal to `index` and
+/// returns what it returns (a value-initialised result when `index >= N`). This is how a stage
+/// number chosen at run time reaches the code of that stage, which is a template over its index.
+template <std::size_t N, class F>
+constexpr auto visit_index(std::size_t index, F&& f) -> decltype(f(std::integral_constant<std::size_t, 0>{})) {
+  using result = decltype(f(std::integral_constant<std::size_t, 0>{}));
+  return [&]<std::size_t... J>(std::index_sequence<J...>)->result {
+    if constexpr (std::is_void_v<result>) {
+      (void)((index == J ? (f(std::integral_constant<std::size_t, J>{}), true) : false) || ...);
+    } else {
+      result r{};
+      (void)((index == J ? (r = f(std::integral_constant<std::size_t, J>{}), true) : false) || ...);
+      return r;
+    }
+  }
+  (std::make_index_sequence<N>{});
+}
+
 // ---- compile-time typing of a stage chain -------------------------------------------------------
 
 template <class T>

@@ -18,48 +18,20 @@
 #include <memory>
 #include <mutex>
 #include <new>
-#include <thread>
 #include <utility>
 #include <vector>
 
 #include "distkit/detail/error.hpp"
 #include "distkit/detail/mix.hpp"
 #include "distkit/detail/prefetch.hpp"
+#include "distkit/detail/spin.hpp"
 #include "distkit/hash.hpp"
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#endif
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
 
 namespace distkit::inline v0::detail {
-
-/// A test-and-test-and-set lock: one atomic exchange to take, one release store to give back.
-/// Spins briefly, then yields, so an oversubscribed machine does not burn the holder's core.
-class spin_lock {
- public:
-  void lock() noexcept {
-    for (;;) {
-      if (!locked_.exchange(true, std::memory_order_acquire)) return;
-      unsigned spins = 0;
-      while (locked_.load(std::memory_order_relaxed)) {
-        if (++spins < 64) {
-#if defined(__x86_64__) || defined(__i386__)
-          _mm_pause();
-#endif
-        } else {
-          std::this_thread::yield();
-        }
-      }
-    }
-  }
-  void unlock() noexcept { locked_.store(false, std::memory_order_release); }
-
- private:
-  std::atomic<bool> locked_{false};
-};
 
 /// A 128-bit key fingerprint; `lo` always has its low bit set, so {0, 0} marks an empty slot.
 struct fingerprint {

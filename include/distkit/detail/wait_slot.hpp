@@ -14,6 +14,8 @@
 #include <stop_token>
 #include <thread>
 
+#include "distkit/detail/spin.hpp"
+
 #if defined(__linux__)
 #include <linux/futex.h>
 #include <sys/syscall.h>
@@ -25,14 +27,6 @@ namespace distkit::inline v0::detail {
 
 /// How a wait for a queue operation ended.
 enum class wait_outcome { done, closed, timed_out, stopped };
-
-#if defined(__x86_64__) || defined(__i386__)
-inline void cpu_relax() noexcept { __builtin_ia32_pause(); }
-#elif defined(__aarch64__)
-inline void cpu_relax() noexcept { asm volatile("yield" ::: "memory"); }
-#else
-inline void cpu_relax() noexcept {}
-#endif
 
 /// Threads waiting for one kind of event (an item arrived, a slot freed up). The side that makes
 /// the event happen calls `notify()` after publishing it with a seq_cst store or RMW; a waiter
