@@ -31,7 +31,7 @@ namespace distkit::inline v0::paxos {
 /// @code
 /// #include "distkit/paxos/kv_state_machine.hpp"
 /// #include "distkit/paxos/replica.hpp"
-/// distkit::paxos::tcp_transport_config cfg;  // as for tcp_transport
+/// distkit::paxos::tcp_transport_options cfg;  // as for tcp_transport
 /// distkit::paxos::replica<distkit::paxos::kv_state_machine> replica{{.id = 1, .nodes = {1, 2, 3}}};
 /// distkit::paxos::tcp_transport net(cfg);
 /// distkit::paxos::tcp_message_transport msgs(net);
