@@ -207,7 +207,7 @@ void bm_random_update_floor(benchmark::State& state) {
   constexpr std::size_t bytes = std::size_t{64} << 20;
   constexpr std::size_t words_per_line = 8;
   static std::uint64_t* const mem = [] {
-    void* p = ::operator new (bytes, std::align_val_t{std::size_t{2} << 20});
+    void* p = ::operator new(bytes, std::align_val_t{std::size_t{2} << 20});
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
     ::madvise(p, bytes, MADV_HUGEPAGE);
 #endif

@@ -394,8 +394,8 @@ void bm_for_serial(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * elements));
 }
 
-using ws_pool = distkit::worker_pool<distkit::pool_queue::work_stealing>;
-using gq_pool = distkit::worker_pool<distkit::pool_queue::global_queue>;
+using ws_pool = distkit::worker_pool<distkit::work_stealing_queue>;
+using gq_pool = distkit::worker_pool<distkit::global_queue>;
 
 }  // namespace
 

@@ -28,7 +28,7 @@ void run(const char* name, distkit::sim_config config) {
     config.warmup = std::chrono::seconds(10 * phase);
     config.duration = std::chrono::seconds(10 * phase + 10);
     const auto r = distkit::run_load_simulation(config, [&](std::size_t client, distkit::manual_clock& clock) {
-      return std::make_unique<balancer>(distkit::load_balancer_config{.slow_start_window = 5s, .seed = client},
+      return std::make_unique<balancer>(distkit::load_balancer_options{.slow_start_window = 5s, .seed = client},
                                         Picker{}, health, clock);
     });
     std::printf("  %-9s", phases[phase]);

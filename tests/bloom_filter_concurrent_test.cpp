@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// Tests of distkit::bloom_filter with the bloom_concurrent policy: parallel inserts lose no key,
+// Tests of distkit::bloom_filter with the lock_free_concurrency policy: parallel inserts lose no key,
 // and queries run safely alongside inserts (the TSan leg runs this file).
 #include <catch2/catch.hpp>
 
@@ -14,7 +14,8 @@
 namespace {
 
 template <class Layout>
-using concurrent_filter = distkit::bloom_filter<std::uint64_t, distkit::xxh3_hash, Layout, distkit::bloom_concurrent>;
+using concurrent_filter =
+    distkit::bloom_filter<std::uint64_t, distkit::xxh3_hash, Layout, distkit::lock_free_concurrency>;
 template <class Layout>
 using plain_filter = distkit::bloom_filter<std::uint64_t, distkit::xxh3_hash, Layout>;
 
@@ -27,7 +28,7 @@ auto mix(std::uint64_t x) -> std::uint64_t {
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("bloom_filter with bloom_concurrent loses no key when threads insert at once",
+TEMPLATE_TEST_CASE("bloom_filter with lock_free_concurrency loses no key when threads insert at once",
                    "[bloom_filter][concurrent]", distkit::classic_layout, distkit::blocked_layout,
                    distkit::split_block_layout) {
   const auto seed = distkit_test::test_seed("bloom_filter concurrent inserts");
@@ -62,7 +63,7 @@ TEMPLATE_TEST_CASE("bloom_filter with bloom_concurrent loses no key when threads
   }
 }
 
-TEMPLATE_TEST_CASE("bloom_filter with bloom_concurrent answers queries while others insert",
+TEMPLATE_TEST_CASE("bloom_filter with lock_free_concurrency answers queries while others insert",
                    "[bloom_filter][concurrent]", distkit::classic_layout, distkit::blocked_layout,
                    distkit::split_block_layout) {
   const auto seed = distkit_test::test_seed("bloom_filter concurrent readers");

@@ -63,7 +63,7 @@ TEST_CASE("bloom_filter kernels: the forced kernel is the active one, an unsuppo
 TEMPLATE_TEST_CASE("bloom_filter kernels agree with the scalar path bit for bit, one key and batches",
                    "[bloom_filter][simd]", distkit::blocked_layout, distkit::split_block_layout) {
   using fast = distkit::bloom_filter<std::uint64_t, distkit::xxh3_hash, TestType>;
-  using scalar = distkit::bloom_filter<std::uint64_t, distkit::xxh3_hash, TestType, distkit::bloom_concurrent>;
+  using scalar = distkit::bloom_filter<std::uint64_t, distkit::xxh3_hash, TestType, distkit::lock_free_concurrency>;
   const std::uint64_t seed = distkit_test::test_seed("bloom_filter kernels");
   for (const auto k : kernels()) {
     INFO("kernel " << kernel_name(k));

@@ -441,8 +441,8 @@ TEST_CASE("bloom_filter policies satisfy their concepts", "[bloom_filter][concep
   STATIC_REQUIRE(distkit::bloom_layout<blocked_layout>);
   STATIC_REQUIRE(distkit::bloom_layout<split_block_layout>);
   STATIC_REQUIRE_FALSE(distkit::bloom_layout<int>);
-  STATIC_REQUIRE(distkit::bloom_concurrency<distkit::bloom_single_writer>);
-  STATIC_REQUIRE(distkit::bloom_concurrency<distkit::bloom_concurrent>);
+  STATIC_REQUIRE(distkit::bloom_concurrency<distkit::single_writer_concurrency>);
+  STATIC_REQUIRE(distkit::bloom_concurrency<distkit::lock_free_concurrency>);
   STATIC_REQUIRE_FALSE(distkit::bloom_concurrency<split_block_layout>);
   STATIC_REQUIRE(std::is_same_v<distkit::v0::bloom_filter<int>, distkit::bloom_filter<int>>);
   STATIC_REQUIRE(std::is_same_v<bloom_filter<int>::layout_type, split_block_layout>);
@@ -450,3 +450,10 @@ TEST_CASE("bloom_filter policies satisfy their concepts", "[bloom_filter][concep
   // A stateless hash costs no space.
   STATIC_REQUIRE(sizeof(bloom_filter<int>) <= 48);
 }
+
+// The former names still compile (with a deprecation warning, silenced here) and are the same types.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+static_assert(std::is_same_v<distkit::bloom_single_writer, distkit::single_writer_concurrency>);
+static_assert(std::is_same_v<distkit::bloom_concurrent, distkit::lock_free_concurrency>);
+#pragma GCC diagnostic pop

@@ -52,7 +52,7 @@ void operator delete[](void* p, const std::nothrow_t& /*tag*/) noexcept { std::f
 
 using namespace std::chrono_literals;
 using distkit::breaker_state;
-using distkit::circuit_breaker_config;
+using distkit::circuit_breaker_options;
 using distkit::transition_cause;
 
 namespace {
@@ -62,7 +62,7 @@ using breaker_t = distkit::circuit_breaker<Window, distkit::manual_clock>;
 
 // A config whose window is large enough that, with the clock standing still, both window types
 // hold every call made in a test (100 calls or 100 seconds).
-auto small_config() -> circuit_breaker_config {
+auto small_config() -> circuit_breaker_options {
   return {.minimum_number_of_calls = 10,
           .sliding_window_size = 100,
           .permitted_number_of_calls_in_half_open_state = 3,
@@ -99,7 +99,7 @@ void trip(B& b) {
 static_assert(std::is_same_v<distkit::v0::circuit_breaker<>, distkit::circuit_breaker<>>);
 
 TEST_CASE("circuit_breaker defaults are resilience4j's", "[circuit_breaker][config]") {
-  const circuit_breaker_config c;
+  const circuit_breaker_options c;
   CHECK(c.failure_rate_threshold == 50.0F);
   CHECK(c.slow_call_rate_threshold == 100.0F);
   CHECK(c.slow_call_duration_threshold == 60s);
@@ -931,3 +931,10 @@ TEST_CASE("circuit breaker: a metrics policy that asks for durations gets each c
   breaker.try_acquire()->release();
   CHECK(log.calls.size() == 6);
 }
+
+// The former names still compile (with a deprecation warning, silenced here) and are the same types.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+static_assert(std::is_same_v<distkit::circuit_breaker_config, distkit::circuit_breaker_options>);
+static_assert(std::is_same_v<distkit::breaker_metrics, distkit::breaker_stats>);
+#pragma GCC diagnostic pop

@@ -19,7 +19,7 @@ template <class Picker, class Health = distkit::no_outlier_detection>
 auto run_with(const distkit::sim_config& config) -> distkit::sim_result {
   using lb_t = distkit::load_balancer<std::string, Picker, Health, distkit::manual_clock>;
   return distkit::run_load_simulation(config, [&](std::size_t client, distkit::manual_clock& clock) {
-    return std::make_unique<lb_t>(distkit::load_balancer_config{.seed = config.seed * 1000 + client}, Picker{},
+    return std::make_unique<lb_t>(distkit::load_balancer_options{.seed = config.seed * 1000 + client}, Picker{},
                                   Health{}, clock);
   });
 }

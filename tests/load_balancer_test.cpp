@@ -11,6 +11,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "distkit/adaptive_limit.hpp"
@@ -466,7 +467,7 @@ TEST_CASE("load_balancer panics below the threshold and spreads over every endpo
 
 TEST_CASE("load_balancer slow start ramps a new endpoint's share", "[load_balancer][slow_start]") {
   manual_clock clock;
-  const distkit::load_balancer_config config{.slow_start_window = 10s, .slow_start_min_weight_percent = 10};
+  const distkit::load_balancer_options config{.slow_start_window = 10s, .slow_start_min_weight_percent = 10};
   distkit::load_balancer<std::string, distkit::round_robin_picker, distkit::no_outlier_detection, manual_clock> lb(
       config, {}, {}, clock);
   lb.add("old");
@@ -800,3 +801,9 @@ TEST_CASE("adaptive limit Gradient2: grows while latency holds, shrinks when it 
   CHECK_THROWS_WITH(distkit::gradient2_limit({.smoothing = 0}), Catch::Contains("smoothing"));
   CHECK_THROWS_WITH(distkit::gradient2_limit({.rtt_tolerance = 0.5}), Catch::Contains("rtt_tolerance"));
 }
+
+// The former names still compile (with a deprecation warning, silenced here) and are the same types.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+static_assert(std::is_same_v<distkit::load_balancer_config, distkit::load_balancer_options>);
+#pragma GCC diagnostic pop

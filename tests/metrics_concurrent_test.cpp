@@ -149,7 +149,7 @@ TEST_CASE("metrics of a worker pool are read from its counters at scrape time", 
     return text.substr(start, text.find('\n', start) - start);
   };
   {
-    distkit::worker_pool<distkit::pool_queue::work_stealing, distkit::overflow::reject> pool{
+    distkit::worker_pool<distkit::work_stealing_queue, distkit::rejecting_overflow> pool{
         distkit::worker_pool_options{.threads = 2, .capacity = 1}};
     distkit::worker_pool_metrics exported{reg, pool, "io"};
     std::atomic<int> ran{0};
@@ -213,8 +213,8 @@ TEST_CASE("metrics of a pipeline are read from its stage counters at scrape time
 TEST_CASE("metrics: a lock-free Bloom filter and a concurrent hash ring are scraped while they change",
           "[metrics][concurrent][bloom_filter][hash_ring]") {
   distkit::metrics_registry reg;
-  distkit::bloom_filter<std::uint64_t, distkit::xxh3_hash, distkit::split_block_layout, distkit::bloom_concurrent> seen(
-      100'000, 0.01);
+  distkit::bloom_filter<std::uint64_t, distkit::xxh3_hash, distkit::split_block_layout, distkit::lock_free_concurrency>
+      seen(100'000, 0.01);
   distkit::bloom_filter_metrics seen_metrics{reg, seen, "seen"};
   distkit::concurrent_hash_ring<std::string> ring;
   distkit::hash_ring_metrics ring_metrics{reg, ring, "cache"};

@@ -610,7 +610,7 @@ TEST_CASE("pipeline keeps order and conserves items over random configurations",
 // ---- regressions: sharing an executor, the first calls of a parallel stage run at once ----
 
 TEMPLATE_TEST_CASE("pipeline shares a worker_pool: a task posted during an endless run runs before it ends",
-                   "[pipeline][executor]", distkit::pool_queue::work_stealing, distkit::pool_queue::global_queue) {
+                   "[pipeline][executor]", distkit::work_stealing_queue, distkit::global_queue) {
   for (std::size_t threads : {1U, 2U}) {
     CAPTURE(threads);
     distkit::worker_pool<TestType> pool(threads);
@@ -646,8 +646,7 @@ TEMPLATE_TEST_CASE("pipeline shares a worker_pool: a task posted during an endle
 }
 
 TEMPLATE_TEST_CASE("pipeline runs the first min(concurrency, 8) calls of a parallel stage at once",
-                   "[pipeline][executor][wakeup]", distkit::pool_queue::work_stealing,
-                   distkit::pool_queue::global_queue) {
+                   "[pipeline][executor][wakeup]", distkit::work_stealing_queue, distkit::global_queue) {
   // oneTBB's filter-modes check: every call of the parallel stage waits until min(concurrency, 8)
   // calls are in it together; a pipeline that cannot spread the items over the executor's
   // threads (or an executor that loses a wake-up) never gets there. A bounded wait reports it.

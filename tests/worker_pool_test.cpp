@@ -26,8 +26,8 @@
 
 namespace {
 
-using stealing_pool = distkit::worker_pool<distkit::pool_queue::work_stealing>;
-using global_pool = distkit::worker_pool<distkit::pool_queue::global_queue>;
+using stealing_pool = distkit::worker_pool<distkit::work_stealing_queue>;
+using global_pool = distkit::worker_pool<distkit::global_queue>;
 
 constexpr std::size_t thread_counts[] = {1, 2, 4, 8};
 
@@ -78,24 +78,22 @@ constexpr auto fib_plain(int n) -> long { return n < 2 ? n : fib_plain(n - 1) + 
 template <class P>
 concept exposes_group_hooks = requires(P& p, distkit::pool_task t) {
   p.post_group_task(std::move(t));
-}
-|| requires(P& p) { p.notify_waiters(); }
-|| requires(P& p, std::exception_ptr e) { p.report_error(e); };
+} || requires(P& p) { p.notify_waiters(); } || requires(P& p, std::exception_ptr e) { p.report_error(e); };
 
 }  // namespace
 
 TEST_CASE("worker_pool policies model their concepts", "[worker_pool][concepts]") {
-  STATIC_REQUIRE(distkit::task_queue_policy<distkit::pool_queue::work_stealing>);
-  STATIC_REQUIRE(distkit::task_queue_policy<distkit::pool_queue::global_queue>);
-  STATIC_REQUIRE(distkit::overflow_policy<distkit::overflow::block>);
-  STATIC_REQUIRE(distkit::overflow_policy<distkit::overflow::reject>);
-  STATIC_REQUIRE(distkit::overflow_policy<distkit::overflow::caller_runs>);
+  STATIC_REQUIRE(distkit::task_queue_policy<distkit::work_stealing_queue>);
+  STATIC_REQUIRE(distkit::task_queue_policy<distkit::global_queue>);
+  STATIC_REQUIRE(distkit::overflow_policy<distkit::blocking_overflow>);
+  STATIC_REQUIRE(distkit::overflow_policy<distkit::rejecting_overflow>);
+  STATIC_REQUIRE(distkit::overflow_policy<distkit::caller_runs_overflow>);
   STATIC_REQUIRE_FALSE(distkit::task_queue_policy<int>);
-  STATIC_REQUIRE_FALSE(distkit::overflow_policy<distkit::pool_queue::global_queue>);
+  STATIC_REQUIRE_FALSE(distkit::overflow_policy<distkit::global_queue>);
   STATIC_REQUIRE(std::is_same_v<distkit::v0::worker_pool<>, distkit::worker_pool<>>);
   STATIC_REQUIRE(std::is_same_v<distkit::worker_pool<>::post_result, void>);
   STATIC_REQUIRE(
-      std::is_same_v<distkit::worker_pool<distkit::pool_queue::work_stealing, distkit::overflow::reject>::post_result,
+      std::is_same_v<distkit::worker_pool<distkit::work_stealing_queue, distkit::rejecting_overflow>::post_result,
                      distkit::admission>);
   STATIC_REQUIRE(sizeof(distkit::pool_task) == 64);
   STATIC_REQUIRE(!std::is_copy_constructible_v<distkit::pool_task>);
@@ -110,8 +108,7 @@ TEST_CASE("worker_pool keeps the hooks task_group drives private", "[worker_pool
   };
   STATIC_REQUIRE(exposes_group_hooks<public_hooks>);  // the check itself can see public hooks
   STATIC_REQUIRE_FALSE(exposes_group_hooks<distkit::worker_pool<>>);
-  STATIC_REQUIRE_FALSE(
-      exposes_group_hooks<distkit::worker_pool<distkit::pool_queue::global_queue, distkit::overflow::reject>>);
+  STATIC_REQUIRE_FALSE(exposes_group_hooks<distkit::worker_pool<distkit::global_queue, distkit::rejecting_overflow>>);
 }
 
 TEST_CASE("worker_pool rejects invalid configuration naming the parameter", "[worker_pool][config]") {
@@ -119,10 +116,10 @@ TEST_CASE("worker_pool rejects invalid configuration naming the parameter", "[wo
   REQUIRE_THROWS_AS(distkit::worker_pool<>(0), std::invalid_argument);
   REQUIRE_THROWS_WITH(distkit::worker_pool<>(0), Contains("threads"));
   REQUIRE_THROWS_WITH(distkit::worker_pool<>(5000), Contains("threads"));
-  using rejecting = distkit::worker_pool<distkit::pool_queue::work_stealing, distkit::overflow::reject>;
+  using rejecting = distkit::worker_pool<distkit::work_stealing_queue, distkit::rejecting_overflow>;
   REQUIRE_THROWS_AS(rejecting(distkit::worker_pool_options{.threads = 2, .capacity = 0}), std::invalid_argument);
   REQUIRE_THROWS_WITH(rejecting(distkit::worker_pool_options{.threads = 2, .capacity = 0}), Contains("capacity"));
-  using caller = distkit::worker_pool<distkit::pool_queue::global_queue, distkit::overflow::caller_runs>;
+  using caller = distkit::worker_pool<distkit::global_queue, distkit::caller_runs_overflow>;
   REQUIRE_THROWS_WITH(caller(distkit::worker_pool_options{.threads = 1, .capacity = 0}), Contains("capacity"));
 }
 
@@ -477,12 +474,12 @@ TEMPLATE_TEST_CASE("worker_pool destructor drains accepted tasks", "[worker_pool
 }
 
 TEMPLATE_TEST_CASE("worker_pool bounded inbox applies its overflow policy", "[worker_pool][bounded]",
-                   distkit::pool_queue::work_stealing, distkit::pool_queue::global_queue) {
+                   distkit::work_stealing_queue, distkit::global_queue) {
   using Queue = TestType;
   const distkit::worker_pool_options options{.threads = 2, .capacity = 4, .name = "bounded"};
 
   SECTION("block: the submitter waits for room, and nothing is lost") {
-    distkit::worker_pool<Queue, distkit::overflow::block> pool(options);
+    distkit::worker_pool<Queue, distkit::blocking_overflow> pool(options);
     gate g;
     occupy_all_workers(pool, g);
     std::atomic<int> ran{0};
@@ -499,7 +496,7 @@ TEMPLATE_TEST_CASE("worker_pool bounded inbox applies its overflow policy", "[wo
     CHECK(pool.stats().rejected == 2);
   }
   SECTION("reject: post returns rejected and submit an empty optional") {
-    distkit::worker_pool<Queue, distkit::overflow::reject> pool(options);
+    distkit::worker_pool<Queue, distkit::rejecting_overflow> pool(options);
     gate g;
     occupy_all_workers(pool, g);
     std::atomic<int> ran{0};
@@ -521,7 +518,7 @@ TEMPLATE_TEST_CASE("worker_pool bounded inbox applies its overflow policy", "[wo
     CHECK(accepted->get() == 3);
   }
   SECTION("caller_runs: the submitting thread runs the task when the inbox is full") {
-    distkit::worker_pool<Queue, distkit::overflow::caller_runs> pool(options);
+    distkit::worker_pool<Queue, distkit::caller_runs_overflow> pool(options);
     gate g;
     occupy_all_workers(pool, g);
     std::atomic<int> ran{0};
@@ -749,9 +746,8 @@ TEMPLATE_TEST_CASE("worker_pool submit passes move-only arguments to by-value pa
 }
 
 TEMPLATE_TEST_CASE("worker_pool counts a posted task that throws in the caller under caller_runs as failed",
-                   "[worker_pool][bounded][errors]", distkit::pool_queue::work_stealing,
-                   distkit::pool_queue::global_queue) {
-  distkit::worker_pool<TestType, distkit::overflow::caller_runs> pool(
+                   "[worker_pool][bounded][errors]", distkit::work_stealing_queue, distkit::global_queue) {
+  distkit::worker_pool<TestType, distkit::caller_runs_overflow> pool(
       distkit::worker_pool_options{.threads = 1, .capacity = 1, .name = "caller"});
   std::atomic<int> handled{0};
   pool.set_error_handler([&handled](std::exception_ptr) { handled.fetch_add(1); });
@@ -782,3 +778,13 @@ TEMPLATE_TEST_CASE("worker_pool fork-join from many concurrent roots never deadl
     pool.wait_idle();
   }
 }
+
+// The former names still compile (with a deprecation warning, silenced here) and are the same types.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+static_assert(std::is_same_v<distkit::pool_queue::work_stealing, distkit::work_stealing_queue>);
+static_assert(std::is_same_v<distkit::pool_queue::global_queue, distkit::global_queue>);
+static_assert(std::is_same_v<distkit::overflow::block, distkit::blocking_overflow>);
+static_assert(std::is_same_v<distkit::overflow::reject, distkit::rejecting_overflow>);
+static_assert(std::is_same_v<distkit::overflow::caller_runs, distkit::caller_runs_overflow>);
+#pragma GCC diagnostic pop

@@ -48,7 +48,7 @@ class bloom_filter_format_error : public corrupt_data_error {
 ///
 /// Concurrent `contains` calls are safe while nobody inserts; an `insert` concurrent with any
 /// other call is a data race.
-struct bloom_single_writer {
+struct single_writer_concurrency {
   static constexpr bool is_concurrent = false;
   template <class W>
   static void set_bits(W& word, W mask) noexcept {
@@ -70,7 +70,7 @@ struct bloom_single_writer {
 /// loads. Bits are only ever set, so a key is reported present by every `contains` that
 /// happens-after its `insert` (joined thread, released flag, queue hand-off...). `clear`,
 /// assignment and `from_bytes` still need exclusive access.
-struct bloom_concurrent {
+struct lock_free_concurrency {
   static constexpr bool is_concurrent = true;
   template <class W>
   static void set_bits(W& word, W mask) noexcept {
@@ -87,25 +87,25 @@ struct bloom_concurrent {
   }
 };
 
+/// The former spellings of the concurrency policies (one naming scheme: `<name>_<role>`).
+using bloom_single_writer [[deprecated("use distkit::single_writer_concurrency")]] = single_writer_concurrency;
+using bloom_concurrent [[deprecated("use distkit::lock_free_concurrency")]] = lock_free_concurrency;
+
 /// @brief How a Bloom filter reads and sets its words.
 ///
 /// Requires `C::set_bits(w, mask)`, `C::load(w)` and `C::store(w, v)` over `std::uint32_t` and
 /// `std::uint64_t` words, all `noexcept`.
 template <class C>
 concept bloom_concurrency = requires(std::uint32_t& w32, std::uint64_t& w64, const std::uint64_t& cw64) {
-  { C::set_bits(w32, std::uint32_t{1}) }
-  noexcept;
-  { C::set_bits(w64, std::uint64_t{1}) }
-  noexcept;
-  { C::load(cw64) }
-  noexcept->std::same_as<std::uint64_t>;
-  { C::store(w64, std::uint64_t{0}) }
-  noexcept;
+  { C::set_bits(w32, std::uint32_t{1}) } noexcept;
+  { C::set_bits(w64, std::uint64_t{1}) } noexcept;
+  { C::load(cw64) } noexcept -> std::same_as<std::uint64_t>;
+  { C::store(w64, std::uint64_t{0}) } noexcept;
   { C::is_concurrent } -> std::convertible_to<bool>;
 };
 
-static_assert(bloom_concurrency<bloom_single_writer>);
-static_assert(bloom_concurrency<bloom_concurrent>);
+static_assert(bloom_concurrency<single_writer_concurrency>);
+static_assert(bloom_concurrency<lock_free_concurrency>);
 
 // ---------------------------------------------------------------------------------------------
 // Layout policies
@@ -575,14 +575,11 @@ concept bloom_layout = requires(typename L::word_type* words, const typename L::
   { L::block_words } -> std::convertible_to<std::size_t>;
   { L::min_hash_count } -> std::convertible_to<std::uint32_t>;
   { L::max_hash_count } -> std::convertible_to<std::uint32_t>;
-  { L::template insert<bloom_single_writer>(words, blocks, hash, k) }
-  noexcept;
-  { L::template contains<bloom_single_writer>(cwords, blocks, hash, k) }
-  noexcept->std::same_as<bool>;
-  { L::prefetch(cwords, blocks, hash, k, true) }
-  noexcept;
+  { L::template insert<single_writer_concurrency>(words, blocks, hash, k) } noexcept;
+  { L::template contains<single_writer_concurrency>(cwords, blocks, hash, k) } noexcept -> std::same_as<bool>;
+  { L::prefetch(cwords, blocks, hash, k, true) } noexcept;
   { L::model_false_positive_rate(blocks, items, k) } -> std::same_as<double>;
-  { L::template fill_false_positive_rate<bloom_single_writer>(cwords, blocks, k) } -> std::same_as<double>;
+  { L::template fill_false_positive_rate<single_writer_concurrency>(cwords, blocks, k) } -> std::same_as<double>;
   { L::estimate_items(blocks, blocks, k) } -> std::same_as<double>;
 };
 
@@ -614,7 +611,7 @@ struct bloom_size {
 ///   at 1% over `classic` (10.53 vs 9.59).
 ///   `blocked_layout` needs 0.30 extra bits/key and is as fast in batches; `classic_layout` is the
 ///   smallest and the slowest.
-/// @tparam Concurrency `bloom_single_writer` (default) or `bloom_concurrent` (lock-free
+/// @tparam Concurrency `single_writer_concurrency` (default) or `lock_free_concurrency` (lock-free
 ///   concurrent inserts and queries).
 ///
 /// Sizing from `(expected_items, false_positive_rate)` picks the smallest array, and for it the
@@ -624,7 +621,7 @@ struct bloom_size {
 /// @throws std::invalid_argument from the constructors for 0 items, a rate outside (0, 1), a
 ///   size over `max_bits` (2^40 bits, 128 GiB) or a hash count the layout does not allow.
 ///
-/// **Thread safety:** per the `Concurrency` policy; `const` members of a `bloom_single_writer`
+/// **Thread safety:** per the `Concurrency` policy; `const` members of a `single_writer_concurrency`
 /// filter may run concurrently with each other.
 ///
 /// **Complexity:** `insert`/`contains` O(k) with one cache miss (block layouts) or up to k
@@ -639,8 +636,8 @@ struct bloom_size {
 /// auto again = distkit::bloom_filter<std::string>::from_bytes(bytes);
 /// @endcode
 template <class Key, class Hash = xxh3_hash, bloom_layout Layout = split_block_layout,
-          bloom_concurrency Concurrency = bloom_single_writer>
-requires hasher<Hash, Key>
+          bloom_concurrency Concurrency = single_writer_concurrency>
+  requires hasher<Hash, Key>
 class bloom_filter {
  public:
   using key_type = Key;
@@ -781,7 +778,7 @@ class bloom_filter {
   }
 
   /// Union: afterwards this filter contains every key of either. `other` may be inserted into
-  /// concurrently when the policy is `bloom_concurrent`.
+  /// concurrently when the policy is `lock_free_concurrency`.
   /// @throws std::invalid_argument naming `other` when the sizes or hash counts differ.
   void merge(const bloom_filter& other) {
     if (other.num_blocks_ != num_blocks_ || other.k_ != k_) {
@@ -914,7 +911,8 @@ class bloom_filter {
   /// The raw bitset as Apache Parquet stores it after its BloomFilterHeader: blocks of eight
   /// little-endian 32-bit words. Only for the split-block layout.
   [[nodiscard]] auto to_parquet_bitset() const -> std::vector<std::byte>
-  requires std::same_as<Layout, split_block_layout> {
+    requires std::same_as<Layout, split_block_layout>
+  {
     std::vector<std::byte> out(memory_bytes());
     write_words(out.data());
     return out;
@@ -924,8 +922,9 @@ class bloom_filter {
   /// Parquet hashes with XXH64 seed 0: use `Hash = xxh64_hash` to query Parquet's filters.
   /// @throws bloom_filter_format_error when the length is zero, not a multiple of 32 bytes or
   ///   over `max_bits`.
-  [[nodiscard]] static auto from_parquet_bitset(std::span<const std::byte> bitset, Hash hash = Hash{})
-      -> bloom_filter requires std::same_as<Layout, split_block_layout> {
+  [[nodiscard]] static auto from_parquet_bitset(std::span<const std::byte> bitset, Hash hash = Hash{}) -> bloom_filter
+    requires std::same_as<Layout, split_block_layout>
+  {
     if (bitset.empty() || bitset.size() % 32 != 0 || bitset.size() > max_bits / 8) {
       corrupt("a Parquet split-block bitset is a positive multiple of 32 bytes, got " + std::to_string(bitset.size()));
     }
@@ -1079,7 +1078,7 @@ class bloom_filter {
 };
 
 /// A filter that reads and writes Apache Parquet's column Bloom filters: XXH64, split blocks.
-template <class Key, bloom_concurrency Concurrency = bloom_single_writer>
+template <class Key, bloom_concurrency Concurrency = single_writer_concurrency>
 using parquet_bloom_filter = bloom_filter<Key, xxh64_hash, split_block_layout, Concurrency>;
 
 }  // namespace distkit::inline v0

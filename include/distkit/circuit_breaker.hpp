@@ -106,7 +106,7 @@ struct state_transition {
 ///
 /// In `open`, the figures are those of the state it came from (the closed window, whose
 /// time-based buckets keep expiring, or the half-open probes), as in resilience4j.
-struct breaker_metrics {
+struct breaker_stats {
   breaker_state state = breaker_state::closed;
   float failure_rate = -1.0F;    ///< percent; -1 while fewer than the minimum number of calls
   float slow_call_rate = -1.0F;  ///< percent; -1 while fewer than the minimum number of calls
@@ -116,6 +116,8 @@ struct breaker_metrics {
   std::uint64_t successful_calls = 0;
   std::uint64_t not_permitted_calls = 0;  ///< refused since the current state's metrics began
 };
+/// The former name of `breaker_stats` (`_stats`: what a caller reads; `_metrics`: a metrics policy).
+using breaker_metrics [[deprecated("use distkit::breaker_stats")]] = breaker_stats;
 
 /// @brief Thrown by `circuit_breaker::call` when the breaker refuses the call.
 class circuit_open_error : public std::runtime_error {
@@ -135,7 +137,7 @@ class circuit_open_error : public std::runtime_error {
 ///
 /// Use designated initialisers: `{.failure_rate_threshold = 25, .sliding_window_size = 20}`.
 /// Whether `sliding_window_size` counts calls or seconds is decided by the `Window` policy.
-struct circuit_breaker_config {
+struct circuit_breaker_options {
   /// Percent in (0, 100]: at or above it, the breaker opens.
   float failure_rate_threshold = 50.0F;
   /// Percent in (0, 100]: at or above it, the breaker opens.
@@ -179,6 +181,8 @@ struct circuit_breaker_config {
   /// listener exists): `open` starts its first wait, `half_open` its probes.
   breaker_state initial_state = breaker_state::closed;
 };
+/// The former name of `circuit_breaker_options` (`_options`: configuration).
+using circuit_breaker_config [[deprecated("use distkit::circuit_breaker_options")]] = circuit_breaker_options;
 
 /// @brief An expected-like result of `circuit_breaker::try_call`: the callable's value, or the
 /// state that refused the call.
@@ -255,29 +259,23 @@ concept breaker_metrics_policy = requires(M& m, call_outcome outcome, breaker_st
                                           const state_transition& event, std::chrono::nanoseconds elapsed) {
   // The two-argument hook when the policy has one (then it must be noexcept), else the other.
   requires(requires {
-    { m.on_call(outcome, elapsed) }
-    noexcept;
+    { m.on_call(outcome, elapsed) } noexcept;
   } ||
            (
                !requires { m.on_call(outcome, elapsed); } &&
                requires {
-                 { m.on_call(outcome) }
-                 noexcept;
+                 { m.on_call(outcome) } noexcept;
                }));
   requires(requires {
-    { m.on_ignored(elapsed) }
-    noexcept;
+    { m.on_ignored(elapsed) } noexcept;
   } ||
            (
                !requires { m.on_ignored(elapsed); } &&
                requires {
-                 { m.on_ignored() }
-                 noexcept;
+                 { m.on_ignored() } noexcept;
                }));
-  { m.on_not_permitted(state) }
-  noexcept;
-  { m.on_transition(event) }
-  noexcept;
+  { m.on_not_permitted(state) } noexcept;
+  { m.on_transition(event) } noexcept;
 };
 
 /// @brief The default metrics policy: records nothing and takes no space (the breaker stores it
@@ -401,7 +399,7 @@ class circuit_breaker {
   };
 
   /// @throws std::invalid_argument naming the first parameter out of range.
-  explicit circuit_breaker(circuit_breaker_config config = {}, Clock clock = Clock{}, Metrics metrics = Metrics{})
+  explicit circuit_breaker(circuit_breaker_options config = {}, Clock clock = Clock{}, Metrics metrics = Metrics{})
       : config_(validated(std::move(config))),
         clock_(std::move(clock)),
         window_(config_.sliding_window_size),
@@ -466,11 +464,11 @@ class circuit_breaker {
   }
 
   /// @brief Current metrics (pending batched successes are folded in first).
-  [[nodiscard]] auto metrics() noexcept -> breaker_metrics {
+  [[nodiscard]] auto metrics() noexcept -> breaker_stats {
     poll();
     flush_stripes();
     const std::uint64_t word = state_.load(std::memory_order_acquire);
-    breaker_metrics m;
+    breaker_stats m;
     m.state = state_of(word);
     m.not_permitted_calls = not_permitted_.load(std::memory_order_relaxed);
     window_snapshot snap;
@@ -555,7 +553,7 @@ class circuit_breaker {
     listeners_ = std::move(next);
   }
 
-  [[nodiscard]] auto config() const noexcept -> const circuit_breaker_config& { return config_; }
+  [[nodiscard]] auto config() const noexcept -> const circuit_breaker_options& { return config_; }
 
  private:
   // The state word: [generation:61 | state:3]. The other packed words are laid out in
@@ -577,7 +575,7 @@ class circuit_breaker {
     return static_cast<float>(part) * 100.0F / static_cast<float>(total);
   }
 
-  static auto validated(circuit_breaker_config c) -> circuit_breaker_config {
+  static auto validated(circuit_breaker_options c) -> circuit_breaker_options {
     constexpr std::string_view who = "circuit_breaker";
     if (!(c.failure_rate_threshold > 0.0F && c.failure_rate_threshold <= 100.0F)) {
       detail::throw_invalid_argument(who, "failure_rate_threshold", "must be in (0, 100]", c.failure_rate_threshold);
@@ -1024,7 +1022,7 @@ class circuit_breaker {
   // window): its own cache line.
   alignas(64) std::atomic<std::uint64_t> state_{pack(0, breaker_state::closed)};
   std::atomic<std::int64_t> armed_second_{no_second};
-  circuit_breaker_config config_;
+  circuit_breaker_options config_;
   [[no_unique_address]] Clock clock_;
   Window window_;
   std::uint64_t min_closed_;

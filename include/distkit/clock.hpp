@@ -22,8 +22,7 @@ template <class C>
 concept time_source = std::copy_constructible<C> && requires(const C& c) {
   typename C::duration;
   typename C::time_point;
-  { c.now() }
-  noexcept->std::same_as<typename C::time_point>;
+  { c.now() } noexcept -> std::same_as<typename C::time_point>;
 };
 
 /// @brief The default time source: `std::chrono::steady_clock`.

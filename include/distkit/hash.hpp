@@ -30,9 +30,9 @@ namespace distkit::inline v0 {
 /// padding-free structs of those). Floating-point types are excluded: +0.0 and -0.0 compare
 /// equal but differ in bytes; hash `std::bit_cast<std::uint64_t>(x)` if that is what you mean.
 template <class Key>
-concept byte_hashable = std::convertible_to<const Key&, std::string_view> ||
-    std::convertible_to<const Key&, std::span<const std::byte>> ||
-    (std::is_trivially_copyable_v<Key>&& std::has_unique_object_representations_v<Key>);
+concept byte_hashable =
+    std::convertible_to<const Key&, std::string_view> || std::convertible_to<const Key&, std::span<const std::byte>> ||
+    (std::is_trivially_copyable_v<Key> && std::has_unique_object_representations_v<Key>);
 
 namespace detail {
 /// The bytes a `byte_hashable` key is hashed as.
@@ -57,8 +57,7 @@ template <byte_hashable Key>
 /// Optional: `static constexpr std::uint8_t id` names the algorithm in serialized formats.
 template <class H, class Key>
 concept hasher = std::copy_constructible<H> && requires(const H& h, const Key& key) {
-  { h(key) }
-  noexcept->std::same_as<std::uint64_t>;
+  { h(key) } noexcept -> std::same_as<std::uint64_t>;
 };
 
 /// @brief XXH3-64 with seed 0 over the key's bytes (xxHash, header-only).

@@ -46,11 +46,10 @@ struct ring_member {
 /// Optional: `static constexpr bool remove_last_only = true;` when only the most recently added
 /// member can be removed (jump).
 template <class P>
-concept placement = std::copy_constructible<P> &&
-    requires(P& p, const P& cp, std::span<const ring_member> members, std::uint64_t h, std::span<std::uint32_t> out) {
+concept placement = std::copy_constructible<P> && requires(P& p, const P& cp, std::span<const ring_member> members,
+                                                           std::uint64_t h, std::span<std::uint32_t> out) {
   p.build(members);
-  { cp.lookup(h) }
-  noexcept->std::same_as<std::uint32_t>;
+  { cp.lookup(h) } noexcept -> std::same_as<std::uint32_t>;
   { cp.lookup_n(h, out) } -> std::same_as<std::size_t>;
 };
 
@@ -850,7 +849,7 @@ class hash_ring {
   /// The index (in iteration order) of the node that owns `key`.
   /// @throws std::logic_error if the ring is empty.
   template <byte_hashable Key>
-  requires hasher<Hash, Key>
+    requires hasher<Hash, Key>
   [[nodiscard]] auto index_for(const Key& key) const -> std::size_t {
     if (DISTKIT_UNLIKELY(nodes_.empty())) detail::throw_logic_error("hash_ring", "lookup on an empty ring");
     return placement_.lookup(hash_(key));
@@ -859,12 +858,14 @@ class hash_ring {
   /// The node that owns `key`.
   /// @throws std::logic_error if the ring is empty.
   template <byte_hashable Key>
-  requires hasher<Hash, Key>
-  [[nodiscard]] auto node_for(const Key& key) const -> const Node& { return *nodes_[index_for(key)]; }
+    requires hasher<Hash, Key>
+  [[nodiscard]] auto node_for(const Key& key) const -> const Node& {
+    return *nodes_[index_for(key)];
+  }
 
   /// The node that owns `key`, or nullptr if the ring is empty.
   template <byte_hashable Key>
-  requires hasher<Hash, Key>
+    requires hasher<Hash, Key>
   [[nodiscard]] auto try_node_for(const Key& key) const noexcept -> const Node* {
     if (nodes_.empty()) return nullptr;
     return nodes_[placement_.lookup(hash_(key))];
@@ -875,7 +876,7 @@ class hash_ring {
   /// returns how many it wrote: `min(out.size(), size())`, or fewer when some nodes own no
   /// point (a ketama server whose share rounds to 0). Allocation-free for up to 32 nodes.
   template <byte_hashable Key>
-  requires hasher<Hash, Key>
+    requires hasher<Hash, Key>
   auto indices_for(const Key& key, std::span<std::uint32_t> out) const -> std::size_t {
     if (nodes_.empty()) return 0;
     return placement_.lookup_n(hash_(key), out);
@@ -885,7 +886,7 @@ class hash_ring {
   /// `n` larger than `size()` gives every node once; `n == 0` gives none. The result refers to
   /// this ring's nodes (valid until the ring changes) and converts to `std::vector<Node>`.
   template <byte_hashable Key>
-  requires hasher<Hash, Key>
+    requires hasher<Hash, Key>
   [[nodiscard]] auto nodes_for(const Key& key, std::size_t n) const -> replica_set<Node> {
     const std::size_t wanted = std::min(n, nodes_.size());
     replica_set<Node> out(wanted);
@@ -1029,10 +1030,12 @@ class concurrent_hash_ring {
 
   /// The node that owns `key` in the current ring. @throws std::logic_error if it is empty.
   template <byte_hashable Key>
-  requires hasher<Hash, Key>
-  [[nodiscard]] auto node_for(const Key& key) const -> Node { return snapshot()->node_for(key); }
+    requires hasher<Hash, Key>
+  [[nodiscard]] auto node_for(const Key& key) const -> Node {
+    return snapshot()->node_for(key);
+  }
   template <byte_hashable Key>
-  requires hasher<Hash, Key>
+    requires hasher<Hash, Key>
   [[nodiscard]] auto nodes_for(const Key& key, std::size_t n) const -> std::vector<Node> {
     return snapshot()->nodes_for(key, n);
   }
@@ -1125,7 +1128,7 @@ class bounded_load_ring {
   /// Assigns `key` to a node with room and counts it there; returns the node's index.
   /// @throws std::logic_error if the ring is empty.
   template <byte_hashable Key>
-  requires hasher<Hash, Key>
+    requires hasher<Hash, Key>
   auto acquire(const Key& key) -> std::size_t {
     const std::size_t i = peek(key);
     ++loads_[i];
@@ -1136,7 +1139,7 @@ class bounded_load_ring {
   /// The node `acquire(key)` would choose now, without counting it.
   /// @throws std::logic_error if the ring is empty.
   template <byte_hashable Key>
-  requires hasher<Hash, Key>
+    requires hasher<Hash, Key>
   [[nodiscard]] auto peek(const Key& key) const -> std::size_t {
     const std::size_t first = ring_.index_for(key);
     if (loads_[first] < capacity(first)) return first;

@@ -148,12 +148,12 @@ struct lb_random_archetype {
 }  // namespace detail
 
 template <class P>
-concept lb_picker = std::copy_constructible<P> &&
-    requires(const P& p, std::span<const lb_member> members, const typename P::table& t, const lb_pick_view& view,
-             const detail::lb_random_archetype& random) {
-  { p.build(members) } -> std::same_as<typename P::table>;
-  { p.choose(t, view, random) } -> std::same_as<std::uint32_t>;
-};
+concept lb_picker =
+    std::copy_constructible<P> && requires(const P& p, std::span<const lb_member> members, const typename P::table& t,
+                                           const lb_pick_view& view, const detail::lb_random_archetype& random) {
+      { p.build(members) } -> std::same_as<typename P::table>;
+      { p.choose(t, view, random) } -> std::same_as<std::uint32_t>;
+    };
 
 /// The index a picker returns when no endpoint is available.
 inline constexpr std::uint32_t lb_no_endpoint = detail::no_endpoint;
@@ -325,7 +325,7 @@ class p2c_least_request_picker {
 /// endpoint is its peak-sensitive moving average of response latency times `(active + 1)`,
 /// divided by `weight · ramp`; of two distinct random endpoints the cheaper wins.
 ///
-/// The average (kept by the balancer, decay time `load_balancer_config::ewma_decay`) jumps to a
+/// The average (kept by the balancer, decay time `load_balancer_options::ewma_decay`) jumps to a
 /// latency above it at once and decays towards lower ones. An endpoint with no response yet
 /// costs 0 while idle (so new endpoints get tried) and a large penalty per request in flight.
 /// Unlike Finagle the average is not decayed on read: an idle slow endpoint keeps its cost until
@@ -507,8 +507,8 @@ struct outlier_detection {
   std::uint32_t panic_threshold_percent = 50;  ///< 0..100; 0 never panics
   static constexpr bool ejects = true;
 
-  [[nodiscard]] auto breaker_config() const -> circuit_breaker_config {
-    circuit_breaker_config c;
+  [[nodiscard]] auto breaker_config() const -> circuit_breaker_options {
+    circuit_breaker_options c;
     c.failure_rate_threshold = failure_rate_threshold;
     c.sliding_window_size = failure_rate_window;
     c.minimum_number_of_calls = failure_rate_minimum;
@@ -549,8 +549,8 @@ struct outlier_detection {
 /// @brief No outlier detection: every endpoint is always available (its breaker never opens).
 struct no_outlier_detection {
   static constexpr bool ejects = false;
-  [[nodiscard]] auto breaker_config() const -> circuit_breaker_config {
-    circuit_breaker_config c;
+  [[nodiscard]] auto breaker_config() const -> circuit_breaker_options {
+    circuit_breaker_options c;
     c.success_batch = 1;
     return c;
   }
@@ -570,7 +570,7 @@ struct no_outlier_detection {
 template <class H>
 concept lb_health = std::copy_constructible<H> && requires(const H& h) {
   { H::ejects } -> std::convertible_to<bool>;
-  { h.breaker_config() } -> std::same_as<circuit_breaker_config>;
+  { h.breaker_config() } -> std::same_as<circuit_breaker_options>;
   h.validate();
   { h.consecutive_failures } -> std::convertible_to<std::uint32_t>;
   { h.latency_factor } -> std::convertible_to<double>;
@@ -658,7 +658,7 @@ struct aperture_member {
 }
 
 /// @brief Settings of `load_balancer` that do not depend on the picker or the health policy.
-struct load_balancer_config {
+struct load_balancer_options {
   /// Slow start (Envoy's `slow_start_config`): an endpoint added after the first pick, or
   /// returning from ejection, starts at `slow_start_min_weight_percent` of its weight and ramps
   /// to all of it over this window as `(elapsed / window)^(1 / aggression)`. 0 disables.
@@ -670,6 +670,8 @@ struct load_balancer_config {
   /// Seeds the pickers' random choices (deterministic when one thread picks).
   std::uint64_t seed = 0x5EED;
 };
+/// The former name of `load_balancer_options` (`_options`: configuration).
+using load_balancer_config [[deprecated("use distkit::load_balancer_options")]] = load_balancer_options;
 
 /// @brief A client-side load balancer over a changing set of endpoints.
 ///
@@ -706,7 +708,7 @@ struct load_balancer_config {
 /// @endcode
 template <class Endpoint, lb_picker Picker = p2c_least_request_picker, lb_health Health = outlier_detection,
           time_source Clock = steady_time>
-requires std::copy_constructible<Endpoint> && std::equality_comparable<Endpoint>
+  requires std::copy_constructible<Endpoint> && std::equality_comparable<Endpoint>
 class load_balancer {
   static constexpr bool needs_key_bytes = [] {
     if constexpr (requires { Picker::needs_key_bytes; }) {
@@ -721,7 +723,7 @@ class load_balancer {
   using breaker_type = circuit_breaker<count_window, Clock>;
 
   struct node {
-    node(const Endpoint& e, const circuit_breaker_config& c, const Clock& clock) : endpoint(e), breaker(c, clock) {}
+    node(const Endpoint& e, const circuit_breaker_options& c, const Clock& clock) : endpoint(e), breaker(c, clock) {}
     detail::lb_endpoint_core core;
     Endpoint endpoint;
     breaker_type breaker;
@@ -821,7 +823,7 @@ class load_balancer {
   };
 
   /// @throws std::invalid_argument naming the first parameter out of range.
-  explicit load_balancer(load_balancer_config config = {}, Picker picker = Picker{}, Health health = Health{},
+  explicit load_balancer(load_balancer_options config = {}, Picker picker = Picker{}, Health health = Health{},
                          Clock clock = Clock{})
       : config_(validated(config)),
         picker_(std::move(picker)),
@@ -898,7 +900,8 @@ class load_balancer {
 
   /// Chooses an endpoint for `key` (affinity pickers send equal keys to the same endpoint).
   template <byte_hashable Key>
-  requires needs_key_bytes [[nodiscard]] auto try_pick(const Key& key) -> std::optional<request> {
+    requires needs_key_bytes
+  [[nodiscard]] auto try_pick(const Key& key) -> std::optional<request> {
     return pick(picker_.hash_function()(key), true);
   }
 
@@ -965,12 +968,12 @@ class load_balancer {
     }
   }
 
-  [[nodiscard]] auto config() const noexcept -> const load_balancer_config& { return config_; }
+  [[nodiscard]] auto config() const noexcept -> const load_balancer_options& { return config_; }
   [[nodiscard]] auto health() const noexcept -> const Health& { return health_; }
   [[nodiscard]] auto picker() const noexcept -> const Picker& { return picker_; }
 
  private:
-  static auto validated(load_balancer_config c) -> load_balancer_config {
+  static auto validated(load_balancer_options c) -> load_balancer_options {
     if (c.slow_start_window.count() < 0) {
       detail::throw_invalid_argument("load_balancer", "slow_start_window", "must be >= 0 (ns)",
                                      c.slow_start_window.count());
@@ -1191,7 +1194,7 @@ class load_balancer {
     n.core.flags.fetch_or(detail::lb_endpoint_core::ramping_flag, std::memory_order_relaxed);
   }
 
-  load_balancer_config config_;
+  load_balancer_options config_;
   Picker picker_;
   Health health_;
   Clock clock_;

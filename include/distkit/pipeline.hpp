@@ -62,7 +62,7 @@ inline auto parallel(std::size_t max_concurrency = std::numeric_limits<std::size
 /// `e.defer(task)`, which queues a task behind the work already waiting (as `worker_pool::defer`
 /// does), gets the re-posts through it: then a task posted during a long or endless run runs
 /// before the run ends, even on a one-thread executor whose `post` from a worker runs newest
-/// first. `distkit::worker_pool` meets this with its default `overflow::block` policy; its
+/// first. `distkit::worker_pool` meets this with its default `blocking_overflow` policy; its
 /// `reject` and `caller_runs` policies do not.
 template <class E>
 concept pipeline_executor = requires(E& e, std::function<void()> task) {

@@ -220,7 +220,7 @@ class mpmc_queue {
   /// producer's item lands between them). Returns how many were taken (a prefix of the range);
   /// never waits.
   template <std::random_access_iterator It>
-  requires std::same_as<std::iter_value_t<It>, T>
+    requires std::same_as<std::iter_value_t<It>, T>
   [[nodiscard]] auto try_push_bulk(It first, It last) noexcept -> std::size_t {
     const auto wanted = static_cast<std::uint64_t>(last - first);
     if (wanted == 0) return 0;
@@ -536,7 +536,7 @@ class spsc_queue {
 
   /// Moves in as many of `[first, last)` as fit (a prefix); returns how many. Never waits.
   template <std::random_access_iterator It>
-  requires std::same_as<std::iter_value_t<It>, T>
+    requires std::same_as<std::iter_value_t<It>, T>
   [[nodiscard]] auto try_push_bulk(It first, It last) noexcept -> std::size_t {
     const std::uint64_t tail = tail_.load(std::memory_order_relaxed);
     if (tail & closed_bit) return 0;

@@ -137,12 +137,12 @@ __extension__ using uint128 = unsigned __int128;
 /// state is equivalent to a fresh one (the key can be evicted without changing any answer).
 template <class A>
 concept window_algorithm = std::default_initializable<typename A::state> && std::movable<typename A::state> &&
-    requires(typename A::state& s, const typename A::state& cs, const limit_params& p, std::int64_t now,
-             std::uint64_t cost) {
-  { A::name } -> std::convertible_to<std::string_view>;
-  { A::acquire(s, p, now, cost) } -> std::same_as<decision>;
-  { A::idle(cs, p, now) } -> std::same_as<bool>;
-};
+                           requires(typename A::state& s, const typename A::state& cs, const limit_params& p,
+                                    std::int64_t now, std::uint64_t cost) {
+                             { A::name } -> std::convertible_to<std::string_view>;
+                             { A::acquire(s, p, now, cost) } -> std::same_as<decision>;
+                             { A::idle(cs, p, now) } -> std::same_as<bool>;
+                           };
 
 /// @brief Exact sliding window: keeps the timestamp of every admitted unit for one window.
 ///
@@ -414,8 +414,8 @@ namespace detail {
 /// are lvalues, so the bytes of each stay valid while the batch is decided).
 template <class Keys>
 concept batch_keys = std::ranges::random_access_range<const Keys> &&
-    std::is_lvalue_reference_v<std::ranges::range_reference_t<const Keys>> &&
-    byte_hashable<std::ranges::range_value_t<Keys>>;
+                     std::is_lvalue_reference_v<std::ranges::range_reference_t<const Keys>> &&
+                     byte_hashable<std::ranges::range_value_t<Keys>>;
 /// The shape of the key accessor a store's `try_acquire_many` is given (for detection only).
 struct key_at_signature {
   auto operator()(std::size_t i) const -> std::string_view;
@@ -577,8 +577,7 @@ static_assert(limiter_store<local_store<gcra>>);
 /// `noexcept` and runs on the decision path.
 template <class M>
 concept limiter_metrics_policy = requires(M& m, const decision& d) {
-  { m.on_decision(d) }
-  noexcept;
+  { m.on_decision(d) } noexcept;
 };
 
 /// @brief The default metrics policy: records nothing and takes no space, so a limiter without
@@ -620,8 +619,8 @@ class rate_limiter {
   using time_point = typename Clock::time_point;
 
   /// Builds the store from the limit (the in-process store with default options).
-  explicit rate_limiter(rate_limit limit, Clock clock = Clock{},
-                        Metrics metrics = Metrics{}) requires std::constructible_from<Store, rate_limit>
+  explicit rate_limiter(rate_limit limit, Clock clock = Clock{}, Metrics metrics = Metrics{})
+    requires std::constructible_from<Store, rate_limit>
       : store_(limit), clock_(std::move(clock)), metrics_(std::move(metrics)) {}
 
   /// Takes a configured store (shard count, a Redis connection...).
@@ -656,14 +655,14 @@ class rate_limiter {
   /// batch over many cold keys costs a fraction of a cache miss per decision.
   /// @throws std::invalid_argument naming `out` if `out.size() != keys.size()`.
   template <std::ranges::random_access_range Keys>
-  requires detail::batch_keys<Keys>
+    requires detail::batch_keys<Keys>
   auto try_acquire_many(const Keys& keys, std::span<decision> out, std::uint64_t cost = 1) -> std::size_t {
     return try_acquire_many(keys, out, cost, clock_.now());
   }
 
   /// As above, at the caller's `now`.
   template <std::ranges::random_access_range Keys>
-  requires detail::batch_keys<Keys>
+    requires detail::batch_keys<Keys>
   auto try_acquire_many(const Keys& keys, std::span<decision> out, std::uint64_t cost, time_point now) -> std::size_t {
     const auto count = static_cast<std::size_t>(std::ranges::size(keys));
     if (out.size() != count) {
@@ -689,12 +688,18 @@ class rate_limiter {
   }
 
   /// Drops every idle key now (in-process store). Returns the keys dropped.
-  auto evict_idle() -> std::size_t requires requires(Store& s) { s.evict_idle(std::int64_t{}); }
-  { return store_.evict_idle(to_ns(clock_.now())); }
+  auto evict_idle() -> std::size_t
+    requires requires(Store& s) { s.evict_idle(std::int64_t{}); }
+  {
+    return store_.evict_idle(to_ns(clock_.now()));
+  }
 
   /// Key count and memory of the store.
-  [[nodiscard]] auto stats() const -> limiter_stats requires requires(const Store& s) { s.stats(); }
-  { return store_.stats(); }
+  [[nodiscard]] auto stats() const -> limiter_stats
+    requires requires(const Store& s) { s.stats(); }
+  {
+    return store_.stats();
+  }
 
   [[nodiscard]] auto policy() const noexcept -> const rate_limit& { return store_.policy(); }
   [[nodiscard]] auto store() noexcept -> Store& { return store_; }

@@ -37,6 +37,8 @@ class task_cancelled : public std::runtime_error {
 /// `wait` from one thread at a time.
 ///
 /// @code
+/// #include <distkit/worker_pool.hpp>  // the pool (which includes this header)
+///
 /// auto fib(distkit::worker_pool<>& pool, int n) -> long {
 ///   if (n < 2) return n;
 ///   long a = 0;

@@ -97,16 +97,16 @@ enum class settle_action { ack, nack, extend };
 /// - `s.dead_letters(group, const work_queue_options&, now) -> std::vector<dead_letter>`;
 /// - `s.pending(group, const work_queue_options&, now) -> std::size_t`.
 template <class S>
-concept work_queue_store = requires(S& s, std::string_view group, std::string payload, const publish_options& po,
-                                    const work_queue_options& o, std::chrono::nanoseconds t, std::uint64_t u,
-                                    std::size_t n, settle_action a) {
-  s.add_group(group, t);
-  { s.publish(std::move(payload), po, o, t) } -> std::same_as<publish_receipt>;
-  { s.consume(group, group, n, t, o, t) } -> std::same_as<std::vector<delivery>>;
-  { s.settle(group, u, u, a, t, o, t) } -> std::same_as<settle_result>;
-  { s.dead_letters(group, o, t) } -> std::same_as<std::vector<dead_letter>>;
-  { s.pending(group, o, t) } -> std::same_as<std::size_t>;
-};
+concept work_queue_store =
+    requires(S& s, std::string_view group, std::string payload, const publish_options& po, const work_queue_options& o,
+             std::chrono::nanoseconds t, std::uint64_t u, std::size_t n, settle_action a) {
+      s.add_group(group, t);
+      { s.publish(std::move(payload), po, o, t) } -> std::same_as<publish_receipt>;
+      { s.consume(group, group, n, t, o, t) } -> std::same_as<std::vector<delivery>>;
+      { s.settle(group, u, u, a, t, o, t) } -> std::same_as<settle_result>;
+      { s.dead_letters(group, o, t) } -> std::same_as<std::vector<dead_letter>>;
+      { s.pending(group, o, t) } -> std::same_as<std::size_t>;
+    };
 
 /// @brief The embedded store: everything in memory, one mutex.
 ///

@@ -39,36 +39,46 @@ namespace distkit::inline v0 {
 /// tasks that never ran back as `pool_task`s.
 using pool_task = detail::unique_function;
 
-/// Queue policies: where submitted tasks wait for a worker.
-namespace pool_queue {
+// Queue policies: where submitted tasks wait for a worker.
+
 /// Per-worker deques (LIFO for the owner, stolen from FIFO by idle workers) plus one inbox for
 /// threads outside the pool, from which workers take tasks in batches. The default.
-struct work_stealing {
+struct work_stealing_queue {
   static constexpr bool per_worker_deques = true;
 };
 /// One shared FIFO queue for every task. Simpler and strictly FIFO; slower under nesting.
 struct global_queue {
   static constexpr bool per_worker_deques = false;
 };
-}  // namespace pool_queue
 
 /// What `post`/`submit` from outside the pool do when a bounded inbox is full.
 enum class overflow_action { block, reject, caller_runs };
 
-/// Overflow policies (only used when `worker_pool_options::capacity` is non-zero).
-namespace overflow {
+// Overflow policies (only used when `worker_pool_options::capacity` is non-zero).
+
 /// The submitter waits until a worker takes a task from the inbox. The default.
-struct block {
+struct blocking_overflow {
   static constexpr overflow_action action = overflow_action::block;
 };
 /// `post` returns `admission::rejected` and `submit` an empty optional; nothing is queued.
-struct reject {
+struct rejecting_overflow {
   static constexpr overflow_action action = overflow_action::reject;
 };
 /// The submitting thread runs the task itself, which slows the producer down to the pool's pace.
-struct caller_runs {
+struct caller_runs_overflow {
   static constexpr overflow_action action = overflow_action::caller_runs;
 };
+
+/// The former spellings of the queue and overflow policies (one naming scheme now:
+/// `<name>_<role>`, as `split_block_layout` or `maglev_placement`).
+namespace pool_queue {
+using work_stealing [[deprecated("use distkit::work_stealing_queue")]] = work_stealing_queue;
+using global_queue [[deprecated("use distkit::global_queue")]] = distkit::global_queue;
+}  // namespace pool_queue
+namespace overflow {
+using block [[deprecated("use distkit::blocking_overflow")]] = blocking_overflow;
+using reject [[deprecated("use distkit::rejecting_overflow")]] = rejecting_overflow;
+using caller_runs [[deprecated("use distkit::caller_runs_overflow")]] = caller_runs_overflow;
 }  // namespace overflow
 
 /// A queue policy: `Q::per_worker_deques` is a `bool` constant.
@@ -83,14 +93,14 @@ concept overflow_policy = requires {
   { O::action } -> std::convertible_to<overflow_action>;
 };
 
-static_assert(task_queue_policy<pool_queue::work_stealing>);
-static_assert(task_queue_policy<pool_queue::global_queue>);
-static_assert(overflow_policy<overflow::block>);
-static_assert(overflow_policy<overflow::reject>);
-static_assert(overflow_policy<overflow::caller_runs>);
+static_assert(task_queue_policy<work_stealing_queue>);
+static_assert(task_queue_policy<global_queue>);
+static_assert(overflow_policy<blocking_overflow>);
+static_assert(overflow_policy<rejecting_overflow>);
+static_assert(overflow_policy<caller_runs_overflow>);
 
 /// The outcome of `post` under the reject policy and of `try_post`.
-enum class [[nodiscard]] admission{accepted, rejected};
+enum class [[nodiscard]] admission { accepted, rejected };
 
 /// How `shutdown` treats tasks that were accepted but have not started.
 enum class shutdown_mode {
@@ -156,11 +166,11 @@ class worker_pool;
 /// futures, fork-join that helps while waiting, bounded admission and a shutdown that never
 /// silently drops an accepted task.
 ///
-/// @tparam Queue    where tasks wait; models `task_queue_policy` (default: `pool_queue::work_stealing`;
-///                  also `pool_queue::global_queue`).
+/// @tparam Queue    where tasks wait; models `task_queue_policy` (default: `work_stealing_queue`;
+///                  also `global_queue`).
 /// @tparam Overflow what outside submitters do when a bounded inbox is full; models
-///                  `overflow_policy` (default: `overflow::block`; also `overflow::reject`,
-///                  `overflow::caller_runs`).
+///                  `overflow_policy` (default: `blocking_overflow`; also `rejecting_overflow`,
+///                  `caller_runs_overflow`).
 ///
 /// @throws std::invalid_argument from the constructor if `threads` is outside [1, 1024], or if
 ///         `capacity` is 0 with the reject or caller_runs policy; the message names the parameter.
@@ -196,7 +206,7 @@ class worker_pool;
 /// int value = answer.get();  // 42
 /// pool.wait_idle();
 /// @endcode
-template <task_queue_policy Queue = pool_queue::work_stealing, overflow_policy Overflow = overflow::block>
+template <task_queue_policy Queue = work_stealing_queue, overflow_policy Overflow = blocking_overflow>
 class worker_pool {
   static constexpr bool stealing = Queue::per_worker_deques;
   static constexpr overflow_action overflow_kind = Overflow::action;
@@ -273,8 +283,8 @@ class worker_pool {
   /// `caller_runs` runs `f` on the calling thread).
   /// @throws std::logic_error after shutdown.
   template <class F>
-  requires std::is_invocable_v < std::decay_t<F>
-  & > auto post(F&& f) -> post_result {
+    requires std::is_invocable_v<std::decay_t<F>&>
+  auto post(F&& f) -> post_result {
     if constexpr (rejects) {
       return admit(pool_task(std::forward<F>(f)), overflow_kind);
     } else {
@@ -291,8 +301,8 @@ class worker_pool {
   /// of holding a worker until the job ends.
   /// @throws std::logic_error after shutdown.
   template <class F>
-  requires std::is_invocable_v < std::decay_t<F>
-  & > auto defer(F&& f) -> post_result {
+    requires std::is_invocable_v<std::decay_t<F>&>
+  auto defer(F&& f) -> post_result {
     if (!is_worker_thread()) return post(std::forward<F>(f));
     if (DISTKIT_UNLIKELY(state_.load(std::memory_order_acquire) >= pool_state::cancelling)) throw_shut_down();
     pool_task task(std::forward<F>(f));
@@ -306,8 +316,8 @@ class worker_pool {
   /// `admission::rejected` when a bounded inbox is full.
   /// @throws std::logic_error after shutdown.
   template <class F>
-  requires std::is_invocable_v < std::decay_t<F>
-  & > [[nodiscard]] auto try_post(F&& f) -> admission {
+    requires std::is_invocable_v<std::decay_t<F>&>
+  [[nodiscard]] auto try_post(F&& f) -> admission {
     return admit(pool_task(std::forward<F>(f)), overflow_action::reject);
   }
 
@@ -346,9 +356,8 @@ class worker_pool {
   /// rethrown (remaining chunks are skipped).
   /// @throws std::logic_error after shutdown.
   template <class F>
-  requires(std::is_invocable_v<F&, std::size_t> ||
-           std::is_invocable_v<F&, std::size_t, std::size_t>) void parallel_for(std::size_t first, std::size_t last,
-                                                                                F&& f, std::size_t grain = 0) {
+    requires(std::is_invocable_v<F&, std::size_t> || std::is_invocable_v<F&, std::size_t, std::size_t>)
+  void parallel_for(std::size_t first, std::size_t last, F&& f, std::size_t grain = 0) {
     if (first >= last) return;
     const std::size_t n = last - first;
     if (grain == 0) grain = std::max<std::size_t>(1, n / (thread_count_ * 8));

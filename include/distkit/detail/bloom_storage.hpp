@@ -36,7 +36,7 @@ class bloom_words {
     const std::size_t bytes = count * sizeof(W);
     align_ = bytes >= bloom_huge_page ? bloom_huge_page : bloom_cache_line;
     const std::size_t rounded = (bytes + align_ - 1) / align_ * align_;
-    data_ = static_cast<W*>(::operator new (rounded, std::align_val_t{align_}));
+    data_ = static_cast<W*>(::operator new(rounded, std::align_val_t{align_}));
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
     if (align_ == bloom_huge_page) (void)::madvise(data_, rounded, MADV_HUGEPAGE);  // a hint; failure is harmless
 #endif
@@ -66,7 +66,7 @@ class bloom_words {
 
  private:
   void release() noexcept {
-    if (data_ != nullptr) ::operator delete (data_, std::align_val_t{align_});
+    if (data_ != nullptr) ::operator delete(data_, std::align_val_t{align_});
     data_ = nullptr;
   }
   W* data_ = nullptr;

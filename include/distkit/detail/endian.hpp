@@ -11,7 +11,7 @@
 namespace distkit::inline v0::detail {
 
 template <class T>
-requires std::is_integral_v<T>
+  requires std::is_integral_v<T>
 [[nodiscard]] constexpr auto byteswap(T value) noexcept -> T {
   if constexpr (sizeof(T) == 1) {
     return value;
@@ -27,7 +27,7 @@ requires std::is_integral_v<T>
 
 /// Reads a little-endian integer from possibly unaligned memory.
 template <class T>
-requires std::is_integral_v<T>
+  requires std::is_integral_v<T>
 [[nodiscard]] inline auto load_le(const void* src) noexcept -> T {
   T value;
   std::memcpy(&value, src, sizeof(T));
@@ -37,7 +37,7 @@ requires std::is_integral_v<T>
 
 /// Writes a little-endian integer to possibly unaligned memory.
 template <class T>
-requires std::is_integral_v<T>
+  requires std::is_integral_v<T>
 inline void store_le(void* dst, T value) noexcept {
   if constexpr (std::endian::native == std::endian::big) value = byteswap(value);
   std::memcpy(dst, &value, sizeof(T));

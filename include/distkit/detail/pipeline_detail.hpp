@@ -29,7 +29,7 @@ namespace distkit::inline v0::detail {
 template <std::size_t N, class F>
 constexpr auto visit_index(std::size_t index, F&& f) -> decltype(f(std::integral_constant<std::size_t, 0>{})) {
   using result = decltype(f(std::integral_constant<std::size_t, 0>{}));
-  return [&]<std::size_t... J>(std::index_sequence<J...>)->result {
+  return [&]<std::size_t... J>(std::index_sequence<J...>) -> result {
     if constexpr (std::is_void_v<result>) {
       (void)((index == J ? (f(std::integral_constant<std::size_t, J>{}), true) : false) || ...);
     } else {
@@ -37,8 +37,7 @@ constexpr auto visit_index(std::size_t index, F&& f) -> decltype(f(std::integral
       (void)((index == J ? (r = f(std::integral_constant<std::size_t, J>{}), true) : false) || ...);
       return r;
     }
-  }
-  (std::make_index_sequence<N>{});
+  }(std::make_index_sequence<N>{});
 }
 
 // ---- compile-time typing of a stage chain -------------------------------------------------------

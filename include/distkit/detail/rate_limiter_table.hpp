@@ -72,7 +72,7 @@ inline constexpr std::size_t huge_page_bytes = std::size_t{2} << 20;
 /// Allocates `bytes` aligned to `alignment`; when the alignment is a huge page, offers the
 /// range to transparent huge pages (advice only: failure is harmless).
 [[nodiscard]] inline auto allocate_lines(std::size_t bytes, std::size_t alignment) -> void* {
-  void* mem = ::operator new (bytes, std::align_val_t{alignment});
+  void* mem = ::operator new(bytes, std::align_val_t{alignment});
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
   if (alignment == huge_page_bytes) ::madvise(mem, bytes, MADV_HUGEPAGE);
 #endif
@@ -118,7 +118,7 @@ class table_arena {
       if (c.block != bytes || at < c.base || at >= c.base + huge_page_bytes) continue;
       c.used &= ~(std::uint32_t{1} << static_cast<std::size_t>(at - c.base) / bytes);
       if (c.used == 0) {
-        ::operator delete (static_cast<void*>(c.base), std::align_val_t{huge_page_bytes});
+        ::operator delete(static_cast<void*>(c.base), std::align_val_t{huge_page_bytes});
         chunks_[k] = chunks_.back();
         chunks_.pop_back();
       }
@@ -195,7 +195,7 @@ class slot_array {
     if (from_arena()) {
       table_arena::instance().deallocate(data_, bytes());
     } else {
-      ::operator delete (static_cast<void*>(data_), std::align_val_t{alignment()});
+      ::operator delete(static_cast<void*>(data_), std::align_val_t{alignment()});
     }
     data_ = nullptr;
   }

@@ -31,13 +31,16 @@ class unique_function {
   unique_function() noexcept = default;
 
   template <class F, class D = std::decay_t<F>>
-  requires(!std::is_same_v<D, unique_function> && std::is_invocable_v<D&>)
-      unique_function(F&& f) {  // NOLINT(google-explicit-constructor): implicit, like std::function
+    requires(!std::is_same_v<D, unique_function> && std::is_invocable_v<D&>)
+  unique_function(F&& f) {  // NOLINT(google-explicit-constructor): implicit, like std::function
     emplace<D, false>(std::forward<F>(f));
   }
 
   template <class F, class D = std::decay_t<F>>
-  requires(std::is_invocable_v<D&>) unique_function(cancellable_t, F&& f) { emplace<D, true>(std::forward<F>(f)); }
+    requires(std::is_invocable_v<D&>)
+  unique_function(cancellable_t, F&& f) {
+    emplace<D, true>(std::forward<F>(f));
+  }
 
   unique_function(unique_function&& other) noexcept { take(other); }
 

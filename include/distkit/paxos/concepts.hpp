@@ -52,21 +52,19 @@ struct recovered_state {
 /// `s.save_snapshot(const snapshot&)` (later syncs may drop entries the snapshot covers);
 /// `s.sync()` which throws if durability cannot be guaranteed (treated as fatal).
 template <class S>
-concept paxos_storage = requires(S& s, const ballot& b, std::span<const log_entry> entries, slot_t slot,
-                                 const snapshot& snap) {
-  { s.load() } -> std::same_as<recovered_state>;
-  s.save_promise(b);
-  s.append(entries);
-  s.save_commit(slot);
-  s.save_snapshot(snap);
-  s.sync();
-};
+concept paxos_storage =
+    requires(S& s, const ballot& b, std::span<const log_entry> entries, slot_t slot, const snapshot& snap) {
+      { s.load() } -> std::same_as<recovered_state>;
+      s.save_promise(b);
+      s.append(entries);
+      s.save_commit(slot);
+      s.save_snapshot(snap);
+      s.sync();
+    };
 
 /// @brief Delivers messages to other replicas: `t.send(const message&)` (best effort: the
 /// protocol tolerates loss, duplication and reordering). Must not call back into the replica.
 template <class T>
-concept paxos_transport = requires(T& t, const message& m) {
-  t.send(m);
-};
+concept paxos_transport = requires(T& t, const message& m) { t.send(m); };
 
 }  // namespace distkit::inline v0::paxos

@@ -79,14 +79,14 @@ struct history_op {
 /// a failed compare-and-set). The checker then takes such an operation as soon as it may and
 /// succeeds, without branching; a model that says `true` wrongly makes the checker wrong.
 template <class M>
-concept linearizability_model = requires(const typename M::state& s, const typename M::input& in,
-                                         const typename M::output& out) {
-  { M::init() } -> std::same_as<typename M::state>;
-  { M::step(s, in, out) } -> std::same_as<std::optional<typename M::state>>;
-  { M::hash(s) } -> std::convertible_to<std::uint64_t>;
-  { s == s } -> std::convertible_to<bool>;
-  { M::partition(in) } -> std::convertible_to<std::string>;
-};
+concept linearizability_model =
+    requires(const typename M::state& s, const typename M::input& in, const typename M::output& out) {
+      { M::init() } -> std::same_as<typename M::state>;
+      { M::step(s, in, out) } -> std::same_as<std::optional<typename M::state>>;
+      { M::hash(s) } -> std::convertible_to<std::uint64_t>;
+      { s == s } -> std::convertible_to<bool>;
+      { M::partition(in) } -> std::convertible_to<std::string>;
+    };
 
 /// The verdict of a check.
 enum class check_verdict : std::uint8_t {

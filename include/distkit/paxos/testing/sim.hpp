@@ -38,10 +38,12 @@ namespace distkit::inline v0::paxos::testing {
 /// -> history_op<model::input, model::output>` (a missing result: the outcome is unknown).
 template <class W>
 concept sim_workload = linearizability_model<typename W::model> &&
-    requires(W& w, std::mt19937_64& rng, const std::string& cmd, std::optional<std::string> res) {
-  { w.next(rng, std::uint64_t{}, std::uint64_t{}) } -> std::convertible_to<std::string>;
-  { w.to_op(cmd, res) } -> std::same_as<history_op<typename W::model::input, typename W::model::output>>;
-};
+                       requires(W& w, std::mt19937_64& rng, const std::string& cmd, std::optional<std::string> res) {
+                         { w.next(rng, std::uint64_t{}, std::uint64_t{}) } -> std::convertible_to<std::string>;
+                         {
+                           w.to_op(cmd, res)
+                         } -> std::same_as<history_op<typename W::model::input, typename W::model::output>>;
+                       };
 
 /// A workload of get/put/append/cas over a few keys for `kv_state_machine`; every written
 /// value is unique, so a stale or lost write shows in the history.
