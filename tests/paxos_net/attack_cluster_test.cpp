@@ -565,6 +565,7 @@ TEST_CASE("paxos_kv: cluster keys rotate under load with SIGHUP; no write fails,
   constexpr int clients = 64;
   std::atomic<bool> stop{false};
   std::atomic<int> failures{0};
+  std::atomic<int> appended{0};
   std::vector<int> written(clients, 0);
   std::vector<std::thread> threads;
   for (int i = 0; i < clients; ++i) {
@@ -577,9 +578,17 @@ TEST_CASE("paxos_kv: cluster keys rotate under load with SIGHUP; no write fails,
           return;
         }
         written[static_cast<std::size_t>(i)] = n + 1;
+        appended.fetch_add(1);
       }
     });
   }
+  // Waits (bounded) until the clients made 500 more appends.
+  auto await_traffic = [&] {
+    const int target = appended.load() + 500;
+    const auto until = steady::now() + 30s;
+    while (appended.load() < target && failures.load() == 0 && steady::now() < until) std::this_thread::yield();
+    REQUIRE(appended.load() >= target);
+  };
   auto rewrite_and_reload = [&](const std::string& text, std::uint64_t reloads, std::uint64_t reload_failures) {
     {
       std::ofstream out(key_file.string() + ".tmp");
@@ -601,9 +610,9 @@ TEST_CASE("paxos_kv: cluster keys rotate under load with SIGHUP; no write fails,
       REQUIRE(number(st, "key_reloads") == reloads);
       CHECK(number(st, "key_reload_failures") == reload_failures);
     }
-    std::this_thread::sleep_for(300ms);  // traffic under each configuration
+    await_traffic();  // writes under each configuration
   };
-  std::this_thread::sleep_for(300ms);
+  await_traffic();
   rewrite_and_reload("# distkit keyring\n0 " + old_key + "\n1 " + new_key + "\nsign 0\n", 1, 0);
   rewrite_and_reload("# distkit keyring\n0 " + old_key + "\n1 " + new_key + "\nsign 1\n", 2, 0);
   rewrite_and_reload("# distkit keyring\n1 " + new_key + "\n", 3, 0);
