@@ -114,76 +114,78 @@ class connection {
 };
 
 struct tally {
-  std::mutex mutex;
   std::vector<double> latencies_ms;
   std::map<std::string, std::uint64_t> by_backend;
   std::uint64_t errors = 0;
+
+  void answered(const std::string& backend, steady::duration took) {
+    latencies_ms.push_back(std::chrono::duration<double, std::milli>(took).count());
+    ++by_backend[backend];
+  }
+  void add(const tally& other) {
+    latencies_ms.insert(latencies_ms.end(), other.latencies_ms.begin(), other.latencies_ms.end());
+    for (const auto& [k, v] : other.by_backend) by_backend[k] += v;
+    errors += other.errors;
+  }
 };
 
-template <class Picker>
-void run_balanced(const std::vector<address>& backends, int clients, std::chrono::seconds duration, tally& t) {
-  distkit::load_balancer<std::size_t, Picker, distkit::no_outlier_detection> lb;
-  for (std::size_t i = 0; i < backends.size(); ++i) lb.add(i);
+/// Runs `clients` threads until `duration` ends, each calling its own requester (made by
+/// `make`, one per thread: it sends one request and records it) in a closed loop; adds every
+/// thread's tally to `total`.
+template <class MakeRequester>
+void run_clients(int clients, std::chrono::seconds duration, tally& total, MakeRequester make) {
   const auto until = steady::now() + duration;
+  std::mutex mutex;
   std::vector<std::thread> threads;
   for (int c = 0; c < clients; ++c) {
     threads.emplace_back([&] {
-      std::vector<std::unique_ptr<connection>> conns;
-      for (const auto& b : backends) conns.push_back(std::make_unique<connection>(b));
-      std::vector<double> mine;
-      std::map<std::string, std::uint64_t> counts;
-      std::uint64_t errors = 0;
-      while (steady::now() < until) {
-        auto req = lb.try_pick();
-        if (!req) continue;
-        const auto start = steady::now();
-        auto body = conns[req->endpoint()]->get();
-        const auto took = steady::now() - start;
-        if (!body) {
-          ++errors;
-          req->failure(took);
-          continue;
-        }
-        req->success(took);
-        mine.push_back(std::chrono::duration<double, std::milli>(took).count());
-        ++counts[*body];
-      }
-      const std::lock_guard lock(t.mutex);
-      t.latencies_ms.insert(t.latencies_ms.end(), mine.begin(), mine.end());
-      for (const auto& [k, v] : counts) t.by_backend[k] += v;
-      t.errors += errors;
+      auto request = make();
+      tally mine;
+      while (steady::now() < until) request(mine);
+      const std::lock_guard lock(mutex);
+      total.add(mine);
     });
   }
   for (auto& th : threads) th.join();
 }
 
-void run_proxied(const address& proxy, int clients, std::chrono::seconds duration, tally& t) {
-  const auto until = steady::now() + duration;
-  std::vector<std::thread> threads;
-  for (int c = 0; c < clients; ++c) {
-    threads.emplace_back([&] {
-      connection conn(proxy);
-      std::vector<double> mine;
-      std::map<std::string, std::uint64_t> counts;
-      std::uint64_t errors = 0;
-      while (steady::now() < until) {
-        const auto start = steady::now();
-        auto body = conn.get();
-        const auto took = steady::now() - start;
-        if (!body) {
-          ++errors;
-          continue;
-        }
-        mine.push_back(std::chrono::duration<double, std::milli>(took).count());
-        ++counts[*body];
+template <class Picker>
+void run_balanced(const std::vector<address>& backends, int clients, std::chrono::seconds duration, tally& t) {
+  distkit::load_balancer<std::size_t, Picker, distkit::no_outlier_detection> lb;
+  for (std::size_t i = 0; i < backends.size(); ++i) lb.add(i);
+  run_clients(clients, duration, t, [&] {
+    std::vector<std::unique_ptr<connection>> conns;
+    for (const auto& b : backends) conns.push_back(std::make_unique<connection>(b));
+    return [&lb, conns = std::move(conns)](tally& mine) {
+      auto req = lb.try_pick();
+      if (!req) return;
+      const auto start = steady::now();
+      auto body = conns[req->endpoint()]->get();
+      const auto took = steady::now() - start;
+      if (!body) {
+        ++mine.errors;
+        req->failure(took);
+        return;
       }
-      const std::lock_guard lock(t.mutex);
-      t.latencies_ms.insert(t.latencies_ms.end(), mine.begin(), mine.end());
-      for (const auto& [k, v] : counts) t.by_backend[k] += v;
-      t.errors += errors;
-    });
-  }
-  for (auto& th : threads) th.join();
+      req->success(took);
+      mine.answered(*body, took);
+    };
+  });
+}
+
+void run_proxied(const address& proxy, int clients, std::chrono::seconds duration, tally& t) {
+  run_clients(clients, duration, t, [&] {
+    return [conn = std::make_unique<connection>(proxy)](tally& mine) {
+      const auto start = steady::now();
+      auto body = conn->get();
+      const auto took = steady::now() - start;
+      if (!body) {
+        ++mine.errors;
+        return;
+      }
+      mine.answered(*body, took);
+    };
+  });
 }
 
 }  // namespace
