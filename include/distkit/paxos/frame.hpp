@@ -532,15 +532,15 @@ struct frame_decoder_options {
   /// This node; frames addressed to another node are refused.
   frame_node_id node_id = 0;
   /// Senders accepted. Empty: any sender other than this node.
-  std::vector<frame_node_id> peers;
+  std::vector<frame_node_id> peers{};
   /// Largest body accepted; a longer length prefix is refused before anything is allocated.
   std::size_t max_body = frame_format::default_max_body;
   /// With a key, every frame must carry a valid HMAC-SHA256; without, a signed frame is refused
   /// (a configuration mismatch between nodes).
-  std::optional<frame_key> key;
+  std::optional<frame_key> key{};
   /// Instead of `key`: every key a sender may sign with, by id (a frame names its key's id; an
   /// id not in the ring is refused as `unknown_key`). Takes precedence over `key`.
-  std::optional<frame_keyring> keyring;
+  std::optional<frame_keyring> keyring{};
 };
 /// Deprecated: the former name of `frame_decoder_options`.
 using frame_decoder_config [[deprecated("use frame_decoder_options")]] = frame_decoder_options;

@@ -78,10 +78,10 @@ struct tcp_transport_options {
   /// Every other node of the cluster. Frames from ids not listed here are refused.
   std::map<frame_node_id, tcp_endpoint> peers;
   /// Cluster key: when set, every frame is signed and every unsigned or forged frame refused.
-  std::optional<frame_key> key;
+  std::optional<frame_key> key{};
   /// Instead of `key`: several keys by id, one of them signing (see `frame_keyring`), so that
   /// `rekey` can rotate them while the cluster runs. Takes precedence over `key`.
-  std::optional<frame_keyring> keyring;
+  std::optional<frame_keyring> keyring{};
   std::size_t max_body = frame_format::default_max_body;
   /// Per-peer send queue bounds (frames and bytes).
   std::size_t queue_frames = 8192;
