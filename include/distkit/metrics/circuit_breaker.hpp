@@ -39,6 +39,8 @@ namespace distkit::inline v0 {
 /// @endcode
 class breaker_registry_metrics {
  public:
+  /// @param registry where the series are created (it must outlive this policy and its copies)
+  /// @param breaker the `breaker` label value of every series
   /// @param durations how the call-duration histograms record: by default nanoseconds exposed
   ///        as seconds, Prometheus's default `le` bounds (5 ms to 10 s).
   /// @throws std::invalid_argument naming `label_values` if `breaker` is not valid UTF-8, or the
