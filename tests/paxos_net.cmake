@@ -6,6 +6,8 @@ if(TARGET distkit::openssl)
 endif()
 if(TARGET distkit::tcp)
   distkit_add_test(paxos_tcp SOURCES paxos_net/tcp_transport_test.cpp LIBS distkit::tcp CONCURRENT TIMEOUT 60)
+  # Mutual TLS 1.3 on the peer port, with certificates made at test time.
+  distkit_add_test(paxos_tls SOURCES paxos_net/tls_transport_test.cpp LIBS distkit::tcp CONCURRENT TIMEOUT 60)
 endif()
 
 # The process-level fault test: 3 real servers, kill -9, restarts, partitions, a linearizable
