@@ -54,3 +54,17 @@ if(TARGET distkit::tcp AND DISTKIT_BUILD_EXAMPLES AND NOT DISTKIT_SANITIZE AND N
   set_tests_properties("paxos_kv: strangers on the peer and client ports exhaust neither memory nor connection slots"
                        PROPERTIES LABELS "paxos_kv;cluster;security" TIMEOUT 240)
 endif()
+
+# Mutual TLS on 3 real servers: writes and reads, strangers with a wrong-CA certificate or
+# plain TCP refused, SIGHUP reload. Unsanitised leg only, like the fault test above.
+if(TARGET distkit::tcp AND DISTKIT_BUILD_EXAMPLES AND NOT DISTKIT_SANITIZE AND NOT DISTKIT_CONCURRENT_ONLY)
+  add_executable(paxos_kv_tls_test paxos_net/tls_cluster_test.cpp $<TARGET_OBJECTS:distkit_catch_main>)
+  target_include_directories(paxos_kv_tls_test PRIVATE ${CMAKE_CURRENT_SOURCE_DIR} ${PROJECT_SOURCE_DIR}/examples)
+  target_link_libraries(paxos_kv_tls_test PRIVATE distkit::tcp Catch2::Catch2 distkit_warnings distkit_sanitize)
+  target_compile_definitions(paxos_kv_tls_test PRIVATE PAXOS_KV_SERVER="$<TARGET_FILE:paxos_kv_server>")
+  add_dependencies(paxos_kv_tls_test paxos_kv_server)
+  add_test(NAME "paxos_kv: a cluster of 3 processes over mutual TLS serves writes and reads and refuses strangers"
+           COMMAND paxos_kv_tls_test)
+  set_tests_properties("paxos_kv: a cluster of 3 processes over mutual TLS serves writes and reads and refuses strangers"
+                       PROPERTIES LABELS "paxos_kv;cluster;security" TIMEOUT 120)
+endif()
