@@ -4,6 +4,10 @@
 //   paxos_kv_server --id 1 --peers 1=127.0.0.1:7001:8001,2=127.0.0.1:7002:8002,3=127.0.0.1:7003:8003
 //                   --data-dir /var/lib/kv1 [--client-port 8001] --cluster-key-file cluster.key
 //                   [--metrics-listen 127.0.0.1:9101]
+//                   [--tls-cert node1.pem --tls-key node1.key --tls-ca ca.pem]
+//
+// With --tls-*, every peer connection is mutual TLS 1.3 (the certificate names the member as
+// node-<id>); SIGHUP re-reads those files along with the cluster key file.
 //
 // With --metrics-listen, `GET /metrics` on that address answers the Prometheus text format:
 // the replica's figures are read when scraped (callback families), and the time of each persist

@@ -171,8 +171,8 @@ using tcp_transport_counters [[deprecated("use tcp_transport_stats")]] = tcp_tra
 ///         zero queue bounds, an unresolvable address), naming the parameter; `std::system_error`
 ///         if the listening socket cannot be bound.
 ///
-/// **Thread safety:** `send`, `receive`, `try_receive`, `set_peer`, `counters` and `frame_stats`
-/// may be called from any thread. Messages from one sender to one receiver arrive in send order,
+/// **Thread safety:** `send`, `receive`, `try_receive`, `set_peer`, `rekey`, `reload_tls`,
+/// `counters` and `frame_stats` may be called from any thread. Messages from one sender to one receiver arrive in send order,
 /// with possible gaps (drops) and never duplicates.
 /// **Complexity:** `send` is O(body) (copy, CRC-32C, HMAC) plus amortised O(1) queueing.
 /// @code
