@@ -8,6 +8,13 @@ if(TARGET distkit::tcp)
   distkit_add_test(paxos_tcp SOURCES paxos_net/tcp_transport_test.cpp LIBS distkit::tcp CONCURRENT TIMEOUT 60)
   # Mutual TLS 1.3 on the peer port, with certificates made at test time.
   distkit_add_test(paxos_tls SOURCES paxos_net/tls_transport_test.cpp LIBS distkit::tcp CONCURRENT TIMEOUT 60)
+  # The same file with the peer verification and the identity check taken out (test-only
+  # mutations): the strangers of the refusal tests must then get in.
+  distkit_add_test(paxos_tls_mutation SOURCES paxos_net/tls_transport_test.cpp LIBS distkit::tcp TIMEOUT 60)
+  if(TARGET paxos_tls_mutation_test)
+    target_compile_definitions(paxos_tls_mutation_test PRIVATE DISTKIT_TLS_MUTATION_NO_PEER_VERIFY=1
+                                                               DISTKIT_TLS_MUTATION_NO_IDENTITY_CHECK=1)
+  endif()
 endif()
 
 # The process-level fault test: 3 real servers, kill -9, restarts, partitions, a linearizable

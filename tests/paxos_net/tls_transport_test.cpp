@@ -1,6 +1,11 @@
 // SPDX-License-Identifier: MIT
 // tests/paxos_net/tls_transport_test.cpp: the TCP transport with mutual TLS 1.3 over loopback,
 // against strangers with the wrong certificate, none, an expired one, or none of TLS at all.
+//
+// Compiled twice: normally, and with the test-only mutations DISTKIT_TLS_MUTATION_NO_PEER_VERIFY
+// (peer certificates not verified) and DISTKIT_TLS_MUTATION_NO_IDENTITY_CHECK (the hello's sender
+// not checked against the certificate), where only the mutation case is built: it shows that
+// the strangers the refusal tests use get through without those checks.
 #include "distkit/paxos/tcp_transport.hpp"
 
 #include <arpa/inet.h>
@@ -72,7 +77,7 @@ auto receive_n(tcp_transport& t, std::size_t n) -> std::vector<std::string> {
 }
 
 /// Waits (at most 10 s) until `done` holds; returns whether it did.
-auto eventually(const std::function<bool()>& done) -> bool {
+[[maybe_unused]] auto eventually(const std::function<bool()>& done) -> bool {
   const auto deadline = std::chrono::steady_clock::now() + 10s;
   while (!done()) {
     if (std::chrono::steady_clock::now() > deadline) return false;
@@ -83,7 +88,8 @@ auto eventually(const std::function<bool()>& done) -> bool {
 
 /// A TLS client with or without a certificate: does the server let it read its challenge?
 /// Every operation is bounded by `io.run_for`.
-auto tls_probe_gets_challenge(std::uint16_t port, const std::string& ca_file, const test_node_cert* cert) -> bool {
+[[maybe_unused]] auto tls_probe_gets_challenge(std::uint16_t port, const std::string& ca_file,
+                                               const test_node_cert* cert) -> bool {
   asio::io_context io;
   asio::ssl::context ctx(asio::ssl::context::tls_client);
   SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_3_VERSION);
@@ -129,7 +135,7 @@ class raw_holder {
 };
 
 /// Sends `n` numbered messages from a to its peer 2 and checks that b receives them in order.
-void exchange(tcp_transport& a, tcp_transport& b, int n, int& next) {
+[[maybe_unused]] void exchange(tcp_transport& a, tcp_transport& b, int n, int& next) {
   for (int i = 0; i < n; ++i) REQUIRE(a.send(2, bytes_of("m" + std::to_string(next + i))));
   auto got = receive_n(b, static_cast<std::size_t>(n));
   REQUIRE(got.size() == static_cast<std::size_t>(n));
@@ -138,6 +144,36 @@ void exchange(tcp_transport& a, tcp_transport& b, int n, int& next) {
 }
 
 }  // namespace
+
+#if defined(DISTKIT_TLS_MUTATION_NO_PEER_VERIFY) || defined(DISTKIT_TLS_MUTATION_NO_IDENTITY_CHECK)
+
+TEST_CASE("tcp_transport mutations: without verification or the identity check, the refusal tests' strangers get in",
+          "[paxos_tls][mutation]") {
+  test_pki pki;
+  auto ca = pki.make_ca("cluster");
+  auto other_ca = pki.make_ca("other");
+  auto c2 = pki.issue(ca, "node-2", "n2");
+  tcp_transport b(config_for(2, {1}, tls_of(c2)));
+  // Needs DISTKIT_TLS_MUTATION_NO_PEER_VERIFY: a certificate from another CA.
+  auto stranger = pki.issue(other_ca, "node-1", "stranger");
+  {
+    tcp_transport a(config_for(1, {2}, tls_of(stranger, pki.bundle("both.pem", {&ca, &other_ca}))));
+    a.set_peer(2, {"127.0.0.1", b.local_port()});
+    REQUIRE(a.send(2, bytes_of("from another CA")));
+    CHECK(receive_n(b, 1) == std::vector<std::string>{"from another CA"});
+  }
+  // Needs DISTKIT_TLS_MUTATION_NO_IDENTITY_CHECK: node 3's certificate from the cluster's CA
+  // (verified or not, it does not name node 1).
+  auto impostor = pki.issue(ca, "node-3", "n3");
+  {
+    tcp_transport a(config_for(1, {2}, tls_of(impostor)));
+    a.set_peer(2, {"127.0.0.1", b.local_port()});
+    REQUIRE(a.send(2, bytes_of("with node 3's certificate")));
+    CHECK(receive_n(b, 1) == std::vector<std::string>{"with node 3's certificate"});
+  }
+}
+
+#else
 
 TEST_CASE("tcp_transport with mutual TLS delivers messages both ways between members of one CA",
           "[paxos_tls][tcp_transport][security]") {
@@ -248,7 +284,7 @@ TEST_CASE("tcp_transport with mutual TLS: strangers holding unfinished TLS hands
   tcp_transport b(std::move(b_options));
   // 64 strangers open a connection each and start a TLS record (a handshake record header
   // announcing 512 bytes) that never arrives; half send nothing at all.
-  std::vector<std::unique_ptr<raw_holder>> strangers;
+  std::vector<std::unique_ptr<raw_holder> > strangers;
   const std::vector<unsigned char> record_start{0x16, 0x03, 0x01, 0x02, 0x00};
   for (int i = 0; i < 64; ++i) {
     strangers.push_back(
@@ -283,7 +319,7 @@ TEST_CASE("tcp_transport reload_tls swaps certificates and the CA while messages
   // Each step is done on every node, then a new connection is opened (set_peer reconnects)
   // while messages flow: 1) trust both CAs, 2) present the new certificates, 3) trust only the
   // new CA.
-  const std::vector<std::pair<tcp_tls_options, tcp_tls_options>> steps{
+  const std::vector<std::pair<tcp_tls_options, tcp_tls_options> > steps{
       {tls_of(old1, both), tls_of(old2, both)},
       {tls_of(new1, both), tls_of(new2, both)},
       {tls_of(new1), tls_of(new2)},
@@ -342,3 +378,5 @@ TEST_CASE("tcp_transport TLS configuration errors name the parameter or the file
   tcp_transport plain(config_for(1, {2}, std::nullopt));
   REQUIRE_THROWS_WITH(plain.reload_tls(tls_of(c1)), Catch::Contains("tls"));
 }
+
+#endif

@@ -172,8 +172,8 @@ using tcp_transport_counters [[deprecated("use tcp_transport_stats")]] = tcp_tra
 ///         if the listening socket cannot be bound.
 ///
 /// **Thread safety:** `send`, `receive`, `try_receive`, `set_peer`, `rekey`, `reload_tls`,
-/// `counters` and `frame_stats` may be called from any thread. Messages from one sender to one receiver arrive in send order,
-/// with possible gaps (drops) and never duplicates.
+/// `counters` and `frame_stats` may be called from any thread. Messages from one sender to one
+/// receiver arrive in send order, with possible gaps (drops) and never duplicates.
 /// **Complexity:** `send` is O(body) (copy, CRC-32C, HMAC) plus amortised O(1) queueing.
 /// @code
 /// distkit::paxos::tcp_transport_options cfg;
@@ -924,6 +924,7 @@ class tcp_transport {
             return;
           }
           if (!conn->verified) {
+#if !defined(DISTKIT_TLS_MUTATION_NO_IDENTITY_CHECK)  // test-only mutation: the TLS tests must catch it
             // With the node id bound to certificates, the hello's sender must be the one the
             // connection's certificate names.
             if (conn->tls && conn->tls->state->options.bind_node_id &&
@@ -933,6 +934,7 @@ class tcp_transport {
               close_inbound(conn, true);
               return;
             }
+#endif
             if (!promote(conn, conn->header.from)) return;
           }
           if (conn->header.from != conn->peer) {

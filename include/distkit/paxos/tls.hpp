@@ -138,7 +138,11 @@ inline auto make_tls_state(const tcp_tls_options& o) -> std::shared_ptr<tls_stat
   if (SSL_CTX_load_verify_locations(native, o.ca_file.c_str(), nullptr) != 1) {
     fail("tls.ca_file '" + o.ca_file + "' does not load");
   }
+#if !defined(DISTKIT_TLS_MUTATION_NO_PEER_VERIFY)  // test-only mutation: the TLS tests must catch it
   SSL_CTX_set_verify(native, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+#else
+  SSL_CTX_set_verify(native, SSL_VERIFY_NONE, nullptr);
+#endif
   return state;
 }
 
