@@ -1027,6 +1027,9 @@ class server {
 }  // namespace
 
 auto main(int argc, char** argv) -> int {
+  // SIGHUP means "reload" (the server's handler is installed once it runs); until then one is
+  // ignored rather than ending the process: the files it would reload are read at start-up.
+  std::signal(SIGHUP, SIG_IGN);
   try {
     auto opts = parse_options(argc, argv);
     if (!opts) return 0;

@@ -3,7 +3,7 @@
 // runs mutual TLS 1.3 (certificates made at test time, no cluster key): writes and reads
 // succeed; a peer with a certificate from another CA, and a plain-TCP peer, are refused and
 // counted; SIGHUP reloads the certificates, and a CA file that does not load keeps the ones in
-// use; certificates and CA rotate under the load of 256 clients, with a member restarted after
+// use; certificates, CA and HMAC keys rotate under the load of 256 clients, with a member restarted after
 // each step so that new connections use the new files, and no write fails, is lost or repeats.
 // Every wait is bounded; nothing sleeps to time.
 #include <signal.h>
@@ -14,11 +14,13 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iostream>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -45,6 +47,12 @@ auto number(const std::optional<std::string>& status, const std::string& name) -
   return v.empty() ? 0 : std::stoull(v);
 }
 
+/// The server binary: PAXOS_KV_TLS_SERVER names another one (for example a sanitized build).
+auto server_binary() -> std::string {
+  const char* other = std::getenv("PAXOS_KV_TLS_SERVER");
+  return other != nullptr ? std::string(other) : std::string(PAXOS_KV_SERVER);
+}
+
 /// Polls `done` until it holds or 20 s pass; returns whether it held.
 auto eventually(const std::function<bool()>& done) -> bool {
   const auto deadline = steady::now() + 20s;
@@ -61,8 +69,9 @@ void replace_file(const std::string& from, const std::string& to) {
   fs::rename(to + ".tmp", to);
 }
 
-/// Three paxos_kv servers with mutual TLS, member i reading node<i>.pem, node<i>.key and
-/// ca<i>.pem in `dir` (the caller writes them before `start`).
+/// Three paxos_kv servers with mutual TLS and HMAC frames inside, member i reading node<i>.pem,
+/// node<i>.key, ca<i>.pem and its keyring node<i>.keyring in `dir` (the caller writes them
+/// before `start`).
 struct tls_cluster {
   static constexpr int n = 3;
   fs::path dir;
@@ -82,20 +91,21 @@ struct tls_cluster {
     }
     for (int i = 1; i <= n; ++i) {
       const auto id = std::to_string(i);
-      servers[i].args = {PAXOS_KV_SERVER,
+      servers[i].args = {server_binary(),
                          "--id",
                          id,
                          "--peers",
                          peers,
                          "--data-dir",
                          (dir / ("data" + id)).string(),
+                         "--cluster-key-file",
+                         file(i, "keyring"),
                          "--tls-cert",
                          file(i, "pem"),
                          "--tls-key",
                          file(i, "key"),
                          "--tls-ca",
-                         ca(i),
-                         "--quiet"};
+                         ca(i)};  // not --quiet: a failure shows the servers' logs
       servers[i].log = (dir / ("node" + id + ".log")).string();
       addresses.push_back({"127.0.0.1", client_port[i]});
     }
@@ -146,7 +156,7 @@ TEST_CASE("paxos_kv with mutual TLS: a 3-process cluster serves writes and reads
     }
   } stop_all{servers};
   for (int i = 1; i <= n; ++i) {
-    servers[i].args = {PAXOS_KV_SERVER,
+    servers[i].args = {server_binary(),
                        "--id",
                        std::to_string(i),
                        "--peers",
@@ -229,7 +239,7 @@ TEST_CASE("paxos_kv refuses to start with part of the TLS files, naming the miss
   auto ca = pki.make_ca("cluster");
   auto c1 = pki.issue(ca, "node-1", "n1");
   server_process s;
-  s.args = {PAXOS_KV_SERVER,
+  s.args = {server_binary(),
             "--id",
             "1",
             "--peers",
@@ -247,8 +257,8 @@ TEST_CASE("paxos_kv refuses to start with part of the TLS files, naming the miss
 }
 
 TEST_CASE(
-    "paxos_kv with mutual TLS: certificates and CA rotate under load with SIGHUP and restarts; no write fails, "
-    "is lost or repeats",
+    "paxos_kv with mutual TLS: certificates, CA and HMAC keys rotate under load with SIGHUP and restarts; no "
+    "write fails, is lost or repeats",
     "[paxos_kv][cluster][security][tls]") {
   distkit_test::test_pki pki;
   auto old_ca = pki.make_ca("old");
@@ -256,6 +266,14 @@ TEST_CASE(
   const auto both = pki.bundle("both.pem", {&old_ca, &new_ca});
   std::array<distkit_test::test_node_cert, tls_cluster::n + 1> old_certs, new_certs;
   tls_cluster c(pki.dir() / "cluster");
+  const std::string old_key = "the old cluster key of the tls rotation test";
+  const std::string new_key = "the new cluster key of the tls rotation test";
+  auto write_keyrings = [&](const std::string& text) {
+    for (int i = 1; i <= tls_cluster::n; ++i) {
+      std::ofstream(c.file(i, "keyring") + ".tmp") << text;
+      fs::rename(c.file(i, "keyring") + ".tmp", c.file(i, "keyring"));
+    }
+  };
   fs::create_directories(c.dir);
   for (int i = 1; i <= tls_cluster::n; ++i) {
     old_certs[i] = pki.issue(old_ca, "node-" + std::to_string(i), "old" + std::to_string(i));
@@ -263,6 +281,7 @@ TEST_CASE(
     replace_file(old_certs[i].cert_file, c.file(i, "pem"));
     replace_file(old_certs[i].key_file, c.file(i, "key"));
     replace_file(old_ca.cert_file, c.ca(i));
+    std::ofstream(c.file(i, "keyring")) << "# distkit keyring\n0 " << old_key << "\nsign 0\n";
     c.servers[i].start();
   }
   INFO("server logs in " << c.dir.string());
@@ -306,14 +325,34 @@ TEST_CASE(
     while (appended.load() < target && failures.load() == 0 && steady::now() < until) std::this_thread::yield();
     REQUIRE(appended.load() >= target);
   };
-  // Sends SIGHUP to every member and waits (bounded) until each counted one more `field`.
-  auto reload_all = [&](const std::string& field) {
-    std::array<std::uint64_t, tls_cluster::n + 1> before{};
-    for (int i = 1; i <= tls_cluster::n; ++i) before[i] = number(admin.status(static_cast<std::size_t>(i - 1)), field);
+  // Sends SIGHUP to every member and waits (bounded) until each counted one more `tls_field`
+  // and one more key reload.
+  auto reload_all = [&](const std::string& tls_field) {
+    std::array<std::uint64_t, tls_cluster::n + 1> tls_before{}, keys_before{};
+    for (int i = 1; i <= tls_cluster::n; ++i) {
+      auto st = admin.status(static_cast<std::size_t>(i - 1));
+      tls_before[i] = number(st, tls_field);
+      keys_before[i] = number(st, "key_reloads");
+    }
     for (int i = 1; i <= tls_cluster::n; ++i) REQUIRE(::kill(c.servers[i].pid, SIGHUP) == 0);
     for (int i = 1; i <= tls_cluster::n; ++i) {
-      INFO("server " << i << " " << field);
-      CHECK(eventually([&] { return number(admin.status(static_cast<std::size_t>(i - 1)), field) > before[i]; }));
+      const bool reloaded = eventually([&] {
+        auto st = admin.status(static_cast<std::size_t>(i - 1));
+        return number(st, tls_field) > tls_before[i] && number(st, "key_reloads") > keys_before[i];
+      });
+      if (!reloaded) {
+        auto read = [](const std::string& path) {
+          std::ifstream in(path);
+          std::stringstream ss;
+          ss << in.rdbuf();
+          return ss.str();
+        };
+        const auto proc = "/proc/" + std::to_string(c.servers[i].pid);
+        FAIL_CHECK("server " << i << " did not count " << tls_field << "; pid " << c.servers[i].pid << " cmdline "
+                             << read(proc + "/cmdline").substr(0, 40) << "\nwchan " << read(proc + "/wchan")
+                             << "\nstatus " << read(proc + "/status").substr(0, 200) << "\nits output:\n"
+                             << c.servers[i].output());
+      }
     }
   };
   // A restarted member opens new connections (and its peers open new ones to it): with the
@@ -321,15 +360,19 @@ TEST_CASE(
   auto restart = [&](int i) {
     c.servers[i].kill9();
     c.servers[i].start();
+    INFO("restarted server " << i);
+    REQUIRE(eventually([&] { return admin.status(static_cast<std::size_t>(i - 1)).has_value(); }));
   };
 
   await_traffic();
-  // 1) every member trusts both CAs.
+  // 1) every member trusts both CAs, and accepts both keys.
   for (int i = 1; i <= tls_cluster::n; ++i) replace_file(both, c.ca(i));
+  write_keyrings("# distkit keyring\n0 " + old_key + "\n1 " + new_key + "\nsign 0\n");
   reload_all("tls_reloads");
   restart(1);
   await_traffic();
-  // 2) every member presents its certificate from the new CA.
+  // 2) every member presents its certificate from the new CA, and signs with the new key.
+  write_keyrings("# distkit keyring\n0 " + old_key + "\n1 " + new_key + "\nsign 1\n");
   for (int i = 1; i <= tls_cluster::n; ++i) {
     replace_file(new_certs[i].cert_file, c.file(i, "pem"));
     replace_file(new_certs[i].key_file, c.file(i, "key"));
@@ -337,8 +380,9 @@ TEST_CASE(
   reload_all("tls_reloads");
   restart(2);
   await_traffic();
-  // 3) every member trusts only the new CA.
+  // 3) every member trusts only the new CA, and accepts only the new key.
   for (int i = 1; i <= tls_cluster::n; ++i) replace_file(new_ca.cert_file, c.ca(i));
+  write_keyrings("# distkit keyring\n1 " + new_key + "\nsign 1\n");
   reload_all("tls_reloads");
   restart(3);
   await_traffic();
@@ -357,7 +401,7 @@ TEST_CASE(
   int total = 0;
   for (int w : written) total += w;
   std::cout << "[paxos_kv tls rotate] " << clients << " clients, " << total
-            << " appends through 3 certificate reloads and 3 restarts\n";
+            << " appends through 3 certificate and key reloads and 3 restarts\n";
   // Every client's appends are there exactly once each, in order.
   for (int i = 0; i < clients; ++i) {
     std::string expected;
@@ -372,6 +416,8 @@ TEST_CASE(
     INFO("server " << i << ": " << *st);
     CHECK(number(st, "peer_tls_handshake_failed") == 0);
     CHECK(number(st, "peer_tls_outbound_failed") == 0);
+    CHECK(number(st, "frame_refused_unknown_key") == 0);
+    CHECK(number(st, "frame_refused_bad_mac") == 0);
   }
   px::tcp_transport_options o;
   o.node_id = 1;

@@ -2,7 +2,8 @@
 // tests/support/tls_certs.hpp: throwaway CAs and node certificates made at test time (OpenSSL 3 API).
 //
 // Keys are EC P-256 (fast to make). Each certificate is written as PEM into a fresh directory
-// under the system's temporary directory, removed with the `test_pki`.
+// under the system's temporary directory, removed with the `test_pki` (kept when the
+// environment sets DISTKIT_TEST_KEEP_FILES).
 #pragma once
 
 #include <openssl/evp.h>
@@ -13,6 +14,7 @@
 
 #include <unistd.h>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <stdexcept>
@@ -61,6 +63,7 @@ class test_pki {
   test_pki(const test_pki&) = delete;
   auto operator=(const test_pki&) -> test_pki& = delete;
   ~test_pki() {
+    if (std::getenv("DISTKIT_TEST_KEEP_FILES") != nullptr) return;  // to read the servers' logs
     std::error_code ignored;
     std::filesystem::remove_all(dir_, ignored);
   }

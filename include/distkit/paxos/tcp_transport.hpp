@@ -151,13 +151,17 @@ struct tcp_transport_stats {
   std::uint64_t inbound_replaced = 0;      ///< verified connections replaced by their sender's newer one
   std::uint64_t inbound_closed_bad = 0;    ///< connections closed after a refused frame
   std::uint64_t inbound_idle_closed = 0;
-  std::uint64_t frames_received = 0;       ///< verified frames put into the inbox
-  std::uint64_t inbox_dropped = 0;         ///< verified frames dropped because the inbox was full
-  std::uint64_t tls_handshake_failed = 0;  ///< inbound TLS handshakes refused (no, bad or untrusted certificate)
+  std::uint64_t frames_received = 0;  ///< verified frames put into the inbox
+  std::uint64_t inbox_dropped = 0;    ///< verified frames dropped because the inbox was full
+  /// Inbound TLS handshakes refused by TLS (no, bad or untrusted certificate, not TLS at all);
+  /// a connection that merely closes during its handshake is not counted.
+  std::uint64_t tls_handshake_failed = 0;
   std::uint64_t tls_identity_refused = 0;  ///< inbound connections whose certificate does not name the hello's sender
-  std::uint64_t tls_outbound_failed = 0;   ///< outbound TLS handshakes that failed (peer certificate refused)
-  std::uint64_t tls_reloads = 0;           ///< successful `reload_tls` calls
-  std::uint64_t tls_reload_failures = 0;   ///< `reload_tls` calls that kept the old context
+  /// Outbound TLS handshakes refused by TLS (the peer's certificate refused, or the peer refused
+  /// ours during the handshake); not a connection that closed.
+  std::uint64_t tls_outbound_failed = 0;
+  std::uint64_t tls_reloads = 0;          ///< successful `reload_tls` calls
+  std::uint64_t tls_reload_failures = 0;  ///< `reload_tls` calls that kept the old context
 };
 /// Deprecated: the former name of `tcp_transport_stats`.
 using tcp_transport_counters [[deprecated("use tcp_transport_stats")]] = tcp_transport_stats;
@@ -610,7 +614,7 @@ class tcp_transport {
                                           if (gen != link->generation) return;
                                           if (stopping_.load(std::memory_order_acquire)) return;
                                           if (hec) {
-                                            bump(counters_.tls_outbound_failed);
+                                            if (detail::is_tls_refusal(hec)) bump(counters_.tls_outbound_failed);
                                             return connect_failed(link);
                                           }
                                           read_challenge(link);
@@ -777,7 +781,7 @@ class tcp_transport {
                 asio::ssl::stream_base::server, [this, conn](const asio::error_code& hec) {
                   if (stopping_.load(std::memory_order_acquire) || conn->closed) return;
                   if (hec) {
-                    bump(counters_.tls_handshake_failed);
+                    if (detail::is_tls_refusal(hec)) bump(counters_.tls_handshake_failed);
                     close_inbound(conn, false);
                     return;
                   }

@@ -159,6 +159,12 @@ struct x509_free_deleter {
 };
 using x509_ptr = std::unique_ptr<X509, x509_free_deleter>;
 
+/// True if a handshake failed in TLS itself (an OpenSSL error: a certificate refused by either
+/// side, a protocol error, an alert), not because the connection closed or failed under it.
+inline auto is_tls_refusal(const asio::error_code& ec) -> bool {
+  return ec.category() == asio::error::get_ssl_category();
+}
+
 /// True if `cert` names `name` (a DNS subject alternative name, or its common name when it has
 /// none), by OpenSSL's host-name rules without wildcards.
 inline auto tls_cert_names(X509* cert, const std::string& name) -> bool {
