@@ -7,6 +7,7 @@
 // each step so that new connections use the new files, and no write fails, is lost or repeats.
 // Every wait is bounded; nothing sleeps to time.
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -431,4 +432,50 @@ TEST_CASE(
   px::tcp_transport old_member(std::move(o));
   REQUIRE(old_member.send(2, std::vector<std::byte>(8)));
   CHECK(eventually([&] { return number(admin.status(1), "peer_tls_handshake_failed") >= 1; }));
+}
+
+TEST_CASE("paxos_kv_server survives SIGHUP while it starts (reload signals sent before its handler runs)",
+          "[paxos_kv][cluster][tls]") {
+  distkit_test::test_pki pki;
+  auto ca = pki.make_ca("cluster");
+  auto c1 = pki.issue(ca, "node-1", "n1");
+  const auto client_port = free_port();
+  server_process s;
+  s.args = {server_binary(),
+            "--id",
+            "1",
+            "--peers",
+            "1=127.0.0.1:" + std::to_string(free_port()) + ":" + std::to_string(client_port),
+            "--data-dir",
+            (pki.dir() / "data").string(),
+            "--tls-cert",
+            c1.cert_file,
+            "--tls-key",
+            c1.key_file,
+            "--tls-ca",
+            ca.cert_file};
+  s.log = (pki.dir() / "start.log").string();
+  s.start();
+  // Once the process has its write-ahead log open (it is in main, loading its state, and has
+  // not yet installed the reload handler), SIGHUPs are sent as fast as the loop runs until it
+  // serves. Without the early ignore, the first one ends it.
+  const auto wal = (pki.dir() / "data" / "wal").string();
+  auto wal_open = [&] {
+    std::error_code ec;
+    for (const auto& fd : fs::directory_iterator("/proc/" + std::to_string(s.pid) + "/fd", ec)) {
+      if (fs::read_symlink(fd.path(), ec).string() == wal) return true;
+    }
+    return false;
+  };
+  REQUIRE(eventually(wal_open));
+  paxos_kv::client kv({{"127.0.0.1", client_port}}, 1, 200ms);
+  int sent = 0;
+  CHECK(eventually([&] {
+    ::kill(s.pid, SIGHUP);
+    ++sent;
+    return kv.status(0).has_value();
+  }));
+  INFO(sent << " SIGHUPs sent; output:\n" << s.output());
+  int status = 0;
+  CHECK(::waitpid(s.pid, &status, WNOHANG) == 0);  // still running
 }
