@@ -34,6 +34,20 @@ namespace distkit::inline v0::paxos {
 ///
 /// All three files are PEM. They are read when the transport starts and again by
 /// `tcp_transport::reload_tls`.
+///
+/// @code
+/// #include <distkit/paxos/tcp_transport.hpp>
+/// #include <cstdio>
+/// distkit::paxos::tcp_transport_options cfg;
+/// cfg.node_id = 1;
+/// cfg.peers = {{2, {"127.0.0.1", 7002}}, {3, {"127.0.0.1", 7003}}};
+/// cfg.tls = distkit::paxos::tcp_tls_options{
+///     .cert_chain_file = "node-1.pem", .private_key_file = "node-1.key", .ca_file = "cluster-ca.pem"};
+/// distkit::paxos::tcp_transport net(std::move(cfg));  // tls_config_error if a file does not load
+/// // Once the files were replaced: new connections use them, a file that does not load keeps
+/// // the ones in use.
+/// if (auto r = net.reload_tls(); !r) std::fprintf(stderr, "TLS reload: %s\n", r.error.c_str());
+/// @endcode
 struct tcp_tls_options {
   /// The node's certificate, then any intermediate certificates up to (not including) the CA.
   std::string cert_chain_file{};
