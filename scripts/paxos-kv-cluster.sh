@@ -5,7 +5,9 @@
 #                                  sets KV_SERVERS (the client addresses)
 #   kv_start ID / kv_kill ID       (re)starts or kill -9s one member
 #   kv_leader                      prints the id of the member that reports role=leader
-# The caller's `pids` array collects the server pids (for its cleanup trap).
+# The caller's `pids` array collects the server pids (for its cleanup trap). KV_SERVER_FLAGS adds
+# flags to every member; with KV_TLS_DIR set, member i also gets --tls-cert KV_TLS_DIR/node<i>.pem,
+# --tls-key KV_TLS_DIR/node<i>.key and --tls-ca KV_TLS_DIR/ca.pem (mutual TLS on the peer port).
 
 kv_free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
@@ -45,8 +47,12 @@ kv_cluster_start() {
 
 kv_start() {
   local i="$1"
+  local tls=()
+  if [[ -n "${KV_TLS_DIR:-}" ]]; then
+    tls=(--tls-cert "$KV_TLS_DIR/node$i.pem" --tls-key "$KV_TLS_DIR/node$i.key" --tls-ca "$KV_TLS_DIR/ca.pem")
+  fi
   "$KV_SERVER_BIN" --id "$i" --peers "$KV_PEERS" --data-dir "$KV_DIR/node$i" \
-    --cluster-key-file "$KV_DIR/cluster.key" ${KV_SERVER_FLAGS:-} >>"$KV_DIR/node$i.log" 2>&1 &
+    --cluster-key-file "$KV_DIR/cluster.key" "${tls[@]}" ${KV_SERVER_FLAGS:-} >>"$KV_DIR/node$i.log" 2>&1 &
   KV_PID[$i]=$!
   pids+=($!)
   kv_wait_port "${KV_CLIENT_PORT[$i]}"

@@ -7,6 +7,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -38,7 +40,30 @@ func main() {
 	warmup := flag.Duration("warmup", 1*time.Second, "unmeasured warm-up")
 	valueSize := flag.Int("value-size", 100, "bytes per value")
 	keys := flag.Int("keys", 100000, "key space")
+	caFile := flag.String("cacert", "", "with -cert and -key: TLS to the endpoints, trusting this CA (PEM)")
+	certFile := flag.String("cert", "", "client certificate (PEM) for mutual TLS")
+	keyFile := flag.String("key", "", "client key (PEM) for mutual TLS")
 	flag.Parse()
+
+	var tlsConfig *tls.Config
+	if *caFile != "" {
+		pem, err := os.ReadFile(*caFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "etcd_load: -cacert:", err)
+			os.Exit(1)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			fmt.Fprintln(os.Stderr, "etcd_load: -cacert: no certificate in", *caFile)
+			os.Exit(1)
+		}
+		pair, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "etcd_load: -cert/-key:", err)
+			os.Exit(1)
+		}
+		tlsConfig = &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	}
 
 	n := *conns
 	if n > *clients {
@@ -50,7 +75,7 @@ func main() {
 	eps := strings.Split(*endpoints, ",")
 	cs := make([]*clientv3.Client, n)
 	for i := range cs {
-		c, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second})
+		c, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, TLS: tlsConfig})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "etcd_load: connect:", err)
 			os.Exit(1)

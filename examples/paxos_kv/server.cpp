@@ -4,6 +4,10 @@
 //   paxos_kv_server --id 1 --peers 1=127.0.0.1:7001:8001,2=127.0.0.1:7002:8002,3=127.0.0.1:7003:8003
 //                   --data-dir /var/lib/kv1 [--client-port 8001] --cluster-key-file cluster.key
 //                   [--metrics-listen 127.0.0.1:9101]
+//                   [--tls-cert node1.pem --tls-key node1.key --tls-ca ca.pem]
+//
+// With --tls-*, every peer connection is mutual TLS 1.3 (the certificate names the member as
+// node-<id>); SIGHUP re-reads those files along with the cluster key file.
 //
 // With --metrics-listen, `GET /metrics` on that address answers the Prometheus text format:
 // the replica's figures are read when scraped (callback families), and the time of each persist
@@ -74,6 +78,10 @@ struct options {
   std::filesystem::path data_dir;
   std::uint16_t client_port = 0;
   std::string key_file;
+  // Mutual TLS on the peer port: all three files, or none.
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_ca;
   std::uint64_t cluster_id = 1;
   std::chrono::milliseconds tick{10};
   bool quiet = false;
@@ -112,12 +120,20 @@ void usage() {
                "                       [--max-client-queued-bytes N] [--max-client-inflight N] [--max-waiters N]\n"
                "                       [--max-cached-result-bytes N] [--max-sessions N]\n"
                "                       [--session-timeout-slots SLOTS] [--metrics-listen HOST:PORT]\n"
+               "                       [--tls-cert FILE --tls-key FILE --tls-ca FILE]\n"
                "  --peers lists every member, this one included; --client-port overrides this member's.\n"
                "  --cluster-key-file is required (peers authenticate every frame with it) unless --insecure\n"
                "  is given, which runs with unauthenticated peers. The file holds one key, or a keyring\n"
                "  ('# distkit keyring' then '<id> <key>' lines and 'sign <id>'); SIGHUP reloads it, so\n"
                "  keys rotate while the cluster runs: add the new key on every member, sign with it on\n"
                "  every member, then remove the old one.\n"
+               "  --tls-cert/--tls-key/--tls-ca run every peer connection over mutual TLS 1.3: PEM files of\n"
+               "  this member's certificate chain, its key and the CA bundle peers must chain to. Each\n"
+               "  member's certificate names it as 'node-<id>' (DNS name, or common name); a peer whose\n"
+               "  certificate does not name the id it speaks for is refused. TLS may replace the cluster\n"
+               "  key or run with it (frames then carry their HMAC inside TLS). SIGHUP re-reads these\n"
+               "  files too: new peer connections use them, open ones continue; a file that does not load\n"
+               "  keeps the certificates in use.\n"
                "  Byte bounds default to the library's (frame 16 MiB, message 8 MiB, batch 4 MiB,\n"
                "  catch-up 4 MiB, snapshot chunk 1 MiB) and value 1 MiB; every member must use the same\n"
                "  ones. Client port: 1024 connections, idle 60 s, request 10 s, 4 MiB queued replies and\n"
@@ -175,6 +191,12 @@ auto parse_options(int argc, char** argv) -> std::optional<options> {
       o.snapshot_interval = number(0, any);
     } else if (a == "--log-retention") {
       o.log_retention = number(0, any);
+    } else if (a == "--tls-cert") {
+      o.tls_cert = value();
+    } else if (a == "--tls-key") {
+      o.tls_key = value();
+    } else if (a == "--tls-ca") {
+      o.tls_ca = value();
     } else if (a == "--insecure") {
       o.insecure = true;
     } else if (a == "--max-value-bytes") {
@@ -212,10 +234,16 @@ auto parse_options(int argc, char** argv) -> std::optional<options> {
   o.members = paxos_kv::parse_members(peers);
   if (o.members.count(o.id) == 0) throw std::invalid_argument("--peers: must list this member's --id");
   if (o.client_port != 0) o.members[o.id].client.port = o.client_port;
-  if (o.key_file.empty() && !o.insecure) {
+  const bool any_tls = !o.tls_cert.empty() || !o.tls_key.empty() || !o.tls_ca.empty();
+  if (any_tls) {
+    if (o.tls_cert.empty()) throw std::invalid_argument("--tls-cert: required with --tls-key and --tls-ca");
+    if (o.tls_key.empty()) throw std::invalid_argument("--tls-key: required with --tls-cert and --tls-ca");
+    if (o.tls_ca.empty()) throw std::invalid_argument("--tls-ca: required with --tls-cert and --tls-key");
+  }
+  if (o.key_file.empty() && !any_tls && !o.insecure) {
     throw std::invalid_argument(
-        "--cluster-key-file: required (without it any host that reaches the peer port can forge Paxos messages); "
-        "pass --insecure to run with unauthenticated peers");
+        "--cluster-key-file or --tls-cert/--tls-key/--tls-ca: required (without either any host that reaches the "
+        "peer port can forge Paxos messages); pass --insecure to run with unauthenticated peers");
   }
   if (o.max_clients == 0) throw std::invalid_argument("--max-clients: must be at least 1");
   if (o.client_idle_timeout.count() <= 0) throw std::invalid_argument("--client-idle-timeout-ms: must be positive");
@@ -308,7 +336,12 @@ class server {
     acceptor_.listen();
     log("listening: peers on " + self.peer.str() + ", clients on " + self.client.str() + ", recovered to slot " +
         std::to_string(replica_.chosen_index()));
-    if (opts_.insecure) log("WARNING: --insecure: peer frames are not authenticated");
+    if (opts_.insecure && opts_.key_file.empty() && opts_.tls_cert.empty()) {
+      log("WARNING: --insecure: peer frames are not authenticated");
+    }
+    if (!opts_.tls_cert.empty()) {
+      log(std::string("peer port: mutual TLS 1.3") + (opts_.key_file.empty() ? "" : ", HMAC frames inside"));
+    }
     if (!opts_.metrics_listen.empty()) start_metrics();
   }
 
@@ -328,13 +361,22 @@ class server {
 
  private:
   // SIGHUP re-reads --cluster-key-file and rotates the peer keys (frame_keyring: add the new
-  // key everywhere, then sign with it everywhere, then remove the old one). A file that does
-  // not read keeps the keys in use, and says why.
+  // key everywhere, then sign with it everywhere, then remove the old one), and re-reads the TLS
+  // certificate, key and CA files (new peer connections use them). A file that does not read
+  // keeps what is in use, and says why.
   void arm_reload() {
     reload_signal_.async_wait([this](const asio::error_code& ec, int) {
       if (ec || stopping_) return;
+      if (!opts_.tls_cert.empty()) {
+        auto result = net_.reload_tls();
+        if (result) {
+          log("SIGHUP: TLS certificates and CA reloaded");
+        } else {
+          log("SIGHUP: TLS certificates NOT reloaded, the ones in use stay: " + result.error);
+        }
+      }
       if (opts_.key_file.empty()) {
-        log("SIGHUP: no --cluster-key-file to reload");
+        if (opts_.tls_cert.empty()) log("SIGHUP: no --cluster-key-file to reload");
       } else {
         try {
           auto ring = px::frame_keyring::from_file(opts_.key_file);
@@ -392,6 +434,13 @@ class server {
       if (id != opts_.id) c.peers[id] = {m.peer.host, m.peer.port};
     }
     if (!opts_.key_file.empty()) c.keyring = px::frame_keyring::from_file(opts_.key_file);
+    if (!opts_.tls_cert.empty()) {
+      px::tcp_tls_options t;
+      t.cert_chain_file = opts_.tls_cert;
+      t.private_key_file = opts_.tls_key;
+      t.ca_file = opts_.tls_ca;
+      c.tls = t;
+    }
     if (opts_.max_frame_bytes != 0) c.max_body = opts_.max_frame_bytes;
     c.reconnect_min = 5ms;
     c.reconnect_max = 200ms;
@@ -780,6 +829,8 @@ class server {
            " keys=" + std::to_string(replica_.state().size()) +
            " sessions=" + std::to_string(replica_.dedupe_entries()) + " key_reloads=" + std::to_string(key_reloads_) +
            " key_reload_failures=" + std::to_string(key_reload_failures_) +
+           " tls_reloads=" + std::to_string(nc.tls_reloads) +
+           " tls_reload_failures=" + std::to_string(nc.tls_reload_failures) +
            " syncs=" + std::to_string(storage_.sync_count()) + " frames_refused=" + std::to_string(ns.refused_total()) +
            " frames_in=" + std::to_string(nc.frames_received) + " frames_out=" + std::to_string(nc.frames_sent) +
            " connects=" + std::to_string(nc.connects) + " connect_failures=" + std::to_string(nc.connect_failures) +
@@ -795,7 +846,10 @@ class server {
            " peer_unverified_evicted=" + std::to_string(nc.unverified_evicted) +
            " peer_unverified_timed_out=" + std::to_string(nc.unverified_timed_out) +
            " peer_inbound_replaced=" + std::to_string(nc.inbound_replaced) +
-           " peer_inbound_closed_bad=" + std::to_string(nc.inbound_closed_bad);
+           " peer_inbound_closed_bad=" + std::to_string(nc.inbound_closed_bad) +
+           " peer_tls_handshake_failed=" + std::to_string(nc.tls_handshake_failed) +
+           " peer_tls_identity_refused=" + std::to_string(nc.tls_identity_refused) +
+           " peer_tls_outbound_failed=" + std::to_string(nc.tls_outbound_failed);
   }
 
   auto client_port_counters() -> std::string {
@@ -982,6 +1036,9 @@ class server {
 }  // namespace
 
 auto main(int argc, char** argv) -> int {
+  // SIGHUP means "reload" (the server's handler is installed once it runs); until then one is
+  // ignored rather than ending the process: the files it would reload are read at start-up.
+  std::signal(SIGHUP, SIG_IGN);
   try {
     auto opts = parse_options(argc, argv);
     if (!opts) return 0;

@@ -24,6 +24,13 @@
 // A recorded connection replayed to the receiver (or to its next process) cannot answer a new
 // challenge; sequence numbers are checked from each connection's hello on, so a sender whose
 // clock stepped back across a restart is accepted on its new connection.
+//
+// Mutual TLS 1.3 (`tcp_transport_options::tls`, see tls.hpp): every peer connection is then a
+// TLS stream; both ends present a certificate from the cluster's CA and verify the other's, and
+// the certificate binds the node id. The TLS handshake happens while the accepted connection is
+// unverified, so it falls under the same slots, timeout and eviction as the hello; the challenge
+// and hello then run inside TLS. The frame layer (CRC, and the HMAC when keyed) runs unchanged
+// inside TLS. Without `tls` the connection set-up takes the plain path and nothing else changes.
 #pragma once
 
 #ifndef ASIO_STANDALONE
@@ -54,6 +61,7 @@
 
 #include "distkit/detail/error.hpp"
 #include "distkit/paxos/frame.hpp"
+#include "distkit/paxos/tls.hpp"
 
 namespace distkit::inline v0::paxos {
 
@@ -109,6 +117,12 @@ struct tcp_transport_options {
   /// Called on the I/O thread after a frame was put into the inbox (for example to wake an
   /// event loop). Must not block.
   std::function<void()> on_receive;
+  /// Mutual TLS 1.3 on every peer connection, both ways (see `tcp_tls_options`). When set,
+  /// a peer that does not complete a TLS handshake with a certificate from `tls.ca_file` (and,
+  /// with `bind_node_id`, naming its node id) is refused; the handshake counts as unverified
+  /// time (`max_unverified_connections`, `unverified_timeout`). Keys may still be set: the
+  /// HMAC frames then run inside TLS.
+  std::optional<tcp_tls_options> tls{};
 };
 /// Deprecated: the former name of `tcp_transport_options`.
 using tcp_transport_config [[deprecated("use tcp_transport_options")]] = tcp_transport_options;
@@ -139,6 +153,15 @@ struct tcp_transport_stats {
   std::uint64_t inbound_idle_closed = 0;
   std::uint64_t frames_received = 0;  ///< verified frames put into the inbox
   std::uint64_t inbox_dropped = 0;    ///< verified frames dropped because the inbox was full
+  /// Inbound TLS handshakes refused by TLS (no, bad or untrusted certificate, not TLS at all);
+  /// a connection that merely closes during its handshake is not counted.
+  std::uint64_t tls_handshake_failed = 0;
+  std::uint64_t tls_identity_refused = 0;  ///< inbound connections whose certificate does not name the hello's sender
+  /// Outbound TLS handshakes refused by TLS (the peer's certificate refused, or the peer refused
+  /// ours during the handshake); not a connection that closed.
+  std::uint64_t tls_outbound_failed = 0;
+  std::uint64_t tls_reloads = 0;          ///< successful `reload_tls` calls
+  std::uint64_t tls_reload_failures = 0;  ///< `reload_tls` calls that kept the old context
 };
 /// Deprecated: the former name of `tcp_transport_stats`.
 using tcp_transport_counters [[deprecated("use tcp_transport_stats")]] = tcp_transport_stats;
@@ -152,9 +175,9 @@ using tcp_transport_counters [[deprecated("use tcp_transport_stats")]] = tcp_tra
 ///         zero queue bounds, an unresolvable address), naming the parameter; `std::system_error`
 ///         if the listening socket cannot be bound.
 ///
-/// **Thread safety:** `send`, `receive`, `try_receive`, `set_peer`, `counters` and `frame_stats`
-/// may be called from any thread. Messages from one sender to one receiver arrive in send order,
-/// with possible gaps (drops) and never duplicates.
+/// **Thread safety:** `send`, `receive`, `try_receive`, `set_peer`, `rekey`, `reload_tls`,
+/// `counters` and `frame_stats` may be called from any thread. Messages from one sender to one
+/// receiver arrive in send order, with possible gaps (drops) and never duplicates.
 /// **Complexity:** `send` is O(body) (copy, CRC-32C, HMAC) plus amortised O(1) queueing.
 /// @code
 /// distkit::paxos::tcp_transport_options cfg;
@@ -176,6 +199,7 @@ class tcp_transport {
         decoder_(make_decoder_config(config_, keys_)),
         acceptor_(io_) {
     validate(config_);
+    if (config_.tls) tls_ = detail::make_tls_state(*config_.tls);
     asio::ip::tcp::endpoint listen_at(resolve(config_.listen, "listen"));
     acceptor_.open(listen_at.protocol());
     acceptor_.set_option(asio::socket_base::reuse_address(true));
@@ -316,6 +340,11 @@ class tcp_transport {
     c.inbound_idle_closed = load(counters_.inbound_idle_closed);
     c.frames_received = load(counters_.frames_received);
     c.inbox_dropped = load(counters_.inbox_dropped);
+    c.tls_handshake_failed = load(counters_.tls_handshake_failed);
+    c.tls_identity_refused = load(counters_.tls_identity_refused);
+    c.tls_outbound_failed = load(counters_.tls_outbound_failed);
+    c.tls_reloads = load(counters_.tls_reloads);
+    c.tls_reload_failures = load(counters_.tls_reload_failures);
     return c;
   }
 
@@ -347,6 +376,33 @@ class tcp_transport {
       link->encoder.rekey(keys);
     }
     asio::post(io_, [this, keys] { decoder_.rekey(keys); });
+  }
+
+  /// Re-reads the certificate chain, key and CA files (as last configured) into a new TLS
+  /// context: connections opened from now on use it, open ones continue on theirs. A file that
+  /// does not load keeps the context in use; the result says why and `tls_reload_failures`
+  /// counts it.
+  /// @throws std::invalid_argument naming `tls` if the transport was configured without TLS.
+  auto reload_tls() -> tls_reload_result { return reload_tls(current_tls_options()); }
+
+  /// As `reload_tls()`, from other files (for example a new CA bundle).
+  auto reload_tls(const tcp_tls_options& options) -> tls_reload_result {
+    if (!config_.tls) {
+      distkit::detail::throw_invalid_argument("paxos::tcp_transport", "tls", "must be set at construction to reload",
+                                              "not set");
+    }
+    try {
+      auto state = detail::make_tls_state(options);
+      {
+        std::lock_guard lock(tls_mutex_);
+        tls_ = std::move(state);
+      }
+      bump(counters_.tls_reloads);
+      return {true, {}};
+    } catch (const std::exception& e) {
+      bump(counters_.tls_reload_failures);
+      return {false, e.what()};
+    }
   }
 
   void stop() {
@@ -385,7 +441,8 @@ class tcp_transport {
     std::atomic<std::uint64_t> frames_sent{0}, bytes_sent{0}, dropped_oldest{0}, refused{0}, lost_on_disconnect{0},
         connects{0}, connect_failures{0}, disconnects{0}, inbound_accepted{0}, inbound_over_limit{0},
         inbound_verified{0}, unverified_evicted{0}, unverified_timed_out{0}, inbound_replaced{0}, inbound_closed_bad{0},
-        inbound_idle_closed{0}, frames_received{0}, inbox_dropped{0};
+        inbound_idle_closed{0}, frames_received{0}, inbox_dropped{0}, tls_handshake_failed{0}, tls_identity_refused{0},
+        tls_outbound_failed{0}, tls_reloads{0}, tls_reload_failures{0};
   };
 
   struct peer_link {
@@ -413,6 +470,9 @@ class tcp_transport {
     std::vector<std::byte> write_buffer;
     std::size_t write_frames = 0;
     std::byte probe{};
+    // The current connection's TLS stream over `socket` (with TLS on). A new connection gets a
+    // new one; handlers on the stream hold it, so a replaced stream outlives its operations.
+    std::shared_ptr<detail::tls_session> tls;
   };
 
   struct inbound_conn {
@@ -426,7 +486,29 @@ class tcp_transport {
     std::array<std::byte, frame_format::challenge_size> challenge{};  // sent on accept
     bool closed = false;
     frame_node_id peer = 0;
+    std::shared_ptr<detail::tls_session> tls;  // with TLS on (the handlers hold `conn`, so it lives as long)
+    detail::x509_ptr peer_cert;                // the peer's verified certificate, after the handshake
   };
+
+  // Runs `op` on the connection's stream: its TLS stream when it has one, else its socket.
+  template <class Conn, class Op>
+  static void with_stream(Conn& c, Op&& op) {
+    if (c.tls) {
+      op(c.tls->stream);
+    } else {
+      op(c.socket);
+    }
+  }
+
+  auto current_tls() -> std::shared_ptr<detail::tls_state> {
+    std::lock_guard lock(tls_mutex_);
+    return tls_;
+  }
+
+  auto current_tls_options() -> tcp_tls_options {
+    std::lock_guard lock(tls_mutex_);
+    return tls_ ? tls_->options : tcp_tls_options{};
+  }
 
   static auto load(const std::atomic<std::uint64_t>& a) noexcept -> std::uint64_t {
     return a.load(std::memory_order_relaxed);
@@ -516,9 +598,36 @@ class tcp_transport {
       if (ec) return connect_failed(link);
       asio::error_code ignored;
       link->socket.set_option(asio::ip::tcp::no_delay(true), ignored);
-      // The receiver speaks first: its challenge, which our hello must carry.
-      asio::async_read(link->socket, asio::buffer(link->challenge),
-                       [this, link, gen](const asio::error_code& ec2, std::size_t) {
+      auto tls = current_tls();
+      if (!tls) return read_challenge(link);
+      // TLS first: the peer's certificate must chain to the CA and (bound) name the peer dialled.
+      link->tls = std::make_shared<detail::tls_session>(std::move(tls), link->socket);
+      if (link->tls->state->options.bind_node_id) {
+        SSL* ssl = link->tls->stream.native_handle();
+        SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_WILDCARDS);
+        if (SSL_set1_host(ssl, detail::tls_identity(link->tls->state->options, link->id).c_str()) != 1) {
+          return connect_failed(link);
+        }
+      }
+      link->tls->stream.async_handshake(asio::ssl::stream_base::client,
+                                        [this, link, gen, keep = link->tls](const asio::error_code& hec) {
+                                          if (gen != link->generation) return;
+                                          if (stopping_.load(std::memory_order_acquire)) return;
+                                          if (hec) {
+                                            if (detail::is_tls_refusal(hec)) bump(counters_.tls_outbound_failed);
+                                            return connect_failed(link);
+                                          }
+                                          read_challenge(link);
+                                        });
+    });
+  }
+
+  void read_challenge(const std::shared_ptr<peer_link>& link) {
+    const std::uint64_t gen = link->generation;
+    // The receiver speaks first: its challenge, which our hello must carry.
+    with_stream(*link, [&](auto& stream) {
+      asio::async_read(stream, asio::buffer(link->challenge),
+                       [this, link, gen, keep = link->tls](const asio::error_code& ec2, std::size_t) {
                          if (gen != link->generation) return;
                          if (stopping_.load(std::memory_order_acquire)) return;
                          if (ec2) return connect_failed(link);
@@ -559,11 +668,13 @@ class tcp_transport {
   // The peer never writes on our outbound socket: a completed read means it closed or failed.
   void watch_close(const std::shared_ptr<peer_link>& link) {
     const std::uint64_t gen = link->generation;
-    link->socket.async_read_some(asio::buffer(&link->probe, 1),
-                                 [this, link, gen](const asio::error_code&, std::size_t) {
-                                   if (gen != link->generation) return;
-                                   close_outbound(link);
-                                 });
+    with_stream(*link, [&](auto& stream) {
+      stream.async_read_some(asio::buffer(&link->probe, 1),
+                             [this, link, gen, keep = link->tls](const asio::error_code&, std::size_t) {
+                               if (gen != link->generation) return;
+                               close_outbound(link);
+                             });
+    });
   }
 
   void close_outbound(const std::shared_ptr<peer_link>& link) {
@@ -614,20 +725,22 @@ class tcp_transport {
       link->writing = true;
     }
     const std::uint64_t gen = link->generation;
-    asio::async_write(link->socket, asio::buffer(link->write_buffer),
-                      [this, link, gen](const asio::error_code& ec, std::size_t written) {
-                        if (gen != link->generation) return;
-                        if (ec) {
-                          close_outbound(link);
-                          return;
-                        }
-                        link->backoff = std::chrono::milliseconds(0);
-                        bump(counters_.frames_sent, link->write_frames);
-                        bump(counters_.bytes_sent, written);
-                        link->writing = false;
-                        link->write_frames = 0;
-                        pump(link);
-                      });
+    with_stream(*link, [&](auto& stream) {
+      asio::async_write(stream, asio::buffer(link->write_buffer),
+                        [this, link, gen, keep = link->tls](const asio::error_code& ec, std::size_t written) {
+                          if (gen != link->generation) return;
+                          if (ec) {
+                            close_outbound(link);
+                            return;
+                          }
+                          link->backoff = std::chrono::milliseconds(0);
+                          bump(counters_.frames_sent, link->write_frames);
+                          bump(counters_.bytes_sent, written);
+                          link->writing = false;
+                          link->write_frames = 0;
+                          pump(link);
+                        });
+    });
   }
 
   // ---- inbound (I/O thread) ----
@@ -660,16 +773,38 @@ class tcp_transport {
         } else {
           inbound_.push_back(conn);
           unverified_.push_back(conn);
+          // The unverified timeout and slot cover the TLS handshake too.
           arm_unverified(conn);
-          asio::async_write(conn->socket, asio::buffer(conn->challenge),
-                            [this, conn](const asio::error_code& wec, std::size_t) {
-                              if (wec && !conn->closed) close_inbound(conn, false);
-                            });
-          read_header(conn);
+          if (auto tls = current_tls()) {
+            conn->tls = std::make_shared<detail::tls_session>(std::move(tls), conn->socket);
+            conn->tls->stream.async_handshake(
+                asio::ssl::stream_base::server, [this, conn](const asio::error_code& hec) {
+                  if (stopping_.load(std::memory_order_acquire) || conn->closed) return;
+                  if (hec) {
+                    if (detail::is_tls_refusal(hec)) bump(counters_.tls_handshake_failed);
+                    close_inbound(conn, false);
+                    return;
+                  }
+                  conn->peer_cert.reset(SSL_get1_peer_certificate(conn->tls->stream.native_handle()));
+                  open_inbound(conn);
+                });
+          } else {
+            open_inbound(conn);
+          }
         }
       }
       accept_next();
     });
+  }
+
+  // Sends the connection's challenge and reads its first frame (which must answer it).
+  void open_inbound(const std::shared_ptr<inbound_conn>& conn) {
+    with_stream(*conn, [&](auto& stream) {
+      asio::async_write(stream, asio::buffer(conn->challenge), [this, conn](const asio::error_code& wec, std::size_t) {
+        if (wec && !conn->closed) close_inbound(conn, false);
+      });
+    });
+    read_header(conn);
   }
 
   void arm_unverified(const std::shared_ptr<inbound_conn>& conn) {
@@ -734,7 +869,12 @@ class tcp_transport {
 
   void read_header(const std::shared_ptr<inbound_conn>& conn) {
     conn->buffer.resize(frame_format::header_size);
-    asio::async_read(conn->socket, asio::buffer(conn->buffer), [this, conn](const asio::error_code& ec, std::size_t n) {
+    with_stream(*conn, [&](auto& stream) { read_header_from(stream, conn); });
+  }
+
+  template <class Stream>
+  void read_header_from(Stream& stream, const std::shared_ptr<inbound_conn>& conn) {
+    asio::async_read(stream, asio::buffer(conn->buffer), [this, conn](const asio::error_code& ec, std::size_t n) {
       // A closed connection (replaced by its sender's newer one) is not read on.
       if (stopping_.load(std::memory_order_acquire) || conn->closed) return;
       if (ec) {
@@ -762,8 +902,13 @@ class tcp_transport {
     // The length was checked against max_body before this allocation.
     const std::size_t trailer = conn->header.trailer_size();
     conn->buffer.resize(frame_format::header_size + trailer);
+    with_stream(*conn, [&](auto& stream) { read_trailer_from(stream, conn, trailer); });
+  }
+
+  template <class Stream>
+  void read_trailer_from(Stream& stream, const std::shared_ptr<inbound_conn>& conn, std::size_t trailer) {
     asio::async_read(
-        conn->socket, asio::buffer(conn->buffer.data() + frame_format::header_size, trailer),
+        stream, asio::buffer(conn->buffer.data() + frame_format::header_size, trailer),
         [this, conn](const asio::error_code& ec, std::size_t n) {
           if (stopping_.load(std::memory_order_acquire) || conn->closed) return;
           if (ec) {
@@ -782,7 +927,20 @@ class tcp_transport {
             close_inbound(conn, true);
             return;
           }
-          if (!conn->verified && !promote(conn, conn->header.from)) return;
+          if (!conn->verified) {
+#if !defined(DISTKIT_TLS_MUTATION_NO_IDENTITY_CHECK)  // test-only mutation: the TLS tests must catch it
+            // With the node id bound to certificates, the hello's sender must be the one the
+            // connection's certificate names.
+            if (conn->tls && conn->tls->state->options.bind_node_id &&
+                !detail::tls_cert_names(conn->peer_cert.get(),
+                                        detail::tls_identity(conn->tls->state->options, conn->header.from))) {
+              bump(counters_.tls_identity_refused);
+              close_inbound(conn, true);
+              return;
+            }
+#endif
+            if (!promote(conn, conn->header.from)) return;
+          }
           if (conn->header.from != conn->peer) {
             close_inbound(conn, true);  // one connection, one sender
             return;
@@ -824,6 +982,8 @@ class tcp_transport {
   std::uint16_t local_port_ = 0;
   atomic_counters counters_;
   std::atomic<bool> stopping_{false};
+  std::mutex tls_mutex_;
+  std::shared_ptr<detail::tls_state> tls_;  // null without TLS; replaced by reload_tls (guarded by tls_mutex_)
 
   std::mutex inbox_mutex_;
   std::condition_variable inbox_cv_;
