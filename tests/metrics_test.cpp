@@ -355,11 +355,11 @@ TEST_CASE("metrics exemplars: OpenMetrics shows the latest one per bucket and pe
   distkit::metrics_registry reg;
   auto& h = reg.make_histogram("distkit_demo_latency_seconds", "Latency.",
                                {.units_per_exposed = 1e3, .buckets = {0.01, 0.1}});  // milliseconds recorded
-  h.observe(5);                                                         // 0.005 s: first bucket, no exemplar
-  h.observe(7, {{"trace_id", "aa01"}});                                 // first bucket
-  h.observe(8, {{"trace_id", "aa02"}}, 1700000000.5);                   // first bucket again: replaces aa01
-  h.observe(60, {{"trace_id", "bb01"}, {"span", "x\"y"}});             // second bucket
-  h.observe(5000, {{"trace_id", "cc01"}});                              // +Inf
+  h.observe(5);                                             // 0.005 s: first bucket, no exemplar
+  h.observe(7, {{"trace_id", "aa01"}});                     // first bucket
+  h.observe(8, {{"trace_id", "aa02"}}, 1700000000.5);       // first bucket again: replaces aa01
+  h.observe(60, {{"trace_id", "bb01"}, {"span", "x\"y"}});  // second bucket
+  h.observe(5000, {{"trace_id", "cc01"}});                  // +Inf
   auto& c = reg.make_counter("distkit_demo_requests_total", "Requests.");
   c.inc(2);
   c.inc(3, {{"trace_id", "dd01"}});

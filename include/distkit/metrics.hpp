@@ -238,7 +238,8 @@ inline auto render_exemplar(std::initializer_list<exemplar_label> labels) -> std
   std::string out = "{";
   for (const exemplar_label& l : labels) {
     if (!is_exemplar_label_name(l.name)) {
-      throw_invalid_argument("exemplar", "labels", "names must match [a-zA-Z_][a-zA-Z0-9_]*, got " + std::string(l.name));
+      throw_invalid_argument("exemplar", "labels",
+                             "names must match [a-zA-Z_][a-zA-Z0-9_]*, got " + std::string(l.name));
     }
     if (!is_valid_utf8(l.value)) throw_invalid_argument("exemplar", "labels", "values must be valid UTF-8");
     for (const std::string_view part : {l.name, l.value}) {
@@ -552,7 +553,8 @@ class histogram {
     exemplar_sample e{detail::render_exemplar(exemplar), static_cast<double>(v) / units_, unix_seconds};
     observe(v);
     const std::uint64_t clamped = std::min(v, max_);
-    const auto at = static_cast<std::size_t>(std::lower_bound(bounds_.begin(), bounds_.end(), clamped) - bounds_.begin());
+    const auto at =
+        static_cast<std::size_t>(std::lower_bound(bounds_.begin(), bounds_.end(), clamped) - bounds_.begin());
     const std::lock_guard lock(exemplar_mutex_);
     if (exemplars_.empty()) exemplars_.resize(bounds_.size() + 1);
     exemplars_[at] = std::move(e);
