@@ -109,6 +109,46 @@ TEST_CASE("work_queue redis store models the store concept and rejects invalid o
   REQUIRE_THROWS_WITH(redis_streams_store(o), Contains("connect_timeout"));
 }
 
+namespace {
+
+// A delivery whose lease ran out is acked late: once before anyone took the message again, once
+// after a redelivery. Returns both answers.
+auto late_acks(const distkit_test::redis_server& server) -> std::pair<settle_result, settle_result> {
+  distkit::manual_clock clock;
+  auto q = make_queue(server, clock);
+  q->add_group("g");
+  (void)q->publish("job");
+  auto first = q->consume("g", "c1");
+  REQUIRE(first.size() == 1);
+  clock.advance(10s);
+  const settle_result before = q->ack(first[0]);
+  auto second = q->consume("g", "c2");
+  const settle_result after = second.empty() ? settle_result::ok : q->ack(first[0]);
+  return {before, after};
+}
+
+}  // namespace
+
+#if defined(DISTKIT_REDIS_QUEUE_MUTATION_NO_FENCE)
+
+TEST_CASE("work_queue redis store mutation without the fence is seen by the late-ack check",
+          "[work_queue][redis][mutation]") {
+  distkit_test::redis_server server;
+  // The check below is the normal build's, inverted: with the fence gone, both late acks pass.
+  const auto [before, after] = late_acks(server);
+  REQUIRE(before == settle_result::ok);
+  REQUIRE(after == settle_result::ok);
+}
+
+#else
+
+TEST_CASE("work_queue redis store fences acks: both late acks are refused", "[work_queue][redis][lease]") {
+  distkit_test::redis_server server;
+  const auto [before, after] = late_acks(server);
+  REQUIRE(before == settle_result::lease_expired);
+  REQUIRE(after == settle_result::stale);
+}
+
 TEST_CASE("work_queue redis store refuses the late ack after the lease ran out", "[work_queue][redis][lease]") {
   distkit_test::redis_server server;
   distkit::manual_clock clock;
@@ -489,4 +529,6 @@ TEST_CASE("work_queue redis store loses no acknowledged publish when Redis crash
   std::filesystem::remove_all(dir);
 }
 
-#endif
+#endif  // the mutation
+
+#endif  // hiredis

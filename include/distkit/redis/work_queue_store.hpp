@@ -247,13 +247,27 @@ local now = now_us(ARGV[1])
 local s = ARGV[3]
 local gh = B .. 'g:' .. G
 local st = redis.call('HMGET', gh, 't:' .. s, 'd:' .. s, 'n:' .. s)
-if not st[1] or st[1] ~= ARGV[4] then return 3 end
 local maxd = tonumber(ARGV[7])
 local n = tonumber(st[3])
+)lua";
+
+#if defined(DISTKIT_REDIS_QUEUE_MUTATION_NO_FENCE)
+// Test-only mutation: settle checks neither the token nor the lease (the fence-check test must fail).
+inline constexpr std::string_view settle_fence = R"lua(
+if not st[1] then return 3 end
+)lua";
+#else
+// The fence: only the current delivery's token, and only before its lease deadline.
+inline constexpr std::string_view settle_fence = R"lua(
+if not st[1] or st[1] ~= ARGV[4] then return 3 end
 if tonumber(st[2]) <= now then
   if n >= maxd then kill(G, s) end
   return 2
 end
+)lua";
+#endif
+
+inline constexpr std::string_view settle_tail = R"lua(
 local action = ARGV[5]
 local arg = tonumber(ARGV[6])
 if action == 'a' then
@@ -582,7 +596,7 @@ class redis_streams_store {
         body = q::consume_body;
         break;
       case q::settle_script:
-        body = q::settle_body;
+        body = std::string(q::settle_body) + std::string(q::settle_fence) + std::string(q::settle_tail);
         break;
       case q::dead_letters_script:
         body = q::dead_letters_body;
