@@ -65,15 +65,20 @@ namespace detail::redis_queue {
 //   B.."groups"          set of group names; each is also a consumer group of the stream
 //   B.."refs"            hash seq -> groups that still have the message; at 0 the entry is XDELed
 //   B.."ids", B.."idt"   dedupe: hash id -> "<time>:<seq>", sorted set id by time
-//   B.."g:"..G           hash of group G's per-message state: n:<seq> deliveries, t:<seq> token
-//                        (present while leased), d:<seq> lease deadline, v:<seq> visible at
-//                        (after a delayed publish or a nack), k:<seq> ordering key
-//   B.."gl:"..G          sorted set of G's leased messages by lease deadline (the sweep's index)
-//   B.."dlq:"..G         stream of G's dead letters
+// and per group G:
+//   B.."g:"..G           hash of per-message state: n:<seq> deliveries, t:<seq> token (present
+//                        while leased), d:<seq> lease deadline, v:<seq> visible at, k:<seq> key
+//   B.."r:"..G           sorted set (by seq) of messages ready now: not leased, visible, and
+//                        first of their ordering key
+//   B.."w:"..G           sorted set (by visible-at time) of messages waiting for their delay
+//   B.."gl:"..G          sorted set (by lease deadline) of leased messages
+//   B.."kq:"..G..":"..K  list of the unfinished messages of ordering key K, in order: only its
+//                        head is ever ready, waiting or leased
+//   B.."dlq:"..G         stream of dead letters
 // A group's unfinished messages are exactly its pending entries (PEL): each script first reads
-// every new entry into the PEL under the consumer "-" (XREADGROUP), a delivery XCLAIMs the entry
-// for its consumer, and an ack or a dead-lettering XACKs it. Times are integer microseconds
-// (doubles in Lua: exact up to 2^53 us, 285 years).
+// every new entry into the PEL under the consumer "-" (XREADGROUP) and indexes it, a delivery
+// XCLAIMs the entry for its consumer, and an ack or a dead-lettering XACKs it. Times are integer
+// microseconds (doubles in Lua: exact up to 2^53 us, 285 years).
 inline constexpr std::string_view prelude = R"lua(
 local B = KEYS[1]
 local S = B .. 's'
@@ -90,6 +95,13 @@ local function fields(flat)
   for i = 1, #flat, 2 do f[flat[i]] = flat[i + 1] end
   return f
 end
+local function eligible(G, s, v)
+  if v then
+    redis.call('ZADD', B .. 'w:' .. G, v, s)
+  else
+    redis.call('ZADD', B .. 'r:' .. G, s, s)
+  end
+end
 local function pull(G)
   local gh = B .. 'g:' .. G
   while true do
@@ -99,17 +111,32 @@ local function pull(G)
     for _, e in ipairs(entries) do
       local s = string.match(e[1], '^(%d+)')
       local f = fields(e[2])
-      if f.k then redis.call('HSET', gh, 'k:' .. s, f.k) end
       if f.v then redis.call('HSET', gh, 'v:' .. s, f.v) end
+      if f.k then
+        redis.call('HSET', gh, 'k:' .. s, f.k)
+        if redis.call('RPUSH', B .. 'kq:' .. G .. ':' .. f.k, s) == 1 then eligible(G, s, f.v) end
+      else
+        eligible(G, s, f.v)
+      end
     end
     if #entries < 512 then return end
   end
 end
 local function finish(G, s)
   local id = s .. '-0'
+  local gh = B .. 'g:' .. G
+  local k = redis.call('HGET', gh, 'k:' .. s)
   redis.call('XACK', S, G, id)
-  redis.call('HDEL', B .. 'g:' .. G, 'n:' .. s, 't:' .. s, 'd:' .. s, 'v:' .. s, 'k:' .. s)
+  redis.call('HDEL', gh, 'n:' .. s, 't:' .. s, 'd:' .. s, 'v:' .. s, 'k:' .. s)
   redis.call('ZREM', B .. 'gl:' .. G, s)
+  redis.call('ZREM', B .. 'r:' .. G, s)
+  redis.call('ZREM', B .. 'w:' .. G, s)
+  if k then
+    local kq = B .. 'kq:' .. G .. ':' .. k
+    redis.call('LREM', kq, 1, s)
+    local nxt = redis.call('LINDEX', kq, 0)
+    if nxt then eligible(G, nxt, redis.call('HGET', gh, 'v:' .. nxt)) end
+  end
   if redis.call('HINCRBY', B .. 'refs', s, -1) <= 0 then
     redis.call('HDEL', B .. 'refs', s)
     redis.call('XDEL', S, id)
@@ -182,58 +209,38 @@ return {seq, 0}
 )lua";
 
 // ARGV: now, group, consumer, max, lease us, max_deliver.
-// Returns one {seq, id, payload, key, has key, attempt, token, deadline} per delivery.
+// Returns one {seq, id, payload, key, has key, attempt, token, deadline} per delivery. The
+// candidates are the ready messages and the leased ones whose lease ran out; the lowest
+// sequence numbers win, as in memory_store's walk.
 inline constexpr std::string_view consume_body = R"lua(
 local G = ARGV[2]
-local max = tonumber(ARGV[4])
+local max = math.min(tonumber(ARGV[4]), 2147483647)
 if max == 0 or redis.call('SISMEMBER', B .. 'groups', G) == 0 then return {} end
 local now = now_us(ARGV[1])
 local lease = tonumber(ARGV[5])
 local gh = B .. 'g:' .. G
 pull(G)
 sweep(G, now, tonumber(ARGV[6]))
+local due = redis.call('ZRANGEBYSCORE', B .. 'w:' .. G, '-inf', fmt(now))
+for _, s in ipairs(due) do redis.call('ZADD', B .. 'r:' .. G, s, s) end
+if #due > 0 then redis.call('ZREMRANGEBYSCORE', B .. 'w:' .. G, '-inf', fmt(now)) end
+local cand = {}
+for _, s in ipairs(redis.call('ZRANGE', B .. 'r:' .. G, 0, max - 1)) do cand[#cand + 1] = tonumber(s) end
+for _, s in ipairs(redis.call('ZRANGEBYSCORE', B .. 'gl:' .. G, '-inf', fmt(now))) do cand[#cand + 1] = tonumber(s) end
+table.sort(cand)
 local out = {}
-local blocked = {}
-local start = '-'
-while #out < max do
-  local pend = redis.call('XPENDING', S, G, start, '+', 256)
-  if #pend == 0 then break end
-  local names = {}
-  for _, p in ipairs(pend) do
-    local s = string.match(p[1], '^(%d+)')
-    names[#names + 1] = 't:' .. s
-    names[#names + 1] = 'd:' .. s
-    names[#names + 1] = 'v:' .. s
-    names[#names + 1] = 'k:' .. s
-  end
-  local vals = redis.call('HMGET', gh, unpack(names))
-  local last = 0
-  for i, p in ipairs(pend) do
-    local s = string.match(p[1], '^(%d+)')
-    last = tonumber(s)
-    local t, d, v, k = vals[4 * i - 3], vals[4 * i - 2], vals[4 * i - 1], vals[4 * i]
-    local ok = true
-    if k then
-      if blocked[k] then ok = false end
-      blocked[k] = true
-    end
-    if ok then
-      if t then ok = tonumber(d) <= now else ok = (not v) or tonumber(v) <= now end
-    end
-    if ok then
-      local n = redis.call('HINCRBY', gh, 'n:' .. s, 1)
-      local tok = redis.call('INCR', B .. 'tok')
-      local dl = now + lease
-      redis.call('HSET', gh, 't:' .. s, tok, 'd:' .. s, fmt(dl))
-      redis.call('ZADD', B .. 'gl:' .. G, fmt(dl), s)
-      redis.call('XCLAIM', S, G, ARGV[3], 0, p[1], 'JUSTID')
-      local f = fields(redis.call('XRANGE', S, p[1], p[1])[1][2])
-      out[#out + 1] = {tonumber(s), f.i or s, f.p, f.k or '', f.k and 1 or 0, n, tok, dl}
-      if #out == max then break end
-    end
-  end
-  if #pend < 256 then break end
-  start = fmt(last + 1) .. '-0'
+for i = 1, math.min(max, #cand) do
+  local s = fmt(cand[i])
+  local id = s .. '-0'
+  redis.call('ZREM', B .. 'r:' .. G, s)
+  local n = redis.call('HINCRBY', gh, 'n:' .. s, 1)
+  local tok = redis.call('INCR', B .. 'tok')
+  local dl = now + lease
+  redis.call('HSET', gh, 't:' .. s, tok, 'd:' .. s, fmt(dl))
+  redis.call('ZADD', B .. 'gl:' .. G, fmt(dl), s)
+  redis.call('XCLAIM', S, G, ARGV[3], 0, id, 'JUSTID')
+  local f = fields(redis.call('XRANGE', S, id, id)[1][2])
+  out[#out + 1] = {cand[i], f.i or s, f.p, f.k or '', f.k and 1 or 0, n, tok, dl}
 end
 return out
 )lua";
@@ -286,6 +293,7 @@ redis.call('HDEL', gh, 't:' .. s, 'd:' .. s)
 redis.call('ZREM', B .. 'gl:' .. G, s)
 if arg < 0 then arg = 0 end
 redis.call('HSET', gh, 'v:' .. s, fmt(now + arg))
+redis.call('ZADD', B .. 'w:' .. G, fmt(now + arg), s)
 redis.call('XCLAIM', S, G, '-', 0, s .. '-0', 'JUSTID')
 return 0
 )lua";
@@ -423,8 +431,9 @@ using context_ptr = std::unique_ptr<redisContext, context_free>;
 /// **Thread safety:** every member may be called concurrently; calls share one connection and
 /// are serialised. Give each consumer thread its own store (its own `work_queue`) to overlap
 /// round trips.
-/// **Complexity:** one round trip per call; `consume` walks the group's pending entries in
-/// order, O(unfinished) in the worst case, as `memory_store`.
+/// **Complexity:** one round trip per call; `consume` is O(log n) per delivered message plus the
+/// number of leases that ran out and delays that ended (indexes per group: ready, waiting,
+/// leased, and one list per ordering key), where `memory_store` walks its unfinished messages.
 ///
 /// @code
 /// distkit::redis_queue_options o;
