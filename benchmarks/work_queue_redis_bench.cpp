@@ -22,6 +22,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -91,9 +92,13 @@ auto run_distkit(const config& c, counters& n) -> void {
           std::this_thread::sleep_for(std::chrono::milliseconds(1));  // idle: poll again shortly
           continue;
         }
-        for (auto& d : batch) {
-          if (d.attempt > 1) n.redelivered.fetch_add(1);
-          if (q.ack(d) == distkit::settle_result::ok) n.complete(index_of(d.payload.data(), d.payload.size()));
+        // The batch is acked in one round trip (`ack(span)`), each delivery still fenced on its own.
+        const auto results = q.ack(std::span<const distkit::delivery>(batch));
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+          if (batch[i].attempt > 1) n.redelivered.fetch_add(1);
+          if (results[i] == distkit::settle_result::ok) {
+            n.complete(index_of(batch[i].payload.data(), batch[i].payload.size()));
+          }
         }
       }
     });

@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <span>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -153,7 +154,7 @@ void check_against_model(std::uint64_t seed, std::uint64_t runs, int steps, Make
     const std::vector<std::string> group_names{"a", "b", "c"};
     for (int step = 0; step < steps; ++step) {
       INFO("seed " << seed << " run " << run << " step " << step);
-      switch (rng() % 9) {
+      switch (rng() % 11) {
         case 0: {
           const auto& g = group_names[rng() % group_names.size()];
           q.add_group(g);
@@ -207,6 +208,42 @@ void check_against_model(std::uint64_t seed, std::uint64_t runs, int steps, Make
               break;
           }
           REQUIRE(got == m.settle(d, action, arg, now()));
+          break;
+        }
+        case 9: {
+          // A batch ack of a few recent (some maybe stale) deliveries: answered as if one by one.
+          if (held.empty()) break;
+          std::vector<distkit::delivery> batch;
+          for (std::size_t k = 1 + rng() % 4; k > 0; --k) {
+            batch.push_back(held[held.size() - 1 - rng() % std::min<std::size_t>(held.size(), 6)]);
+          }
+          const auto got = q.ack(std::span<const distkit::delivery>(batch));
+          REQUIRE(got.size() == batch.size());
+          for (std::size_t k = 0; k < batch.size(); ++k) {
+            REQUIRE(got[k] == m.settle(batch[k], distkit::settle_action::ack, {}, now()));
+          }
+          break;
+        }
+        case 10: {
+          // A batch publish: answered as if published one by one at the same time.
+          std::vector<std::string> payloads;
+          std::vector<distkit::publish_options> opts;
+          for (std::size_t k = 1 + rng() % 4; k > 0; --k) {
+            distkit::publish_options po;
+            if (rng() % 3 == 0) po.id = "id" + std::to_string(rng() % 5);
+            if (rng() % 2 == 0) po.ordering_key = "k" + std::to_string(rng() % 3);
+            if (rng() % 4 == 0) po.delay = std::chrono::milliseconds(rng() % 5000);
+            payloads.push_back("b" + std::to_string(step) + "." + std::to_string(k));
+            opts.push_back(po);
+          }
+          const auto copy = payloads;
+          const auto got = q.publish(std::span<std::string>(payloads), opts);
+          REQUIRE(got.size() == copy.size());
+          for (std::size_t k = 0; k < copy.size(); ++k) {
+            const auto want = m.publish(copy[k], opts[k], now());
+            REQUIRE(got[k].seq == want.seq);
+            REQUIRE(got[k].duplicate == want.duplicate);
+          }
           break;
         }
         case 7: {

@@ -17,6 +17,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -174,38 +175,57 @@ end
 return 0
 )lua";
 
+// publish_one(now, window us, payload, id, has id, key, has key, delay us) returns {seq, duplicate}.
+inline constexpr std::string_view publish_fn = R"lua(
+local function publish_one(now, window, payload, id, has_id, key, has_key, delay)
+  if has_id then
+    local old = redis.call('ZRANGEBYSCORE', B .. 'idt', '-inf', fmt(now - window))
+    for _, o in ipairs(old) do redis.call('HDEL', B .. 'ids', o) end
+    if #old > 0 then redis.call('ZREMRANGEBYSCORE', B .. 'idt', '-inf', fmt(now - window)) end
+    local rec = redis.call('HGET', B .. 'ids', id)
+    if rec then
+      local t, seq = string.match(rec, '^(-?%d+):(%d+)$')
+      if now - tonumber(t) < window then return {tonumber(seq), 1} end
+    end
+  end
+  local seq = redis.call('INCR', B .. 'seq')
+  if has_id then
+    redis.call('HSET', B .. 'ids', id, fmt(now) .. ':' .. fmt(seq))
+    redis.call('ZADD', B .. 'idt', fmt(now), id)
+  end
+  local groups = redis.call('SCARD', B .. 'groups')
+  if groups > 0 then
+    local f = {'p', payload}
+    if has_id then f[#f + 1] = 'i'; f[#f + 1] = id end
+    if has_key then f[#f + 1] = 'k'; f[#f + 1] = key end
+    if delay > 0 then f[#f + 1] = 'v'; f[#f + 1] = fmt(now + delay) end
+    redis.call('XADD', S, fmt(seq) .. '-0', unpack(f))
+    redis.call('HSET', B .. 'refs', seq, groups)
+  end
+  return {seq, 0}
+end
+)lua";
+
 // ARGV: now, dedupe window us, payload, id or '', has id, key, has key, delay us.
 // Returns {seq, duplicate}.
 inline constexpr std::string_view publish_body = R"lua(
+return publish_one(now_us(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5] == '1', ARGV[6], ARGV[7] == '1',
+                   tonumber(ARGV[8]))
+)lua";
+
+// ARGV: now, dedupe window us, then payload, id, has id, key, has key, delay us per message,
+// published in order at one time. Returns seq, duplicate, seq, duplicate, ...
+inline constexpr std::string_view publish_many_body = R"lua(
 local now = now_us(ARGV[1])
 local window = tonumber(ARGV[2])
-local has_id = ARGV[5] == '1'
-if has_id then
-  local old = redis.call('ZRANGEBYSCORE', B .. 'idt', '-inf', fmt(now - window))
-  for _, id in ipairs(old) do redis.call('HDEL', B .. 'ids', id) end
-  redis.call('ZREMRANGEBYSCORE', B .. 'idt', '-inf', fmt(now - window))
-  local rec = redis.call('HGET', B .. 'ids', ARGV[4])
-  if rec then
-    local t, seq = string.match(rec, '^(-?%d+):(%d+)$')
-    if now - tonumber(t) < window then return {tonumber(seq), 1} end
-  end
+local out = {}
+for i = 3, #ARGV - 5, 6 do
+  local r = publish_one(now, window, ARGV[i], ARGV[i + 1], ARGV[i + 2] == '1', ARGV[i + 3], ARGV[i + 4] == '1',
+                        tonumber(ARGV[i + 5]))
+  out[#out + 1] = r[1]
+  out[#out + 1] = r[2]
 end
-local seq = redis.call('INCR', B .. 'seq')
-if has_id then
-  redis.call('HSET', B .. 'ids', ARGV[4], fmt(now) .. ':' .. fmt(seq))
-  redis.call('ZADD', B .. 'idt', fmt(now), ARGV[4])
-end
-local groups = redis.call('SCARD', B .. 'groups')
-if groups > 0 then
-  local f = {'p', ARGV[3]}
-  if has_id then f[#f + 1] = 'i'; f[#f + 1] = ARGV[4] end
-  if ARGV[7] == '1' then f[#f + 1] = 'k'; f[#f + 1] = ARGV[6] end
-  local delay = tonumber(ARGV[8])
-  if delay > 0 then f[#f + 1] = 'v'; f[#f + 1] = fmt(now + delay) end
-  redis.call('XADD', S, fmt(seq) .. '-0', unpack(f))
-  redis.call('HSET', B .. 'refs', seq, groups)
-end
-return {seq, 0}
+return out
 )lua";
 
 // ARGV: now, group, consumer, max, lease us, max_deliver.
@@ -245,57 +265,71 @@ end
 return out
 )lua";
 
-// ARGV: now, group, seq, token, action (a, n, e), argument us, max_deliver.
-// Returns 0 ok, 1 dead_lettered, 2 lease_expired, 3 stale, 4 unknown_group.
-inline constexpr std::string_view settle_body = R"lua(
-local G = ARGV[2]
-if redis.call('SISMEMBER', B .. 'groups', G) == 0 then return 4 end
-local now = now_us(ARGV[1])
-local s = ARGV[3]
-local gh = B .. 'g:' .. G
-local st = redis.call('HMGET', gh, 't:' .. s, 'd:' .. s, 'n:' .. s)
-local maxd = tonumber(ARGV[7])
-local n = tonumber(st[3])
+// settle_one(G, s, token, action ('a', 'n', 'e'), argument us, now, max_deliver) returns
+// 0 ok, 1 dead_lettered, 2 lease_expired, 3 stale, 4 unknown_group.
+inline constexpr std::string_view settle_head = R"lua(
+local function settle_one(G, s, token, action, arg, now, maxd)
+  if redis.call('SISMEMBER', B .. 'groups', G) == 0 then return 4 end
+  local gh = B .. 'g:' .. G
+  local st = redis.call('HMGET', gh, 't:' .. s, 'd:' .. s, 'n:' .. s)
+  local n = tonumber(st[3])
 )lua";
 
 #if defined(DISTKIT_REDIS_QUEUE_MUTATION_NO_FENCE)
 // Test-only mutation: settle checks neither the token nor the lease (the fence-check test must fail).
 inline constexpr std::string_view settle_fence = R"lua(
-if not st[1] then return 3 end
+  if not st[1] then return 3 end
 )lua";
 #else
 // The fence: only the current delivery's token, and only before its lease deadline.
 inline constexpr std::string_view settle_fence = R"lua(
-if not st[1] or st[1] ~= ARGV[4] then return 3 end
-if tonumber(st[2]) <= now then
-  if n >= maxd then kill(G, s) end
-  return 2
-end
+  if not st[1] or st[1] ~= token then return 3 end
+  if tonumber(st[2]) <= now then
+    if n >= maxd then kill(G, s) end
+    return 2
+  end
 )lua";
 #endif
 
 inline constexpr std::string_view settle_tail = R"lua(
-local action = ARGV[5]
-local arg = tonumber(ARGV[6])
-if action == 'a' then
-  finish(G, s)
-  return 0
-elseif action == 'e' then
-  redis.call('HSET', gh, 'd:' .. s, fmt(now + arg))
-  redis.call('ZADD', B .. 'gl:' .. G, fmt(now + arg), s)
+  if action == 'a' then
+    finish(G, s)
+    return 0
+  elseif action == 'e' then
+    redis.call('HSET', gh, 'd:' .. s, fmt(now + arg))
+    redis.call('ZADD', B .. 'gl:' .. G, fmt(now + arg), s)
+    return 0
+  end
+  if n >= maxd then
+    kill(G, s)
+    return 1
+  end
+  redis.call('HDEL', gh, 't:' .. s, 'd:' .. s)
+  redis.call('ZREM', B .. 'gl:' .. G, s)
+  if arg < 0 then arg = 0 end
+  redis.call('HSET', gh, 'v:' .. s, fmt(now + arg))
+  redis.call('ZADD', B .. 'w:' .. G, fmt(now + arg), s)
+  redis.call('XCLAIM', S, G, '-', 0, s .. '-0', 'JUSTID')
   return 0
 end
-if n >= maxd then
-  kill(G, s)
-  return 1
+)lua";
+
+// ARGV: now, group, seq, token, action, argument us, max_deliver. Returns settle_one's code.
+inline constexpr std::string_view settle_body = R"lua(
+return settle_one(ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]), now_us(ARGV[1]), tonumber(ARGV[7]))
+)lua";
+
+// ARGV: now, action, argument us, max_deliver, then group, seq, token per delivery, applied in
+// order at one time. Returns one code per delivery.
+inline constexpr std::string_view settle_many_body = R"lua(
+local now = now_us(ARGV[1])
+local arg = tonumber(ARGV[3])
+local maxd = tonumber(ARGV[4])
+local out = {}
+for i = 5, #ARGV - 2, 3 do
+  out[#out + 1] = settle_one(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[2], arg, now, maxd)
 end
-redis.call('HDEL', gh, 't:' .. s, 'd:' .. s)
-redis.call('ZREM', B .. 'gl:' .. G, s)
-if arg < 0 then arg = 0 end
-redis.call('HSET', gh, 'v:' .. s, fmt(now + arg))
-redis.call('ZADD', B .. 'w:' .. G, fmt(now + arg), s)
-redis.call('XCLAIM', S, G, '-', 0, s .. '-0', 'JUSTID')
-return 0
+return out
 )lua";
 
 // ARGV: now, group, max_deliver. Returns the group's dead letters as flat field lists.
@@ -318,8 +352,8 @@ sweep(G, now_us(ARGV[1]), tonumber(ARGV[3]))
 return redis.call('XPENDING', S, G)[1]
 )lua";
 
-enum script : std::uint8_t { add_group_script, publish_script, consume_script, settle_script, dead_letters_script,
-                             pending_script, script_count };
+enum script : std::uint8_t { add_group_script, publish_script, publish_many_script, consume_script, settle_script,
+                             settle_many_script, dead_letters_script, pending_script, script_count };
 
 /// Blocks SIGPIPE on this thread while hiredis writes to a socket whose peer may be gone, then
 /// discards a SIGPIPE raised meanwhile: a dead server must not kill the process.
@@ -487,6 +521,34 @@ class redis_streams_store {
             detail::redis_queue::integer(r->element[1]) != 0};
   }
 
+  /// Publishes every message in one round trip, in order, at one time; `po` is empty (defaults
+  /// for all) or holds one `publish_options` per payload.
+  auto publish_many(std::span<std::string> payloads, std::span<const publish_options> po,
+                    const work_queue_options& o, std::chrono::nanoseconds now) -> std::vector<publish_receipt> {
+    std::vector<publish_receipt> out;
+    if (payloads.empty()) return out;
+    std::vector<std::string> args{time_arg(now), detail::redis_queue::ceil_us(o.dedupe_window)};
+    args.reserve(2 + 6 * payloads.size());
+    const publish_options none{};
+    for (std::size_t i = 0; i < payloads.size(); ++i) {
+      const publish_options& p = po.empty() ? none : po[i];
+      args.push_back(std::move(payloads[i]));
+      args.push_back(p.id.value_or(std::string()));
+      args.emplace_back(p.id ? "1" : "0");
+      args.push_back(p.ordering_key.value_or(std::string()));
+      args.emplace_back(p.ordering_key ? "1" : "0");
+      args.push_back(detail::redis_queue::ceil_us(p.delay));
+    }
+    auto r = run(detail::redis_queue::publish_many_script, std::move(args));
+    expect_array(r.get(), 2 * payloads.size());
+    out.reserve(payloads.size());
+    for (std::size_t i = 0; i < payloads.size(); ++i) {
+      out.push_back({static_cast<std::uint64_t>(detail::redis_queue::integer(r->element[2 * i])),
+                     detail::redis_queue::integer(r->element[2 * i + 1]) != 0});
+    }
+    return out;
+  }
+
   auto consume(std::string_view group, std::string_view consumer, std::size_t max, std::chrono::nanoseconds lease,
                const work_queue_options& o, std::chrono::nanoseconds now) -> std::vector<delivery> {
     auto r = run(detail::redis_queue::consume_script,
@@ -521,18 +583,30 @@ class redis_streams_store {
                   // A negative nack delay means none; a lease extension is positive (checked by work_queue).
                   arg < std::chrono::nanoseconds::zero() ? std::string("0") : detail::redis_queue::ceil_us(arg),
                   std::to_string(o.max_deliver)});
-    switch (detail::redis_queue::integer(r.get())) {
-      case 0:
-        return settle_result::ok;
-      case 1:
-        return settle_result::dead_lettered;
-      case 2:
-        return settle_result::lease_expired;
-      case 4:
-        return settle_result::unknown_group;
-      default:
-        return settle_result::stale;
+    return result_of(detail::redis_queue::integer(r.get()));
+  }
+
+  /// Settles every delivery in one round trip, in order, at one time; one answer per delivery.
+  auto settle_many(std::span<const delivery> ds, settle_action action, std::chrono::nanoseconds arg,
+                   const work_queue_options& o, std::chrono::nanoseconds now) -> std::vector<settle_result> {
+    std::vector<settle_result> out;
+    if (ds.empty()) return out;
+    const char* a = action == settle_action::ack ? "a" : action == settle_action::nack ? "n" : "e";
+    std::vector<std::string> args{time_arg(now), a,
+                                  arg < std::chrono::nanoseconds::zero() ? std::string("0")
+                                                                          : detail::redis_queue::ceil_us(arg),
+                                  std::to_string(o.max_deliver)};
+    args.reserve(4 + 3 * ds.size());
+    for (const auto& d : ds) {
+      args.push_back(d.group);
+      args.push_back(std::to_string(d.seq));
+      args.push_back(std::to_string(d.token));
     }
+    auto r = run(detail::redis_queue::settle_many_script, std::move(args));
+    expect_array(r.get(), ds.size());
+    out.reserve(ds.size());
+    for (std::size_t i = 0; i < ds.size(); ++i) out.push_back(result_of(detail::redis_queue::integer(r->element[i])));
+    return out;
   }
 
   auto dead_letters(std::string_view group, const work_queue_options& o, std::chrono::nanoseconds now)
@@ -585,6 +659,21 @@ class redis_streams_store {
     return options_.time == redis_queue_time::server ? std::string() : detail::redis_queue::floor_us(now);
   }
 
+  static auto result_of(std::int64_t code) noexcept -> settle_result {
+    switch (code) {
+      case 0:
+        return settle_result::ok;
+      case 1:
+        return settle_result::dead_lettered;
+      case 2:
+        return settle_result::lease_expired;
+      case 4:
+        return settle_result::unknown_group;
+      default:
+        return settle_result::stale;
+    }
+  }
+
   static void expect_array(const redisReply* r, std::size_t at_least) {
     if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements < at_least) {
       throw redis_queue_error("distkit::redis_streams_store: unexpected reply shape");
@@ -601,11 +690,17 @@ class redis_streams_store {
       case q::publish_script:
         body = q::publish_body;
         break;
+      case q::publish_many_script:
+        body = q::publish_many_body;
+        break;
       case q::consume_script:
         body = q::consume_body;
         break;
       case q::settle_script:
-        body = std::string(q::settle_body) + std::string(q::settle_fence) + std::string(q::settle_tail);
+        body = q::settle_body;
+        break;
+      case q::settle_many_script:
+        body = q::settle_many_body;
         break;
       case q::dead_letters_script:
         body = q::dead_letters_body;
@@ -614,7 +709,8 @@ class redis_streams_store {
         body = q::pending_body;
         break;
     }
-    return std::string(q::prelude) + body;
+    return std::string(q::prelude) + std::string(q::publish_fn) + std::string(q::settle_head) + std::string(q::settle_fence) +
+           std::string(q::settle_tail) + body;
   }
 
   // Sends one command; a transport failure drops the connection and throws.
