@@ -4,10 +4,15 @@
 // threads consume and ack each one individually; the figure is messages completed (acked) per
 // second, from the first publish to the last ack. Every thread has its own connection.
 //
-//   --system distkit   work_queue<redis_streams_store> on a redis-server at --port (Redis time)
+//   --system distkit   work_queue<redis_streams_store> on a redis-server at --port (Redis time);
+//                      consumers take up to --batch messages per consume
 //   --system rabbitmq  a durable queue on RabbitMQ at --port, via librabbitmq's C API: persistent
-//                      messages (delivery mode 2), manual acks (basic.ack per message),
+//                      messages (delivery mode 2, no publisher confirms), manual acks,
 //                      basic.qos prefetch = --batch; --queue-type classic or quorum
+//   --batched 1        distkit: publish(span) and ack(span) of --batch messages, one round trip
+//                      each; RabbitMQ: one basic.ack with `multiple` per --batch deliveries
+//   --batched 0        distkit: one publish and one ack call per message; RabbitMQ: one
+//                      basic.ack per message (publishes are pipelined either way)
 //
 // Run by scripts/bench-work-queue, which starts both servers; it prints one line:
 //   <label> messages=<n> seconds=<s> msgs_per_s=<r> redelivered=<d>
@@ -42,6 +47,7 @@ struct config {
   std::size_t size = 1024;
   std::size_t batch = 16;
   std::string queue_type = "classic";
+  bool batched = true;  ///< distkit: publish(span) and ack(span); RabbitMQ: basic.ack with `multiple` per batch
   std::string name = "bench";
 };
 
@@ -92,8 +98,14 @@ auto run_distkit(const config& c, counters& n) -> void {
           std::this_thread::sleep_for(std::chrono::milliseconds(1));  // idle: poll again shortly
           continue;
         }
-        // The batch is acked in one round trip (`ack(span)`), each delivery still fenced on its own.
-        const auto results = q.ack(std::span<const distkit::delivery>(batch));
+        // Batched: the batch is acked in one round trip (`ack(span)`), each delivery still fenced
+        // on its own. Otherwise one ack per delivery.
+        std::vector<distkit::settle_result> results;
+        if (c.batched) {
+          results = q.ack(std::span<const distkit::delivery>(batch));
+        } else {
+          for (const auto& d : batch) results.push_back(q.ack(d));
+        }
         for (std::size_t i = 0; i < batch.size(); ++i) {
           if (batch[i].attempt > 1) n.redelivered.fetch_add(1);
           if (results[i] == distkit::settle_result::ok) {
@@ -106,7 +118,15 @@ auto run_distkit(const config& c, counters& n) -> void {
   for (std::size_t t = 0; t < c.producers; ++t) {
     threads.emplace_back([&, t] {
       queue q(wo, {}, std::in_place, o);
-      for (std::size_t i = t; i < c.messages; i += c.producers) (void)q.publish(payload_of(i, c.size));
+      // Batches of `batch` messages, one round trip each (`publish(span)`).
+      std::vector<std::string> batch;
+      for (std::size_t i = t; i < c.messages; i += c.producers) {
+        batch.push_back(payload_of(i, c.size));
+        if (!c.batched || batch.size() == c.batch || i + c.producers >= c.messages) {
+          (void)q.publish(std::span<std::string>(batch));
+          batch.clear();
+        }
+      }
     });
   }
 }
@@ -157,21 +177,39 @@ auto run_rabbitmq(const config& c, counters& n) -> void {
       check(amqp_get_rpc_reply(conn.state), "basic.qos");
       amqp_basic_consume(conn.state, 1, queue, amqp_empty_bytes, 0, /*no_ack*/ 0, 0, amqp_empty_table);
       check(amqp_get_rpc_reply(conn.state), "basic.consume");
+      // Batched: one basic.ack with `multiple` for every `batch` deliveries (or when idle).
+      std::vector<std::size_t> unacked;
+      std::uint64_t last_tag = 0;
+      auto ack_pending = [&] {
+        if (unacked.empty()) return;
+        if (amqp_basic_ack(conn.state, 1, last_tag, 1) != AMQP_STATUS_OK) throw std::runtime_error("amqp: ack failed");
+        for (const auto index : unacked) n.complete(index);
+        unacked.clear();
+      };
       while (n.done.load() < c.messages) {
         amqp_maybe_release_buffers(conn.state);
         amqp_envelope_t env;
-        timeval timeout{0, 100000};
+        timeval timeout{0, unacked.empty() ? 100000 : 1000};
         const amqp_rpc_reply_t r = amqp_consume_message(conn.state, &env, &timeout, 0);
         if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-          if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && r.library_error == AMQP_STATUS_TIMEOUT) continue;
+          if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && r.library_error == AMQP_STATUS_TIMEOUT) {
+            ack_pending();
+            continue;
+          }
           throw std::runtime_error("amqp: consume failed");
         }
         if (env.redelivered != 0) n.redelivered.fetch_add(1);
         const std::size_t index = index_of(static_cast<const char*>(env.message.body.bytes), env.message.body.len);
-        if (amqp_basic_ack(conn.state, 1, env.delivery_tag, 0) != AMQP_STATUS_OK) {
-          throw std::runtime_error("amqp: ack failed");
+        if (c.batched) {
+          unacked.push_back(index);
+          last_tag = env.delivery_tag;
+          if (unacked.size() == c.batch) ack_pending();
+        } else {
+          if (amqp_basic_ack(conn.state, 1, env.delivery_tag, 0) != AMQP_STATUS_OK) {
+            throw std::runtime_error("amqp: ack failed");
+          }
+          n.complete(index);
         }
-        n.complete(index);
         amqp_destroy_envelope(&env);
       }
     });
@@ -209,6 +247,7 @@ auto main(int argc, char** argv) -> int {
     else if (k == "--size") c.size = std::stoul(v);
     else if (k == "--batch") c.batch = std::stoul(v);
     else if (k == "--queue-type") c.queue_type = v;
+    else if (k == "--batched") c.batched = v == "1";
     else if (k == "--name") c.name = v;
     else {
       std::cerr << "unknown option " << k << "\n";
@@ -251,7 +290,8 @@ auto main(int argc, char** argv) -> int {
   watchdog.request_stop();
   std::size_t missing = 0;
   for (auto& a : n.acked) missing += a.load() == 0 ? 1 : 0;
-  const std::string label = c.system == "distkit" ? "distkit" : "rabbitmq-" + c.queue_type;
+  const std::string label = (c.system == "distkit" ? "distkit" : "rabbitmq-" + c.queue_type) +
+                            (c.batched ? "-batched" : "-one-by-one");
   std::printf("%s messages=%zu seconds=%.3f msgs_per_s=%.0f redelivered=%zu missing=%zu\n", label.c_str(), c.messages,
               seconds, static_cast<double>(c.messages) / seconds, n.redelivered.load(), missing);
   return missing == 0 ? 0 : 1;
