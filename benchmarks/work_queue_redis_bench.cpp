@@ -238,17 +238,28 @@ auto main(int argc, char** argv) -> int {
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
     const std::string v = argv[i + 1];
-    if (k == "--system") c.system = v;
-    else if (k == "--host") c.host = v;
-    else if (k == "--port") c.port = std::stoi(v);
-    else if (k == "--messages") c.messages = std::stoul(v);
-    else if (k == "--producers") c.producers = std::stoul(v);
-    else if (k == "--consumers") c.consumers = std::stoul(v);
-    else if (k == "--size") c.size = std::stoul(v);
-    else if (k == "--batch") c.batch = std::stoul(v);
-    else if (k == "--queue-type") c.queue_type = v;
-    else if (k == "--batched") c.batched = v == "1";
-    else if (k == "--name") c.name = v;
+    if (k == "--system")
+      c.system = v;
+    else if (k == "--host")
+      c.host = v;
+    else if (k == "--port")
+      c.port = std::stoi(v);
+    else if (k == "--messages")
+      c.messages = std::stoul(v);
+    else if (k == "--producers")
+      c.producers = std::stoul(v);
+    else if (k == "--consumers")
+      c.consumers = std::stoul(v);
+    else if (k == "--size")
+      c.size = std::stoul(v);
+    else if (k == "--batch")
+      c.batch = std::stoul(v);
+    else if (k == "--queue-type")
+      c.queue_type = v;
+    else if (k == "--batched")
+      c.batched = v == "1";
+    else if (k == "--name")
+      c.name = v;
     else {
       std::cerr << "unknown option " << k << "\n";
       return 2;
@@ -290,8 +301,8 @@ auto main(int argc, char** argv) -> int {
   watchdog.request_stop();
   std::size_t missing = 0;
   for (auto& a : n.acked) missing += a.load() == 0 ? 1 : 0;
-  const std::string label = (c.system == "distkit" ? "distkit" : "rabbitmq-" + c.queue_type) +
-                            (c.batched ? "-batched" : "-one-by-one");
+  const std::string label =
+      (c.system == "distkit" ? "distkit" : "rabbitmq-" + c.queue_type) + (c.batched ? "-batched" : "-one-by-one");
   std::printf("%s messages=%zu seconds=%.3f msgs_per_s=%.0f redelivered=%zu missing=%zu\n", label.c_str(), c.messages,
               seconds, static_cast<double>(c.messages) / seconds, n.redelivered.load(), missing);
   return missing == 0 ? 0 : 1;

@@ -302,9 +302,11 @@ TEST_CASE("work_queue redis store on Redis time shares leases between processes 
           "[work_queue][redis][time]") {
   distkit_test::redis_server server;
   distkit::work_queue<redis_streams_store> q(
-      {.lease = 30s}, {}, std::in_place, store_options(server.port(), "server-time", distkit::redis_queue_time::server));
+      {.lease = 30s}, {}, std::in_place,
+      store_options(server.port(), "server-time", distkit::redis_queue_time::server));
   distkit::work_queue<redis_streams_store> other(
-      {.lease = 30s}, {}, std::in_place, store_options(server.port(), "server-time", distkit::redis_queue_time::server));
+      {.lease = 30s}, {}, std::in_place,
+      store_options(server.port(), "server-time", distkit::redis_queue_time::server));
   q.add_group("g");
   (void)other.publish("job");
   auto d = q.consume("g", "c1");
@@ -370,12 +372,13 @@ auto reap(pid_t pid, std::chrono::seconds limit) -> int {
 
 }  // namespace
 
-TEST_CASE("work_queue redis store completes every message exactly once when consumer processes are killed "
-          "mid-message",
-          "[work_queue][redis][process]") {
+TEST_CASE(
+    "work_queue redis store completes every message exactly once when consumer processes are killed "
+    "mid-message",
+    "[work_queue][redis][process]") {
   distkit_test::redis_server server;
-  void* mem = ::mmap(nullptr, sizeof(std::atomic<std::int64_t>), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                     -1, 0);
+  void* mem =
+      ::mmap(nullptr, sizeof(std::atomic<std::int64_t>), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   REQUIRE(mem != MAP_FAILED);
   auto* now = new (mem) std::atomic<std::int64_t>(0);
   const shared_clock clock{now};
@@ -445,7 +448,7 @@ TEST_CASE("work_queue redis store completes every message exactly once when cons
   for (std::size_t i = 1; i < acked->elements; i += 2) REQUIRE(std::string(acked->element[i]->str) == "1");
   // Every start was a distinct, counted attempt: per message the attempts are 1, 2, ..., k.
   auto started = raw.cmd({"LRANGE", "started", "0", "-1"});
-  std::map<std::uint64_t, std::set<std::uint64_t>> attempts;
+  std::map<std::uint64_t, std::set<std::uint64_t> > attempts;
   std::size_t starts = 0;
   for (std::size_t i = 0; i < started->elements; ++i) {
     const std::string s(started->element[i]->str, started->element[i]->len);
@@ -462,8 +465,7 @@ TEST_CASE("work_queue redis store completes every message exactly once when cons
     if (a.size() > 1) ++redelivered;
   }
   REQUIRE(redelivered >= 10);  // at least the crashers' two batches of five
-  std::cout << "[kill -9] " << messages << " messages, " << starts << " starts, " << redelivered
-            << " redelivered\n";
+  std::cout << "[kill -9] " << messages << " messages, " << starts << " starts, " << redelivered << " redelivered\n";
   shared_queue q(opts, clock, std::in_place, so);
   REQUIRE(q.pending("workers") == 0);
   REQUIRE(q.dead_letters("workers").empty());

@@ -216,8 +216,10 @@ TEST_CASE("work_queue deduplicates a message id within the window only", "[work_
 
 TEST_CASE("work_queue matches a reference model under random operations and times", "[work_queue][model]") {
   const auto seed = distkit_test::test_seed("work_queue model");
-  distkit_test::check_against_model(seed, 40, 400, [](const distkit::work_queue_options& o, distkit::manual_clock& clock,
-                                                     std::uint64_t /*run*/) { return std::make_unique<queue_t>(o, clock); });
+  distkit_test::check_against_model(
+      seed, 40, 400, [](const distkit::work_queue_options& o, distkit::manual_clock& clock, std::uint64_t /*run*/) {
+        return std::make_unique<queue_t>(o, clock);
+      });
 }
 
 TEST_CASE("work_queue consumers on many threads complete every message once, counting redeliveries",

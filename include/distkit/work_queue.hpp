@@ -377,7 +377,9 @@ class work_queue {
   /// Acks every delivery, in order, as one operation of the store where it has one (`settle_many`:
   /// `redis_streams_store` makes one round trip), else one by one. One answer per delivery.
   [[nodiscard]] auto ack(std::span<const delivery> ds) -> std::vector<settle_result> {
-    if constexpr (requires { store_.settle_many(ds, settle_action::ack, std::chrono::nanoseconds{}, options_, now()); }) {
+    if constexpr (requires {
+                    store_.settle_many(ds, settle_action::ack, std::chrono::nanoseconds{}, options_, now());
+                  }) {
       return store_.settle_many(ds, settle_action::ack, {}, options_, now());
     } else {
       std::vector<settle_result> out;

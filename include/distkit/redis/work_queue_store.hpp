@@ -352,8 +352,17 @@ sweep(G, now_us(ARGV[1]), tonumber(ARGV[3]))
 return redis.call('XPENDING', S, G)[1]
 )lua";
 
-enum script : std::uint8_t { add_group_script, publish_script, publish_many_script, consume_script, settle_script,
-                             settle_many_script, dead_letters_script, pending_script, script_count };
+enum script : std::uint8_t {
+  add_group_script,
+  publish_script,
+  publish_many_script,
+  consume_script,
+  settle_script,
+  settle_many_script,
+  dead_letters_script,
+  pending_script,
+  script_count
+};
 
 /// Blocks SIGPIPE on this thread while hiredis writes to a socket whose peer may be gone, then
 /// discards a SIGPIPE raised meanwhile: a dead server must not kill the process.
@@ -523,8 +532,8 @@ class redis_streams_store {
 
   /// Publishes every message in one round trip, in order, at one time; `po` is empty (defaults
   /// for all) or holds one `publish_options` per payload.
-  auto publish_many(std::span<std::string> payloads, std::span<const publish_options> po,
-                    const work_queue_options& o, std::chrono::nanoseconds now) -> std::vector<publish_receipt> {
+  auto publish_many(std::span<std::string> payloads, std::span<const publish_options> po, const work_queue_options& o,
+                    std::chrono::nanoseconds now) -> std::vector<publish_receipt> {
     std::vector<publish_receipt> out;
     if (payloads.empty()) return out;
     std::vector<std::string> args{time_arg(now), detail::redis_queue::ceil_us(o.dedupe_window)};
@@ -592,10 +601,9 @@ class redis_streams_store {
     std::vector<settle_result> out;
     if (ds.empty()) return out;
     const char* a = action == settle_action::ack ? "a" : action == settle_action::nack ? "n" : "e";
-    std::vector<std::string> args{time_arg(now), a,
-                                  arg < std::chrono::nanoseconds::zero() ? std::string("0")
-                                                                          : detail::redis_queue::ceil_us(arg),
-                                  std::to_string(o.max_deliver)};
+    std::vector<std::string> args{
+        time_arg(now), a, arg < std::chrono::nanoseconds::zero() ? std::string("0") : detail::redis_queue::ceil_us(arg),
+        std::to_string(o.max_deliver)};
     args.reserve(4 + 3 * ds.size());
     for (const auto& d : ds) {
       args.push_back(d.group);
@@ -643,8 +651,8 @@ class redis_streams_store {
   }
 
   auto pending(std::string_view group, const work_queue_options& o, std::chrono::nanoseconds now) -> std::size_t {
-    auto r = run(detail::redis_queue::pending_script,
-                 {time_arg(now), std::string(group), std::to_string(o.max_deliver)});
+    auto r =
+        run(detail::redis_queue::pending_script, {time_arg(now), std::string(group), std::to_string(o.max_deliver)});
     return static_cast<std::size_t>(detail::redis_queue::integer(r.get()));
   }
 
@@ -709,8 +717,8 @@ class redis_streams_store {
         body = q::pending_body;
         break;
     }
-    return std::string(q::prelude) + std::string(q::publish_fn) + std::string(q::settle_head) + std::string(q::settle_fence) +
-           std::string(q::settle_tail) + body;
+    return std::string(q::prelude) + std::string(q::publish_fn) + std::string(q::settle_head) +
+           std::string(q::settle_fence) + std::string(q::settle_tail) + body;
   }
 
   // Sends one command; a transport failure drops the connection and throws.
@@ -749,7 +757,8 @@ class redis_streams_store {
       auto r = command({"SCRIPT", "LOAD", body});
       if (r->type != REDIS_REPLY_STRING) {
         conn_->ctx.reset();
-        throw redis_queue_error("distkit::redis_streams_store: SCRIPT LOAD failed: " + detail::redis_queue::text(r.get()));
+        throw redis_queue_error("distkit::redis_streams_store: SCRIPT LOAD failed: " +
+                                detail::redis_queue::text(r.get()));
       }
       conn_->sha[s] = detail::redis_queue::text(r.get());
     }
