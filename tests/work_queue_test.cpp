@@ -11,6 +11,7 @@
 #include <map>
 #include <optional>
 #include <random>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -42,6 +43,9 @@ TEST_CASE("work_queue rejects invalid configuration naming the parameter", "[wor
   REQUIRE_THROWS_WITH(distkit::work_queue<>({.dedupe_window = -1s}), Contains("distkit::work_queue: dedupe_window"));
   distkit::work_queue<> q;
   REQUIRE_THROWS_AS(q.consume("g", "c", 1, -1s), std::invalid_argument);
+  std::vector<std::string> payloads{"a", "b"};
+  const std::vector<distkit::publish_options> one(1);
+  REQUIRE_THROWS_WITH(q.publish(std::span<std::string>(payloads), one), Contains("distkit::work_queue: po"));
 }
 
 TEST_CASE("work_queue redelivers after the lease and refuses the late ack", "[work_queue][lease]") {
