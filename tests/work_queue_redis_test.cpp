@@ -287,6 +287,19 @@ TEST_CASE("work_queue redis store keeps per-key order, fans out to groups, delay
   REQUIRE(q->ack(distkit::delivery{.group = "nobody", .seq = 1, .token = 1}) == settle_result::unknown_group);
 }
 
+TEST_CASE("work_queue redis store keeps groups and ordering keys apart whatever characters they hold",
+          "[work_queue][redis][order]") {
+  distkit_test::redis_server server;
+  distkit::manual_clock clock;
+  auto q = make_queue(server, clock);
+  q->add_group("x");
+  q->add_group("x:y");
+  (void)q->publish("1", {.ordering_key = "y:z"});  // group "x", key "y:z" ...
+  (void)q->publish("2", {.ordering_key = "z"});    // ... and group "x:y", key "z": distinct queues
+  REQUIRE(q->consume("x", "c", 10).size() == 2);
+  REQUIRE(q->consume("x:y", "c", 10).size() == 2);
+}
+
 TEST_CASE("work_queue redis store matches the reference model under random operations and times",
           "[work_queue][redis][model]") {
   const auto seed = distkit_test::test_seed("work_queue redis model");

@@ -73,7 +73,8 @@ namespace detail::redis_queue {
 //                        first of their ordering key
 //   B.."w:"..G           sorted set (by visible-at time) of messages waiting for their delay
 //   B.."gl:"..G          sorted set (by lease deadline) of leased messages
-//   B.."kq:"..G..":"..K  list of the unfinished messages of ordering key K, in order: only its
+//   B.."kq:"..#G..":"..G..":"..K  list of the unfinished messages of ordering key K, in order (the
+//                        length of G keeps group and key apart): only its
 //                        head is ever ready, waiting or leased
 //   B.."dlq:"..G         stream of dead letters
 // A group's unfinished messages are exactly its pending entries (PEL): each script first reads
@@ -115,7 +116,7 @@ local function pull(G)
       if f.v then redis.call('HSET', gh, 'v:' .. s, f.v) end
       if f.k then
         redis.call('HSET', gh, 'k:' .. s, f.k)
-        if redis.call('RPUSH', B .. 'kq:' .. G .. ':' .. f.k, s) == 1 then eligible(G, s, f.v) end
+        if redis.call('RPUSH', B .. 'kq:' .. #G .. ':' .. G .. ':' .. f.k, s) == 1 then eligible(G, s, f.v) end
       else
         eligible(G, s, f.v)
       end
@@ -133,7 +134,7 @@ local function finish(G, s)
   redis.call('ZREM', B .. 'r:' .. G, s)
   redis.call('ZREM', B .. 'w:' .. G, s)
   if k then
-    local kq = B .. 'kq:' .. G .. ':' .. k
+    local kq = B .. 'kq:' .. #G .. ':' .. G .. ':' .. k
     redis.call('LREM', kq, 1, s)
     local nxt = redis.call('LINDEX', kq, 0)
     if nxt then eligible(G, nxt, redis.call('HGET', gh, 'v:' .. nxt)) end
