@@ -406,6 +406,7 @@ TEST_CASE(
   // Each child records "<seq>:<attempt>" when it starts a message and HINCRBY acked <seq> after
   // an ack that was accepted. Crashers take one batch, record it, and hang until killed.
   auto child = [&](int index, bool crasher) -> pid_t {
+    std::cout << std::flush;  // a child must not print the parent's buffered output again
     const pid_t pid = ::fork();
     if (pid != 0) return pid;
     int code = 0;
