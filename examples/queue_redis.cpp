@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <iostream>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -31,7 +32,8 @@ auto on_path(const std::string& program) -> bool {
   const char* path = std::getenv("PATH");
   std::stringstream dirs(path != nullptr ? path : "");
   for (std::string dir; std::getline(dirs, dir, ':');) {
-    if (!dir.empty() && ::access((dir + "/" + program).c_str(), X_OK) == 0) return true;
+    dir.append("/").append(program);
+    if (::access(dir.c_str(), X_OK) == 0) return true;
   }
   return false;
 }
@@ -42,8 +44,10 @@ auto free_port() -> int {
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   socklen_t len = sizeof(addr);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    throw std::runtime_error("cannot bind a loopback port");
+  }
   ::close(fd);
   return ntohs(addr.sin_port);
 }
@@ -60,9 +64,7 @@ auto start_redis(int port) -> pid_t {
   return pid;
 }
 
-}  // namespace
-
-auto main() -> int {
+auto run() -> int {
   if (!on_path("redis-server")) {
     std::cout << "queue_redis: skipped: redis-server is not installed (apt-get install redis-server)\n";
     return 0;
@@ -119,4 +121,15 @@ auto main() -> int {
   ::kill(redis, SIGKILL);
   ::waitpid(redis, &status, 0);
   return done == 6 ? 0 : 1;
+}
+
+}  // namespace
+
+auto main() -> int {
+  try {
+    return run();
+  } catch (const std::exception& e) {
+    std::cerr << "queue_redis: " << e.what() << "\n";
+    return 1;
+  }
 }
