@@ -13,6 +13,8 @@
 //                      each; RabbitMQ: one basic.ack with `multiple` per --batch deliveries
 //   --batched 0        distkit: one publish and one ack call per message; RabbitMQ: one
 //                      basic.ack per message (publishes are pipelined either way)
+//   --confirm 1        RabbitMQ: publisher confirms, the producer waiting for them every --batch
+//                      publishes (batched) or every publish (one by one)
 //
 // Run by scripts/bench-work-queue, which starts both servers; it prints one line:
 //   <label> messages=<n> seconds=<s> msgs_per_s=<r> redelivered=<d>
@@ -47,7 +49,8 @@ struct config {
   std::size_t size = 1024;
   std::size_t batch = 16;
   std::string queue_type = "classic";
-  bool batched = true;  ///< distkit: publish(span) and ack(span); RabbitMQ: basic.ack with `multiple` per batch
+  bool confirm = false;  ///< RabbitMQ: publisher confirms, waited for per --batch publishes (per publish unbatched)
+  bool batched = true;   ///< distkit: publish(span) and ack(span); RabbitMQ: basic.ack with `multiple` per batch
   std::string name = "bench";
 };
 
@@ -220,12 +223,38 @@ auto run_rabbitmq(const config& c, counters& n) -> void {
       amqp_basic_properties_t props{};
       props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG;
       props.delivery_mode = 2;  // persistent
+      // With confirms, the producer waits until the broker has taken every publish of the window
+      // (a batch, or one publish unbatched): the counterpart of distkit's answered publish.
+      std::uint64_t published = 0;
+      std::uint64_t confirmed = 0;
+      if (c.confirm) {
+        amqp_confirm_select(conn.state, 1);
+        check(amqp_get_rpc_reply(conn.state), "confirm.select");
+      }
+      auto wait_confirms = [&] {
+        while (confirmed < published) {
+          amqp_frame_t f;
+          const timeval tv{30, 0};
+          if (amqp_simple_wait_frame_noblock(conn.state, &f, &tv) != AMQP_STATUS_OK) {
+            throw std::runtime_error("amqp: no confirm");
+          }
+          if (f.frame_type != AMQP_FRAME_METHOD) continue;
+          if (f.payload.method.id == AMQP_BASIC_NACK_METHOD) throw std::runtime_error("amqp: publish nacked");
+          if (f.payload.method.id == AMQP_BASIC_ACK_METHOD) {
+            const auto* a = static_cast<const amqp_basic_ack_t*>(f.payload.method.decoded);
+            confirmed = std::max<std::uint64_t>(confirmed, a->delivery_tag);  // confirms come in order
+          }
+        }
+      };
+      const std::size_t window = c.batched ? c.batch : 1;
       for (std::size_t i = t; i < c.messages; i += c.producers) {
         const std::string p = payload_of(i, c.size);
         amqp_bytes_t body{p.size(), const_cast<char*>(p.data())};
         if (amqp_basic_publish(conn.state, 1, amqp_cstring_bytes(""), queue, 0, 0, &props, body) != AMQP_STATUS_OK) {
           throw std::runtime_error("amqp: publish failed");
         }
+        ++published;
+        if (c.confirm && (published % window == 0 || i + c.producers >= c.messages)) wait_confirms();
       }
     });
   }
@@ -258,6 +287,8 @@ auto main(int argc, char** argv) -> int {
       c.queue_type = v;
     else if (k == "--batched")
       c.batched = v == "1";
+    else if (k == "--confirm")
+      c.confirm = v == "1";
     else if (k == "--name")
       c.name = v;
     else {
@@ -301,8 +332,9 @@ auto main(int argc, char** argv) -> int {
   watchdog.request_stop();
   std::size_t missing = 0;
   for (auto& a : n.acked) missing += a.load() == 0 ? 1 : 0;
-  const std::string label =
-      (c.system == "distkit" ? "distkit" : "rabbitmq-" + c.queue_type) + (c.batched ? "-batched" : "-one-by-one");
+  const std::string label = (c.system == "distkit" ? "distkit" : "rabbitmq-" + c.queue_type) +
+                            (c.batched ? "-batched" : "-one-by-one") +
+                            (c.system == "rabbitmq" && c.confirm ? "-confirmed" : "");
   std::printf("%s messages=%zu seconds=%.3f msgs_per_s=%.0f redelivered=%zu missing=%zu\n", label.c_str(), c.messages,
               seconds, static_cast<double>(c.messages) / seconds, n.redelivered.load(), missing);
   return missing == 0 ? 0 : 1;
