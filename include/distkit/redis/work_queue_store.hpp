@@ -467,8 +467,8 @@ using context_ptr = std::unique_ptr<redisContext, context_free>;
 /// - Operations throw `redis_queue_error` when Redis cannot be reached, times out or answers an
 ///   error; the connection is dropped and re-made on the next call. A publish that threw may
 ///   have been applied: retry it with the same `publish_options::id`.
-/// - Durability is Redis's: with `appendonly yes` and `appendfsync always` a publish that
-///   returned survives a Redis crash.
+/// - Durability is Redis's: with `appendonly yes` and `appendfsync always` a publish or an ack
+///   that returned survives a Redis crash.
 ///
 /// @throws std::invalid_argument (constructor) naming the bad parameter (`host`, `port`,
 ///         `connect_timeout`, `command_timeout`, `queue`).
