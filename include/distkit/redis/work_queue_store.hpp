@@ -460,6 +460,9 @@ using context_ptr = std::unique_ptr<redisContext, context_free>;
 /// - A lease is a deadline stored beside the pending entry, not the entry's idle time, so
 ///   that leases follow the chosen clock; Redis's own delivery counter of an entry is not the
 ///   `attempt` (the store counts deliveries itself).
+/// - A delayed message takes its place in the stream at once (a per-group waiting set holds it
+///   until it is due), so it keeps its sequence number and blocks later messages of its
+///   ordering key, as in `memory_store`.
 /// - Leases run out when some operation of the group looks (consume, settle, pending,
 ///   dead_letters): nothing happens in Redis between calls.
 /// - Every key is `<key_prefix>{<queue>}:...` (one hash slot); the scripts build group keys
@@ -472,6 +475,9 @@ using context_ptr = std::unique_ptr<redisContext, context_free>;
 ///
 /// @throws std::invalid_argument (constructor) naming the bad parameter (`host`, `port`,
 ///         `connect_timeout`, `command_timeout`, `queue`).
+/// Batches: `publish_many` and `settle_many` (used by `work_queue`'s `publish(span)` and
+/// `ack(span)`) run a whole batch as one script, one round trip, answering as one call per item.
+///
 /// **Thread safety:** every member may be called concurrently; calls share one connection and
 /// are serialised. Give each consumer thread its own store (its own `work_queue`) to overlap
 /// round trips.
