@@ -4,6 +4,7 @@
 // back, and shows that a damaged file is refused.
 #include <cstdint>
 #include <cstdio>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -20,13 +21,14 @@ auto url(std::uint64_t i) -> std::string {
 
 }  // namespace
 
-int main() {
+int main() try {
   constexpr std::uint64_t n = 1'000'000;
   constexpr double target = 0.01;
   distkit::bloom_filter<std::string> seen(n, target);  // split-block layout, XXH3
   std::printf("filter for %llu URLs at %.2f%%: %llu bits (%.2f bits/URL), k = %u, %.2f MiB\n",
               static_cast<unsigned long long>(n), target * 100, static_cast<unsigned long long>(seen.bit_count()),
-              static_cast<double>(seen.bit_count()) / n, seen.hash_count(), seen.memory_bytes() / 1048576.0);
+              static_cast<double>(seen.bit_count()) / static_cast<double>(n), seen.hash_count(),
+              static_cast<double>(seen.memory_bytes()) / 1048576.0);
 
   std::vector<std::string> batch;
   batch.reserve(4096);
@@ -73,4 +75,7 @@ int main() {
   }
   std::filesystem::remove(path);
   return reloaded == seen && missed == 0 ? 0 : 1;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "bloom-filter example: %s\n", e.what());
+  return 1;
 }

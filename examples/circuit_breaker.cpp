@@ -43,7 +43,7 @@ struct flaky_dependency {
 
 }  // namespace
 
-int main() {
+int main() try {
   flaky_dependency dependency;
   distkit::circuit_breaker<distkit::count_window, distkit::manual_clock> breaker(
       {.failure_rate_threshold = 50,
@@ -120,4 +120,7 @@ int main() {
     }
   }
   return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "circuit-breaker example: %s\n", e.what());
+  return 1;
 }

@@ -2,12 +2,13 @@
 // examples/hash_ring.cpp: shard a million keys over 10 cache servers, add an 11th, and see how
 // few keys move, the load per server, and the replica set of one key.
 #include <cstdio>
+#include <exception>
 #include <string>
 #include <vector>
 
 #include "distkit/hash_ring.hpp"
 
-int main() {
+int main() try {
   distkit::hash_ring<std::string> ring;  // XXH3 keys, 160 virtual nodes per server
   for (int i = 1; i <= 10; ++i) ring.add("cache-" + std::to_string(i) + ":11211");
 
@@ -40,4 +41,7 @@ int main() {
   for (int i = 1; i <= 10; ++i) ketama.add("cache-" + std::to_string(i) + ":11211");
   std::printf("ketama (libmemcached-compatible) owner of user:42: %s\n", ketama.node_for("user:42").c_str());
   return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "hash-ring example: %s\n", e.what());
+  return 1;
 }

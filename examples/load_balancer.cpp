@@ -4,6 +4,7 @@
 // where each policy sends the traffic in each phase, and what the clients see.
 #include <chrono>
 #include <cstdio>
+#include <exception>
 #include <memory>
 #include <string>
 
@@ -39,7 +40,7 @@ void run(const char* name, distkit::sim_config config) {
 
 }  // namespace
 
-int main() {
+int main() try {
   distkit::sim_config config;
   for (int i = 0; i < 4; ++i) config.backends.push_back({.name = "10.0.0." + std::to_string(i + 1) + ":8080"});
   config.slowdowns.push_back({.backend = 1, .start = 10s, .end = 30s, .extra = 50ms});  // b1 turns slow
@@ -48,4 +49,7 @@ int main() {
   run<distkit::round_robin_picker>("round robin + outlier ejection", config);
   run<distkit::p2c_least_request_picker>("P2C least-request + outlier ejection", config);
   run<distkit::p2c_peak_ewma_picker>("P2C peak-EWMA + outlier ejection", config);
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "load-balancer example: %s\n", e.what());
+  return 1;
 }

@@ -31,7 +31,7 @@ using breaker_type =
 
 class service {
  public:
-  service(distkit::metrics_registry& registry, distkit::manual_clock clock)
+  service(distkit::metrics_registry& registry, const distkit::manual_clock& clock)
       : clock_(clock),
         limiter_({.limit = 20, .window = 1s}, clock, {registry, "per_client"}),
         breaker_({.minimum_number_of_calls = 20,
@@ -84,7 +84,7 @@ class service {
 
 }  // namespace
 
-auto main(int argc, char** argv) -> int {
+auto main(int argc, char** argv) -> int try {
   const bool openmetrics = argc > 1 && std::string_view(argv[1]) == "--openmetrics";
   distkit::metrics_registry registry;
   distkit::manual_clock clock;
@@ -102,4 +102,7 @@ auto main(int argc, char** argv) -> int {
   const std::string text = openmetrics ? registry.to_openmetrics() : registry.to_prometheus();
   std::fputs(text.c_str(), stdout);
   return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "metrics example: %s\n", e.what());
+  return 1;
 }

@@ -3,13 +3,15 @@
 //
 //   paxos_sim [seed]     the same seed replays the same run exactly
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <iostream>
 #include <string>
 
 #include "distkit/paxos/testing/sim.hpp"
 
-auto main(int argc, char** argv) -> int {
+auto main(int argc, char** argv) -> int try {
   using namespace distkit::paxos;
   using namespace distkit::paxos::testing;
   std::uint64_t seed = argc > 1 ? std::strtoull(argv[1], nullptr, 0) : 2026;
@@ -64,4 +66,7 @@ auto main(int argc, char** argv) -> int {
   }
   std::cout << "verdict: OK\n";
   return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "paxos-sim example: %s\n", e.what());
+  return 1;
 }

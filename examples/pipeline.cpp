@@ -5,6 +5,7 @@
 // The parse stage runs in parallel and drops what it cannot parse; the aggregate stage sees the
 // good records in their original order (it checks that) and keeps per-status counts and latency.
 #include <distkit/pipeline.hpp>
+#include <exception>
 
 #include <array>
 #include <charconv>
@@ -60,7 +61,7 @@ auto parse(const std::string& text) -> std::optional<record> {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   const std::uint64_t lines = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 2'000'000;
 
   // The "file": deterministic lines, about 1 in 50 malformed in one of several ways.
@@ -97,7 +98,8 @@ int main(int argc, char** argv) {
 
   auto p = distkit::make_pipeline(
       {.max_in_flight = 512}, distkit::source(read_line),
-      distkit::stage(distkit::parallel(), [](std::string line) { return parse(line); }),  // empty optional: dropped
+      distkit::stage(distkit::parallel(),
+                     [](const std::string& line) { return parse(line); }),  // empty optional: dropped
       distkit::sink(distkit::serial_in_order, [&](record r) {
         if (good != 0 && r.line <= last_line) in_order = false;
         last_line = r.line;
@@ -117,12 +119,15 @@ int main(int argc, char** argv) {
               status == distkit::pipeline_status::completed ? "completed" : "cancelled");
   std::printf("status 2xx %llu, 4xx %llu, 5xx %llu; mean latency %.1f us; aggregated in log order: %s\n",
               static_cast<unsigned long long>(by_class[2]), static_cast<unsigned long long>(by_class[4]),
-              static_cast<unsigned long long>(by_class[5]), good ? static_cast<double>(latency_sum) / good : 0.0,
-              in_order ? "yes" : "NO");
+              static_cast<unsigned long long>(by_class[5]),
+              good ? static_cast<double>(latency_sum) / static_cast<double>(good) : 0.0, in_order ? "yes" : "NO");
   std::printf("%.2f s, %.2f M lines/s; peak %zu lines in flight (cap 512), source waited %.1f ms for tokens\n", seconds,
               static_cast<double>(lines) / seconds / 1e6, st.peak_in_flight,
               std::chrono::duration<double, std::milli>(st.source_blocked).count());
   const bool ok =
       in_order && good + st.stages[1].items_dropped == lines && status == distkit::pipeline_status::completed;
   return ok ? 0 : 1;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "pipeline example: %s\n", e.what());
+  return 1;
 }

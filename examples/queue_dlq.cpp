@@ -2,11 +2,12 @@
 // examples/queue_dlq.cpp: poison messages reach the dead-letter queue after exactly
 // max_deliver attempts; the healthy ones are processed, and the dead letters are inspected.
 #include <distkit/work_queue.hpp>
+#include <exception>
 
 #include <cstdio>
 #include <string>
 
-int main() {
+int main() try {
   distkit::work_queue<> q({.max_deliver = 3});
   q.add_group("billing");
   for (const char* body : {"charge 10", "charge ???", "charge 25", "charge -"}) (void)q.publish(body);
@@ -30,4 +31,7 @@ int main() {
                 m.payload.c_str(), m.deliveries);
   }
   return dead.size() == 2 ? 0 : 1;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "queue-dlq example: %s\n", e.what());
+  return 1;
 }

@@ -2,11 +2,12 @@
 // examples/queue_fanout.cpp: publish/subscribe fan-out. Each consumer group receives every
 // message; the two consumers of the "email" group split that group's share between them.
 #include <distkit/work_queue.hpp>
+#include <exception>
 
 #include <cstdio>
 #include <string>
 
-int main() {
+int main() try {
   distkit::work_queue<> q;
   q.add_group("email");
   q.add_group("audit");
@@ -27,4 +28,7 @@ int main() {
   }
   std::printf("audit group saw %zu messages, email group %zu (every group gets all 6)\n", audit, email);
   return audit == 6 && email == 6 ? 0 : 1;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "queue-fanout example: %s\n", e.what());
+  return 1;
 }

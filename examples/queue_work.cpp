@@ -3,12 +3,13 @@
 // leased to the dead consumer until the lease runs out, then another consumer gets it (attempt 2),
 // completes it and acks; the dead consumer's late ack is refused.
 #include <distkit/work_queue.hpp>
+#include <exception>
 
 #include <chrono>
 #include <cstdio>
 #include <thread>
 
-int main() {
+int main() try {
   using namespace std::chrono_literals;
   distkit::work_queue<> q({.lease = 200ms, .max_deliver = 5});
   q.add_group("resize");
@@ -34,4 +35,7 @@ int main() {
   const auto late = q.ack(taken[0]);
   std::printf("worker-a's late ack: %s\n", late == distkit::settle_result::stale ? "refused (stale)" : "ACCEPTED?!");
   return late == distkit::settle_result::stale ? 0 : 1;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "queue-work example: %s\n", e.what());
+  return 1;
 }

@@ -3,6 +3,7 @@
 // limit of 10 requests per second each, under every algorithm; then the HTTP answer to one
 // refused request. Time is simulated (manual_clock), so the run is instant and repeatable.
 #include <distkit/rate_limiter.hpp>
+#include <exception>
 
 #include <algorithm>
 #include <chrono>
@@ -36,7 +37,7 @@ auto make_traffic(std::uint32_t clients, std::int64_t seconds) -> std::vector<re
     } else {
       for (std::int64_t s = 1; s < seconds; s += 3) {
         const std::int64_t burst_start = s * 1'000'000'000 - 25'000'000;  // 25 ms before a boundary
-        for (int i = 0; i < 25; ++i) traffic.push_back({burst_start + i * 2'000'000, c});
+        for (int i = 0; i < 25; ++i) traffic.push_back({burst_start + std::int64_t{i} * 2'000'000, c});
       }
     }
   }
@@ -82,7 +83,7 @@ auto run(const char* name, const std::vector<request>& traffic, std::uint32_t cl
 
 }  // namespace
 
-int main() {
+int main() try {
   constexpr std::uint32_t clients = 1000;
   const distkit::rate_limit policy{10, 1s};
   const auto traffic = make_traffic(clients, 30);
@@ -100,4 +101,7 @@ int main() {
   std::printf("RateLimit-Policy: %s\n", h.policy.c_str());
   std::printf("RateLimit: %s\n", h.ratelimit.c_str());
   return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "rate-limiter example: %s\n", e.what());
+  return 1;
 }

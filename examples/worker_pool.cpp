@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <exception>
 #include <future>
 #include <map>
 #include <random>
@@ -62,7 +63,7 @@ auto parallel_sum(distkit::worker_pool<>& pool, const std::vector<long>& v, std:
 
 }  // namespace
 
-int main() {
+int main() try {
   distkit::worker_pool pool{distkit::worker_pool_options{.threads = 4, .name = "example"}};
 
   // 1. Word count: split the text at line ends, count each piece in a task, merge the futures.
@@ -105,4 +106,7 @@ int main() {
               static_cast<unsigned long long>(stats.completed), static_cast<unsigned long long>(stats.stolen));
   const bool ok = total == serial && sum == 999L * 1000 / 2 * 1000 && background.load() == 1000;
   return ok ? 0 : 1;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "worker-pool example: %s\n", e.what());
+  return 1;
 }

@@ -350,4 +350,52 @@ TEST_CASE("metrics promtool check sees a broken exposition (the check is not vac
             .first != 0);
 }
 
+TEST_CASE("metrics exemplars: OpenMetrics shows the latest one per bucket and per counter, 0.0.4 none",
+          "[metrics][exposition][exemplar]") {
+  distkit::metrics_registry reg;
+  auto& h = reg.make_histogram("distkit_demo_latency_seconds", "Latency.",
+                               {.units_per_exposed = 1e3, .buckets = {0.01, 0.1}});  // milliseconds recorded
+  h.observe(5);                                                         // 0.005 s: first bucket, no exemplar
+  h.observe(7, {{"trace_id", "aa01"}});                                 // first bucket
+  h.observe(8, {{"trace_id", "aa02"}}, 1700000000.5);                   // first bucket again: replaces aa01
+  h.observe(60, {{"trace_id", "bb01"}, {"span", "x\"y"}});             // second bucket
+  h.observe(5000, {{"trace_id", "cc01"}});                              // +Inf
+  auto& c = reg.make_counter("distkit_demo_requests_total", "Requests.");
+  c.inc(2);
+  c.inc(3, {{"trace_id", "dd01"}});
+  const std::string om = reg.to_openmetrics();
+  INFO(om);
+  CHECK(om.find("distkit_demo_latency_seconds_bucket{le=\"0.01\"} 3 # {trace_id=\"aa02\"} 0.008 1700000000.5\n") !=
+        std::string::npos);
+  CHECK(om.find("distkit_demo_latency_seconds_bucket{le=\"0.1\"} 4 # {trace_id=\"bb01\",span=\"x\\\"y\"} 0.06\n") !=
+        std::string::npos);
+  CHECK(om.find("distkit_demo_latency_seconds_bucket{le=\"+Inf\"} 5 # {trace_id=\"cc01\"} 5\n") != std::string::npos);
+  CHECK(om.find("distkit_demo_requests_total 5 # {trace_id=\"dd01\"} 3\n") != std::string::npos);
+  CHECK(om.find("aa01") == std::string::npos);
+  const std::string prom = reg.to_prometheus();
+  CHECK(prom.find(" # {") == std::string::npos);  // the 0.0.4 text format has no exemplars
+  CHECK(h.snapshot().count == 5);
+  CHECK(c.value() == 5);
+  REQUIRE(h.exemplar(0).has_value());
+  CHECK(h.exemplar(0)->timestamp == 1700000000.5);
+  CHECK_FALSE(h.exemplar(7).has_value());
+}
+
+TEST_CASE("metrics exemplars: a bad label set is refused by name and records nothing", "[metrics][exemplar]") {
+  distkit::metrics_registry reg;
+  auto& h = reg.make_histogram("distkit_demo_latency_seconds", "Latency.", {.buckets = {1, 10}});
+  auto& c = reg.make_counter("distkit_demo_requests_total", "Requests.");
+  const std::string long_value(121, 'x');  // "trace_id" (8) + 121 = 129 code points
+  CHECK_THROWS_WITH(h.observe(1, {{"trace_id", long_value}}), Catch::Contains("labels") && Catch::Contains("128"));
+  CHECK_THROWS_WITH(h.observe(1, {{"9trace", "a"}}), Catch::Contains("labels"));
+  CHECK_THROWS_WITH(c.inc(1, {{"trace-id", "a"}}), Catch::Contains("labels"));
+  CHECK_THROWS_WITH(c.inc(1, {{"trace_id", "\xff"}}), Catch::Contains("UTF-8"));
+  // 128 code points exactly (multi-byte characters count once) is accepted.
+  std::string at_limit;
+  for (int i = 0; i < 120; ++i) at_limit += "\xc3\xa9";  // U+00E9, two bytes each
+  CHECK_NOTHROW(c.inc(1, {{"trace_id", at_limit}}));
+  CHECK(h.snapshot().count == 0);
+  CHECK(c.value() == 1);
+}
+
 #endif

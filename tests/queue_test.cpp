@@ -37,9 +37,9 @@ struct item {
 }  // namespace
 
 TEST_CASE("queue policies model their concepts", "[queue][concepts]") {
-  STATIC_REQUIRE(distkit::queue_overflow_policy<distkit::queue_overflow::block>);
-  STATIC_REQUIRE(distkit::queue_overflow_policy<distkit::queue_overflow::reject>);
-  STATIC_REQUIRE(distkit::queue_overflow_policy<distkit::queue_overflow::drop_oldest>);
+  STATIC_REQUIRE(distkit::queue_overflow_policy<distkit::blocking_overflow>);
+  STATIC_REQUIRE(distkit::queue_overflow_policy<distkit::rejecting_overflow>);
+  STATIC_REQUIRE(distkit::queue_overflow_policy<distkit::drop_oldest_overflow>);
   STATIC_REQUIRE(distkit::queue_element<std::unique_ptr<int>>);
   STATIC_REQUIRE(std::is_same_v<distkit::v0::mpmc_queue<int>, distkit::mpmc_queue<int>>);
 }
@@ -92,17 +92,17 @@ TEMPLATE_TEST_CASE("queue bulk operations move a contiguous prefix in order", "[
 
 TEST_CASE("queue overflow policies: reject refuses, drop_oldest discards the oldest", "[queue][overflow]") {
   SECTION("reject") {
-    distkit::mpmc_queue<int, distkit::queue_overflow::reject> q(2);
+    distkit::mpmc_queue<int, distkit::rejecting_overflow> q(2);
     REQUIRE(q.push(1) == distkit::push_result::pushed);
     REQUIRE(q.push(2) == distkit::push_result::pushed);
     REQUIRE(q.push(3) == distkit::push_result::rejected);
-    distkit::spsc_queue<int, distkit::queue_overflow::reject> s(1);
+    distkit::spsc_queue<int, distkit::rejecting_overflow> s(1);
     REQUIRE(s.push(1) == distkit::push_result::pushed);
     REQUIRE(s.push(2) == distkit::push_result::pushed);
     REQUIRE(s.push(3) == distkit::push_result::rejected);
   }
   SECTION("drop_oldest") {
-    distkit::mpmc_queue<int, distkit::queue_overflow::drop_oldest> q(4);
+    distkit::mpmc_queue<int, distkit::drop_oldest_overflow> q(4);
     for (int i = 0; i < 4; ++i) REQUIRE(q.push(i) == distkit::push_result::pushed);
     REQUIRE(q.push(4) == distkit::push_result::dropped_oldest);
     REQUIRE(q.push(5) == distkit::push_result::dropped_oldest);
@@ -421,7 +421,7 @@ TEST_CASE("mpmc_queue keeps one FIFO order across producers", "[queue][fifo][tot
 }
 
 TEST_CASE("mpmc_queue drop_oldest accounts for every item under contention", "[queue][overflow][stress]") {
-  distkit::mpmc_queue<std::uint32_t, distkit::queue_overflow::drop_oldest> q(8);
+  distkit::mpmc_queue<std::uint32_t, distkit::drop_oldest_overflow> q(8);
   constexpr std::uint32_t per_producer = 20000;
   std::atomic<std::uint64_t> popped{0};
   std::atomic<std::uint64_t> dropped_results{0};
@@ -447,3 +447,14 @@ TEST_CASE("mpmc_queue drop_oldest accounts for every item under contention", "[q
   REQUIRE(popped.load() + q.dropped() == 2 * per_producer);
   REQUIRE(dropped_results.load() <= q.dropped());
 }
+
+// The former names still compile (with a deprecation warning, silenced here) and are the same
+// types as the worker pool's policies.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+static_assert(std::is_same_v<distkit::queue_overflow::block, distkit::blocking_overflow>);
+static_assert(std::is_same_v<distkit::queue_overflow::reject, distkit::rejecting_overflow>);
+static_assert(std::is_same_v<distkit::queue_overflow::drop_oldest, distkit::drop_oldest_overflow>);
+static_assert(std::is_same_v<distkit::queue_overflow_action, distkit::overflow_action>);
+static_assert(!distkit::queue_overflow_policy<distkit::caller_runs_overflow>);
+#pragma GCC diagnostic pop

@@ -76,6 +76,7 @@ auto bench(const std::vector<paxos_kv::address>& servers, std::vector<std::strin
   std::vector<std::int64_t> all;
   std::atomic<std::uint64_t> failures{0};
   std::vector<std::thread> threads;
+  threads.reserve(static_cast<std::size_t>(clients));
   for (int w = 0; w < clients; ++w) {
     threads.emplace_back([&, w] {
       paxos_kv::client c(servers, random_client_id(), std::chrono::milliseconds(2000));
@@ -135,7 +136,7 @@ auto main(int argc, char** argv) -> int {
           servers.push_back(paxos_kv::parse_address(s, "--servers"));
       } else if (rest.empty() && a == "--timeout-ms" && i + 1 < argc) {
         const std::string_view v = argv[++i];
-        timeout_ms = static_cast<int>(paxos_kv::parse_number(v, 1, 3600 * 1000, "--timeout-ms", v));
+        timeout_ms = static_cast<int>(paxos_kv::parse_number(v, 1, 3'600'000, "--timeout-ms", v));
       } else {
         rest.push_back(a);
       }

@@ -891,7 +891,7 @@ class hash_ring {
     const std::size_t wanted = std::min(n, nodes_.size());
     replica_set<Node> out(wanted);
     const Node** slots = out.slots();
-    std::array<std::uint32_t, replica_set<Node>::inline_capacity> small;  // NOLINT: written before read
+    std::array<std::uint32_t, replica_set<Node>::inline_capacity> small;  // uninitialised: written before read
     std::vector<std::uint32_t> large;
     std::span<std::uint32_t> indices(small.data(), wanted);
     if (wanted > small.size()) {

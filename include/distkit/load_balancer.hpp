@@ -954,6 +954,7 @@ class load_balancer {
       }
       if (seen.size() < health_.latency_minimum_hosts) return;
       std::vector<double> latencies;
+      latencies.reserve(seen.size());
       for (const auto& s : seen) latencies.push_back(s.first);
       const std::size_t mid = latencies.size() / 2;
       std::nth_element(latencies.begin(), latencies.begin() + static_cast<std::ptrdiff_t>(mid), latencies.end());
@@ -1097,7 +1098,8 @@ class load_balancer {
   void record(node& n, std::optional<typename breaker_type::permit>& permit, bool failed, std::int64_t latency_ns,
               std::int64_t now) noexcept {
     update_ewma(n.core, static_cast<double>(latency_ns), now);
-    n.core.since_sweep.fetch_add(1, std::memory_order_relaxed);
+    // Read only by the latency sweep: not counted (no locked add per request) when it is off.
+    if (health_.latency_factor > 0.0) n.core.since_sweep.fetch_add(1, std::memory_order_relaxed);
     const bool closed_permit = permit && permit->state() == breaker_state::closed;
     if (permit) {
       if (failed) {
@@ -1126,22 +1128,21 @@ class load_balancer {
     }
   }
 
+  // A load and a store, not a compare-and-swap loop: when two requests to one endpoint end at
+  // the same moment, one of the two updates may be lost, which moves an average over many
+  // requests by one sample's weight at most, while a locked instruction per request was a
+  // tenth of a pick's cost.
   void update_ewma(detail::lb_endpoint_core& c, double rtt, std::int64_t now) const noexcept {
-    std::uint64_t bits = c.ewma_bits.load(std::memory_order_relaxed);
-    for (;;) {
-      const double cost = std::bit_cast<double>(bits);
+    const double cost = std::bit_cast<double>(c.ewma_bits.load(std::memory_order_relaxed));
+    double next = rtt;
+    if (cost != 0.0 && rtt <= cost) {
       const std::int64_t stamp = c.ewma_stamp_ns.load(std::memory_order_relaxed);
-      double next = rtt;
-      if (cost != 0.0 && rtt <= cost) {
-        const double td = static_cast<double>(std::max<std::int64_t>(0, now - stamp));
-        const double w = std::exp(-td / ewma_decay_ns_);
-        next = cost * w + rtt * (1.0 - w);
-      }
-      if (c.ewma_bits.compare_exchange_weak(bits, std::bit_cast<std::uint64_t>(next), std::memory_order_relaxed)) {
-        c.ewma_stamp_ns.store(now, std::memory_order_relaxed);
-        return;
-      }
+      const double td = static_cast<double>(std::max<std::int64_t>(0, now - stamp));
+      const double w = std::exp(-td / ewma_decay_ns_);
+      next = cost * w + rtt * (1.0 - w);
     }
+    c.ewma_bits.store(std::bit_cast<std::uint64_t>(next), std::memory_order_relaxed);
+    c.ewma_stamp_ns.store(now, std::memory_order_relaxed);
   }
 
   // Opens the endpoint's breaker (the transition listener does the accounting).

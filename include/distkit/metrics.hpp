@@ -31,6 +31,7 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -203,6 +204,73 @@ inline void append_label_value(std::string& out, std::string_view v) {
 
 }  // namespace detail
 
+/// @brief One label of an exemplar: a trace or request id, say, naming the sample behind a count.
+struct exemplar_label {
+  std::string_view name;
+  std::string_view value;
+};
+
+/// @brief An exemplar as it is exposed: its label set rendered (`{trace_id="ab12"}`), its value
+/// in exposed units (a histogram's seconds, a counter's increment) and its Unix time in seconds,
+/// if one was given.
+struct exemplar_sample {
+  std::string labels;
+  double value = 0.0;
+  std::optional<double> timestamp;
+};
+
+namespace detail {
+
+inline auto is_exemplar_label_name(std::string_view s) noexcept -> bool {
+  if (s.empty()) return false;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    const bool letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+    if (!letter && !(i > 0 && c >= '0' && c <= '9')) return false;
+  }
+  return true;
+}
+
+// Renders and checks an exemplar's label set: names as Prometheus label names, values valid
+// UTF-8, and at most 128 code points of names and values together (OpenMetrics 1.0).
+inline auto render_exemplar(std::initializer_list<exemplar_label> labels) -> std::string {
+  std::size_t code_points = 0;
+  std::string out = "{";
+  for (const exemplar_label& l : labels) {
+    if (!is_exemplar_label_name(l.name)) {
+      throw_invalid_argument("exemplar", "labels", "names must match [a-zA-Z_][a-zA-Z0-9_]*, got " + std::string(l.name));
+    }
+    if (!is_valid_utf8(l.value)) throw_invalid_argument("exemplar", "labels", "values must be valid UTF-8");
+    for (const std::string_view part : {l.name, l.value}) {
+      for (const char c : part) code_points += (static_cast<unsigned char>(c) & 0xC0U) != 0x80U ? 1 : 0;
+    }
+    if (out.size() > 1) out += ',';
+    out += l.name;
+    out += "=\"";
+    append_label_value(out, l.value);
+    out += '"';
+  }
+  if (code_points > 128) {
+    throw_invalid_argument("exemplar", "labels", "names and values must total at most 128 code points", code_points);
+  }
+  out += '}';
+  return out;
+}
+
+// ` # {labels} value [timestamp]`, the tail OpenMetrics puts on a sample line.
+inline void append_exemplar(std::string& out, const exemplar_sample& e) {
+  out += " # ";
+  out += e.labels;
+  out += ' ';
+  append_double(out, e.value);
+  if (e.timestamp) {
+    out += ' ';
+    append_double(out, *e.timestamp);
+  }
+}
+
+}  // namespace detail
+
 /// @brief Which text format a registry writes.
 enum class exposition_format : std::uint8_t {
   prometheus,   ///< Prometheus text format 0.0.4 (`text/plain; version=0.0.4`)
@@ -232,6 +300,20 @@ class counter {
     }
   }
 
+  /// Adds `n` and keeps `exemplar` (with `n` as its value) as the counter's exemplar, replacing
+  /// the previous one. OpenMetrics output shows it on the `_total` line; the 0.0.4 text format
+  /// has no exemplars. Takes a lock and allocates: for sampled requests, not every increment.
+  /// `unix_seconds` is the exemplar's time (none: the scraper uses the scrape's).
+  /// @throws std::invalid_argument naming `labels` for a bad label name, invalid UTF-8 or more
+  ///         than 128 code points of names and values (OpenMetrics' limit); nothing is added.
+  void inc(std::uint64_t n, std::initializer_list<exemplar_label> exemplar,
+           std::optional<double> unix_seconds = std::nullopt) {
+    exemplar_sample e{detail::render_exemplar(exemplar), static_cast<double>(n), unix_seconds};
+    inc(n);
+    const std::lock_guard lock(exemplar_mutex_);
+    exemplar_ = std::move(e);
+  }
+
   /// The sum of every shard.
   [[nodiscard]] auto value() const noexcept -> std::uint64_t {
     std::uint64_t sum = shared_.value.load(std::memory_order_relaxed);
@@ -241,9 +323,17 @@ class counter {
     return sum;
   }
 
+  /// The latest exemplar, if any.
+  [[nodiscard]] auto exemplar() const -> std::optional<exemplar_sample> {
+    const std::lock_guard lock(exemplar_mutex_);
+    return exemplar_;
+  }
+
  private:
   std::unique_ptr<detail::metric_cell_u64[]> cells_;
   detail::metric_cell_u64 shared_;
+  mutable std::mutex exemplar_mutex_;
+  std::optional<exemplar_sample> exemplar_;
 };
 
 /// @brief A value that goes up and down: a base set by `set` plus per-thread deltas from
@@ -401,7 +491,7 @@ struct histogram_snapshot {
 class histogram {
  public:
   /// @throws std::invalid_argument naming `max_value`, `units_per_exposed` or `buckets`.
-  explicit histogram(histogram_options options = {})
+  explicit histogram(const histogram_options& options = {})
       : max_(options.max_value),
         size_((validate(options), log_linear_layout::bucket_of(options.max_value) + 1)),
         units_(options.units_per_exposed),
@@ -448,6 +538,39 @@ class histogram {
   void observe(std::chrono::duration<Rep, Period> d) noexcept {
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
     observe(ns < 0 ? std::uint64_t{0} : static_cast<std::uint64_t>(ns));
+  }
+
+  /// Records `v` and keeps `exemplar` as the exemplar of the exposed bucket `v` falls in (the
+  /// first `le` at or above it, else `+Inf`), replacing that bucket's previous one. OpenMetrics
+  /// output shows it on the bucket's line; the 0.0.4 text format has no exemplars. Takes a lock
+  /// and allocates: for sampled requests (a trace id on a slow one), not every record.
+  /// `unix_seconds` is the exemplar's time (none: the scraper uses the scrape's).
+  /// @throws std::invalid_argument naming `labels` for a bad label name, invalid UTF-8 or more
+  ///         than 128 code points of names and values (OpenMetrics' limit); nothing is recorded.
+  void observe(std::uint64_t v, std::initializer_list<exemplar_label> exemplar,
+               std::optional<double> unix_seconds = std::nullopt) {
+    exemplar_sample e{detail::render_exemplar(exemplar), static_cast<double>(v) / units_, unix_seconds};
+    observe(v);
+    const std::uint64_t clamped = std::min(v, max_);
+    const auto at = static_cast<std::size_t>(std::lower_bound(bounds_.begin(), bounds_.end(), clamped) - bounds_.begin());
+    const std::lock_guard lock(exemplar_mutex_);
+    if (exemplars_.empty()) exemplars_.resize(bounds_.size() + 1);
+    exemplars_[at] = std::move(e);
+  }
+
+  /// As above, for a duration in nanoseconds (negative counts as 0).
+  template <class Rep, class Period>
+  void observe(std::chrono::duration<Rep, Period> d, std::initializer_list<exemplar_label> exemplar,
+               std::optional<double> unix_seconds = std::nullopt) {
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+    observe(ns < 0 ? std::uint64_t{0} : static_cast<std::uint64_t>(ns), exemplar, unix_seconds);
+  }
+
+  /// The exemplar of exposed bucket `i` (`bounds()` order, `bounds().size()` for `+Inf`), if any.
+  [[nodiscard]] auto exemplar(std::size_t i) const -> std::optional<exemplar_sample> {
+    const std::lock_guard lock(exemplar_mutex_);
+    if (i >= exemplars_.size()) return std::nullopt;
+    return exemplars_[i];
   }
 
   /// Adds a snapshot's counts (from another histogram, another process...) into this one.
@@ -509,6 +632,8 @@ class histogram {
   std::vector<std::uint64_t> bounds_;
   std::unique_ptr<std::atomic<std::atomic<std::uint64_t>*>[]> shards_;
   std::unique_ptr<std::atomic<std::uint64_t>[]> shared_;
+  mutable std::mutex exemplar_mutex_;
+  std::vector<std::optional<exemplar_sample>> exemplars_;  // per exposed bucket, +Inf last
 };
 
 /// @brief The type of a metric family.
@@ -586,7 +711,7 @@ class metric_family_base {
     out += ' ';
     out += kind_name(kind_);
     out += '\n';
-    write_samples(out);
+    write_samples(out, format);
   }
 
  protected:
@@ -608,7 +733,7 @@ class metric_family_base {
     out += ' ';
   }
 
-  virtual void write_samples(std::string& out) const = 0;
+  virtual void write_samples(std::string& out, exposition_format format) const = 0;
 
  public:
   /// Appends this family's children to `out.metrics` (name, help, type and labels are set by
@@ -675,12 +800,16 @@ class metric_family final : public detail::metric_family_base {
   }
 
  private:
-  void write_samples(std::string& out) const override {
+  void write_samples(std::string& out, exposition_format format) const override {
     std::lock_guard lock(mutex_);
+    const bool exemplars = format == exposition_format::openmetrics;
     for (const auto& [values, child] : children_) {
       if constexpr (std::is_same_v<Metric, counter>) {
         sample(out, "", values);
         detail::append_u64(out, child->value());
+        if (exemplars) {
+          if (const auto e = child->exemplar()) detail::append_exemplar(out, *e);
+        }
         out += '\n';
       } else if constexpr (std::is_same_v<Metric, gauge>) {
         sample(out, "", values);
@@ -688,7 +817,10 @@ class metric_family final : public detail::metric_family_base {
         out += '\n';
       } else {
         const collected_metric m = collect_child(values, *child);
-        for (const auto& [le, n] : m.buckets) write_bucket(out, values, le, n);
+        for (std::size_t i = 0; i < m.buckets.size(); ++i) {
+          write_bucket(out, values, m.buckets[i].first, m.buckets[i].second,
+                       exemplars ? child->exemplar(i) : std::nullopt);
+        }
         sample(out, "_sum", values);
         detail::append_double(out, m.sum);
         out += '\n';
@@ -728,7 +860,8 @@ class metric_family final : public detail::metric_family_base {
     return m;
   }
 
-  void write_bucket(std::string& out, const std::vector<std::string>& values, double le, std::uint64_t n) const {
+  void write_bucket(std::string& out, const std::vector<std::string>& values, double le, std::uint64_t n,
+                    const std::optional<exemplar_sample>& exemplar) const {
     out += name();
     out += "_bucket";
     open_labels(out, values);
@@ -736,6 +869,7 @@ class metric_family final : public detail::metric_family_base {
     detail::append_double(out, le);
     out += "\"} ";
     detail::append_u64(out, n);
+    if (exemplar) detail::append_exemplar(out, *exemplar);
     out += '\n';
   }
 
@@ -786,7 +920,7 @@ class callback_family final : public detail::metric_family_base {
   };
 
   callback_family(detail::metric_kind kind, std::string name, std::string help, std::vector<std::string> labels,
-                  histogram_options /*unused*/)
+                  const histogram_options& /*unused*/)
       : metric_family_base(kind, std::move(name), std::move(help), std::move(labels)) {}
 
   /// Registers `read` as the child for `values`.
@@ -812,7 +946,7 @@ class callback_family final : public detail::metric_family_base {
     children_.erase(id);
   }
 
-  void write_samples(std::string& out) const override {
+  void write_samples(std::string& out, exposition_format /*format*/) const override {
     std::lock_guard lock(mutex_);
     std::vector<const std::pair<std::vector<std::string>, reader>*> sorted;
     sorted.reserve(children_.size());

@@ -18,37 +18,21 @@
 
 #include "distkit/detail/error.hpp"
 #include "distkit/detail/wait_slot.hpp"
+#include "distkit/overflow.hpp"
 
 namespace distkit::inline v0 {
 
-/// What a blocking `push` does when the queue is full.
-enum class queue_overflow_action { block, reject, drop_oldest };
-
-/// Overflow policies of the queues, shaped like the worker pool's `overflow::*` policies.
-namespace queue_overflow {
-/// `push` waits for room (or for the deadline, the stop token or `close()`).
-struct block {
-  static constexpr queue_overflow_action action = queue_overflow_action::block;
-};
-/// `push` returns `push_result::rejected` at once.
-struct reject {
-  static constexpr queue_overflow_action action = queue_overflow_action::reject;
-};
-/// `push` discards the oldest queued item to make room and returns `push_result::dropped_oldest`.
-struct drop_oldest {
-  static constexpr queue_overflow_action action = queue_overflow_action::drop_oldest;
-};
-}  // namespace queue_overflow
-
-/// A queue overflow policy: `O::action` is a `queue_overflow_action` constant.
+/// A queue's overflow policy (distkit/overflow.hpp): what a blocking `push` does when the
+/// queue is full. `blocking_overflow` waits for room (or for the deadline, the stop token or
+/// `close()`), `rejecting_overflow` returns `push_result::rejected` at once, and
+/// `drop_oldest_overflow` discards the oldest queued item to make room and returns
+/// `push_result::dropped_oldest`. `caller_runs_overflow` is the worker pool's alone.
 template <class O>
-concept queue_overflow_policy = requires {
-  { O::action } -> std::convertible_to<queue_overflow_action>;
-};
+concept queue_overflow_policy = overflow_policy<O> && (O::action != overflow_action::caller_runs);
 
-static_assert(queue_overflow_policy<queue_overflow::block>);
-static_assert(queue_overflow_policy<queue_overflow::reject>);
-static_assert(queue_overflow_policy<queue_overflow::drop_oldest>);
+static_assert(queue_overflow_policy<blocking_overflow>);
+static_assert(queue_overflow_policy<rejecting_overflow>);
+static_assert(queue_overflow_policy<drop_oldest_overflow>);
 
 /// How a blocking `push` ended.
 enum class push_result {
@@ -110,7 +94,7 @@ struct cell_array_deleter {
 ///
 /// @tparam T         the element type; models `queue_element` (nothrow move, nothrow destroy).
 /// @tparam Overflow  what `push` does when full; models `queue_overflow_policy` (default:
-///                   `queue_overflow::block`; also `reject`, `drop_oldest`). `try_push` never waits
+///                   `blocking_overflow`; also `rejecting_overflow`, `drop_oldest_overflow`). `try_push` never waits
 ///                   and never discards.
 ///
 /// @throws std::invalid_argument if `capacity` is 0 or above 2^40. The capacity is rounded up to a
@@ -132,7 +116,7 @@ struct cell_array_deleter {
 /// auto a = q.try_pop();  // 1
 /// auto b = q.pop();      // 2
 /// @endcode
-template <queue_element T, queue_overflow_policy Overflow = queue_overflow::block>
+template <queue_element T, queue_overflow_policy Overflow = blocking_overflow>
 class mpmc_queue {
  public:
   using value_type = T;
@@ -164,7 +148,7 @@ class mpmc_queue {
 
   [[nodiscard]] auto empty() const noexcept -> bool { return size() == 0; }
 
-  /// Items `push` discarded under `queue_overflow::drop_oldest`.
+  /// Items `push` discarded under `drop_oldest_overflow`.
   [[nodiscard]] auto dropped() const noexcept -> std::uint64_t { return dropped_.load(std::memory_order_relaxed); }
 
   /// Adds `value` if there is room and the queue is open; never waits, never discards.
@@ -368,7 +352,7 @@ class mpmc_queue {
   template <class Deadline>
   auto push_impl(T& value, const std::optional<Deadline>& deadline, const std::stop_token& stop) -> push_result {
     bool dropped = false;
-    if constexpr (Overflow::action == queue_overflow_action::block) {
+    if constexpr (Overflow::action == overflow_action::block) {
       const auto r = not_full_.wait(
           [&]() -> std::optional<detail::wait_outcome> {
             switch (push_one(value)) {
@@ -402,7 +386,7 @@ class mpmc_queue {
           default:
             break;
         }
-        if constexpr (Overflow::action == queue_overflow_action::reject) {
+        if constexpr (Overflow::action == overflow_action::reject) {
           return push_result::rejected;
         } else {
           std::optional<T> victim;
@@ -450,7 +434,7 @@ class mpmc_queue {
 /// `close()`, `size()` and `is_closed()` may be called from anywhere.
 ///
 /// @tparam T         models `queue_element`.
-/// @tparam Overflow  `queue_overflow::block` (default) or `queue_overflow::reject`. `drop_oldest`
+/// @tparam Overflow  `blocking_overflow` (default) or `rejecting_overflow`. `drop_oldest`
 ///                   is refused at compile time: discarding needs the producer to pop, and the
 ///                   consumer may be popping at that moment.
 ///
@@ -465,9 +449,9 @@ class mpmc_queue {
 /// std::jthread producer([&] { for (int i = 0; i < 1000; ++i) q.push(i); q.close(); });
 /// while (auto v = q.pop()) { /* 0, 1, 2, ... */ }
 /// @endcode
-template <queue_element T, queue_overflow_policy Overflow = queue_overflow::block>
+template <queue_element T, queue_overflow_policy Overflow = blocking_overflow>
 class spsc_queue {
-  static_assert(Overflow::action != queue_overflow_action::drop_oldest,
+  static_assert(Overflow::action != overflow_action::drop_oldest,
                 "distkit::spsc_queue: drop_oldest needs the producer to pop; use mpmc_queue for it");
 
  public:
@@ -652,7 +636,7 @@ class spsc_queue {
 
   template <class Deadline>
   auto push_impl(T& value, const std::optional<Deadline>& deadline, const std::stop_token& stop) -> push_result {
-    if constexpr (Overflow::action == queue_overflow_action::reject) {
+    if constexpr (Overflow::action == overflow_action::reject) {
       switch (push_one(value)) {
         case attempt::ok:
           return push_result::pushed;

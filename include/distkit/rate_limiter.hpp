@@ -638,8 +638,10 @@ class rate_limiter {
   /// +-2^62 ns count as those bounds). A cost above the limit is refused with
   /// `refusal::cost_exceeds_limit` and changes nothing; its `remaining` and `reset_after` are
   /// the key's own (as redis-cell answers), `retry_after` is `nanoseconds::max()`.
+  // Always inlined, with the store's decision inside it: left to the compiler, g++ -O3 calls
+  // it out of line once the store's path is inlined into it (+1 ns on a 10 ns decision).
   template <byte_hashable Key>
-  auto try_acquire(const Key& key, std::uint64_t cost, time_point now) -> decision {
+  DISTKIT_ALWAYS_INLINE auto try_acquire(const Key& key, std::uint64_t cost, time_point now) -> decision {
     if constexpr (std::is_same_v<Metrics, limiter_no_metrics>) {
       if (DISTKIT_UNLIKELY(cost > store_.policy().limit)) return refuse_cost(detail::key_bytes(key), to_ns(now));
       return store_.try_acquire(detail::key_bytes(key), cost, to_ns(now));

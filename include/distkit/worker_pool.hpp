@@ -30,6 +30,7 @@
 #include "distkit/detail/spin.hpp"
 #include "distkit/detail/task_ring.hpp"
 #include "distkit/detail/unique_function.hpp"
+#include "distkit/overflow.hpp"
 #include "distkit/task_group.hpp"
 
 namespace distkit::inline v0 {
@@ -51,35 +52,15 @@ struct global_queue {
   static constexpr bool per_worker_deques = false;
 };
 
-/// What `post`/`submit` from outside the pool do when a bounded inbox is full.
-enum class overflow_action { block, reject, caller_runs };
+// Overflow policies (distkit/overflow.hpp; only used when `worker_pool_options::capacity` is
+// non-zero): `blocking_overflow` (the default), `rejecting_overflow`, `caller_runs_overflow`.
 
-// Overflow policies (only used when `worker_pool_options::capacity` is non-zero).
-
-/// The submitter waits until a worker takes a task from the inbox. The default.
-struct blocking_overflow {
-  static constexpr overflow_action action = overflow_action::block;
-};
-/// `post` returns `admission::rejected` and `submit` an empty optional; nothing is queued.
-struct rejecting_overflow {
-  static constexpr overflow_action action = overflow_action::reject;
-};
-/// The submitting thread runs the task itself, which slows the producer down to the pool's pace.
-struct caller_runs_overflow {
-  static constexpr overflow_action action = overflow_action::caller_runs;
-};
-
-/// The former spellings of the queue and overflow policies (one naming scheme now:
-/// `<name>_<role>`, as `split_block_layout` or `maglev_placement`).
+/// The former spellings of the queue policies (one naming scheme now: `<name>_<role>`, as
+/// `split_block_layout` or `maglev_placement`).
 namespace pool_queue {
 using work_stealing [[deprecated("use distkit::work_stealing_queue")]] = work_stealing_queue;
 using global_queue [[deprecated("use distkit::global_queue")]] = distkit::global_queue;
 }  // namespace pool_queue
-namespace overflow {
-using block [[deprecated("use distkit::blocking_overflow")]] = blocking_overflow;
-using reject [[deprecated("use distkit::rejecting_overflow")]] = rejecting_overflow;
-using caller_runs [[deprecated("use distkit::caller_runs_overflow")]] = caller_runs_overflow;
-}  // namespace overflow
 
 /// A queue policy: `Q::per_worker_deques` is a `bool` constant.
 template <class Q>
@@ -87,17 +68,8 @@ concept task_queue_policy = requires {
   { Q::per_worker_deques } -> std::convertible_to<bool>;
 };
 
-/// An overflow policy: `O::action` is an `overflow_action` constant.
-template <class O>
-concept overflow_policy = requires {
-  { O::action } -> std::convertible_to<overflow_action>;
-};
-
 static_assert(task_queue_policy<work_stealing_queue>);
 static_assert(task_queue_policy<global_queue>);
-static_assert(overflow_policy<blocking_overflow>);
-static_assert(overflow_policy<rejecting_overflow>);
-static_assert(overflow_policy<caller_runs_overflow>);
 
 /// The outcome of `post` under the reject policy and of `try_post`.
 enum class [[nodiscard]] admission { accepted, rejected };
@@ -211,6 +183,9 @@ class worker_pool {
   static constexpr bool stealing = Queue::per_worker_deques;
   static constexpr overflow_action overflow_kind = Overflow::action;
   static constexpr bool rejects = overflow_kind == overflow_action::reject;
+  static_assert(overflow_kind != overflow_action::drop_oldest,
+                "distkit::worker_pool: drop_oldest_overflow would discard an accepted task; use "
+                "rejecting_overflow or caller_runs_overflow");
 
  public:
   using queue_policy = Queue;

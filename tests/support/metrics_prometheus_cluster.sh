@@ -4,7 +4,8 @@
 # (Debian `prometheus`, started here on loopback with a generated config, stopped on exit)
 # scrapes a 3-member paxos_kv cluster (every member with --metrics-listen) while clients put
 # values; then PromQL through Prometheus's HTTP API must return the chosen index each member
-# reports itself, and a non-zero p99 of the persist+fdatasync latency. Prometheus's scraper asks
+# reports itself, a non-zero p99 of the persist+fdatasync latency, and the leader's commit-latency
+# exemplars (a `slot` label per bucket) through the exemplar API. Prometheus's scraper asks
 # for OpenMetrics, so its strict OpenMetrics parser reads distkit's output (a page it cannot
 # parse leaves `up` at 0 and fails the test). Every wait is bounded.
 set -euo pipefail
@@ -46,7 +47,8 @@ scrape_configs:
       - targets: [${targets}]
 YML
 "$prometheus" --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/tsdb" \
-  --web.listen-address="127.0.0.1:${prom_port}" --log.level=warn >"$dir/prometheus.log" 2>&1 &
+  --web.listen-address="127.0.0.1:${prom_port}" --enable-feature=exemplar-storage \
+  --log.level=warn >"$dir/prometheus.log" 2>&1 &
 pids+=($!)
 
 # PromQL instant query -> the first result's value ("" when there is none).
@@ -90,4 +92,13 @@ echo "PromQL: max(distkit_paxos_chosen_index) = ${got}, up = ${up}, p99 persist+
 [[ "$got" == "$expected" ]] || { echo "Prometheus saw chosen index '${got}', the members report ${expected}"; cat "$dir/prometheus.log"; exit 1; }
 python3 -c "import sys; v=float(sys.argv[1] or 'nan'); sys.exit(0 if v > 0 else 1)" "$p99" ||
   { echo "no positive fsync latency quantile"; exit 1; }
+# Exemplars: the leader puts a `slot` exemplar on its commit-latency histogram every 32nd commit;
+# Prometheus keeps them only if it parsed them from the OpenMetrics page.
+now="$(date +%s)"
+exemplars="$(curl -sf --max-time 5 --data-urlencode 'query=distkit_paxos_commit_duration_seconds_bucket' \
+  --data-urlencode "start=$((now - 300))" --data-urlencode "end=$((now + 60))" \
+  "http://127.0.0.1:${prom_port}/api/v1/query_exemplars" |
+  python3 -c 'import json,sys; d=json.load(sys.stdin)["data"]; print(sum(1 for s in d for e in s["exemplars"] if e["labels"].get("slot","").isdigit()))' || true)"
+echo "exemplars with a slot label: ${exemplars}"
+[[ -n "$exemplars" && "$exemplars" -gt 0 ]] || { echo "Prometheus stored no commit-latency exemplar"; cat "$dir/prometheus.log"; exit 1; }
 echo "prometheus scrape ok"

@@ -79,7 +79,8 @@ class bloom_words {
   return (static_cast<std::uint64_t>(x) * n) >> 32;
 }
 
-__extension__ typedef unsigned __int128 bloom_uint128;  // NOLINT: GCC/Clang extension, silenced for -Wpedantic
+// A GCC/Clang extension; `__extension__` keeps -Wpedantic quiet about it.
+__extension__ typedef unsigned __int128 bloom_uint128;
 
 /// `floor(x * n / 2^64)`: maps 64 uniform bits onto [0, n).
 [[nodiscard]] inline auto bloom_reduce64(std::uint64_t x, std::uint64_t n) noexcept -> std::uint64_t {

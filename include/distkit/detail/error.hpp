@@ -51,8 +51,8 @@ auto describe_value(const T& value) -> std::string {
   }
 }
 
-[[noreturn]] DISTKIT_COLD inline void throw_invalid_argument_message(std::string message) {
-  throw std::invalid_argument(std::move(message));
+[[noreturn]] DISTKIT_COLD inline void throw_invalid_argument_message(const std::string& message) {
+  throw std::invalid_argument(message);
 }
 
 /// Throws `std::invalid_argument` reading
@@ -63,7 +63,7 @@ template <class T>
   std::string message = "distkit::";
   message.append(component).append(": ").append(parameter).append(" ").append(rule);
   message.append(", got ").append(describe_value(value));
-  throw_invalid_argument_message(std::move(message));
+  throw_invalid_argument_message(message);
 }
 
 /// Throws `std::invalid_argument` reading `distkit::<component>: <parameter> <rule>`
@@ -72,7 +72,7 @@ template <class T>
                                                              std::string_view rule) {
   std::string message = "distkit::";
   message.append(component).append(": ").append(parameter).append(" ").append(rule);
-  throw_invalid_argument_message(std::move(message));
+  throw_invalid_argument_message(message);
 }
 
 /// Throws `std::out_of_range` reading `distkit::<component>: <parameter> <value> is out of range

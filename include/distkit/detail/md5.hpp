@@ -119,7 +119,7 @@ inline void md5_compress(std::array<std::uint32_t, 4>& state, const std::uint32_
 
 /// Loads a 64-byte block as 16 little-endian words.
 inline void md5_load_block(const unsigned char* p, std::uint32_t* w) noexcept {
-  for (int i = 0; i < 16; ++i) w[i] = load_le<std::uint32_t>(p + 4 * i);
+  for (std::size_t i = 0; i < 16; ++i) w[i] = load_le<std::uint32_t>(p + 4 * i);
 }
 
 /// The MD5 state words (A, B, C, D) of `size` bytes at `data`; the digest is these four words
@@ -153,7 +153,7 @@ inline void md5_load_block(const unsigned char* p, std::uint32_t* w) noexcept {
 [[nodiscard]] inline auto md5_digest(const void* data, std::size_t size) noexcept -> std::array<unsigned char, 16> {
   const std::array<std::uint32_t, 4> state = md5_words(data, size);
   std::array<unsigned char, 16> out{};
-  for (int i = 0; i < 4; ++i) store_le<std::uint32_t>(out.data() + 4 * i, state[static_cast<std::size_t>(i)]);
+  for (std::size_t i = 0; i < 4; ++i) store_le<std::uint32_t>(out.data() + 4 * i, state[i]);
   return out;
 }
 

@@ -237,12 +237,12 @@ class probe_table {
   static void prefetch(const table_address& published, const fingerprint& key) noexcept {
     const auto* base = static_cast<const slot*>(published.slots.load(std::memory_order_relaxed));
     const std::size_t mask = published.mask.load(std::memory_order_relaxed);
-    const auto line = reinterpret_cast<std::uintptr_t>(base + (key.hi & mask)) & ~std::uintptr_t{63};
-    const auto next = line + 64 < reinterpret_cast<std::uintptr_t>(base + mask + 1)
-                          ? line + 64
-                          : reinterpret_cast<std::uintptr_t>(base);
-    detail::prefetch(reinterpret_cast<const void*>(line), true);
-    detail::prefetch(reinterpret_cast<const void*>(next), true);
+    const auto* home = reinterpret_cast<const char*>(base + (key.hi & mask));
+    const char* line = home - (reinterpret_cast<std::uintptr_t>(home) & 63);  // its cache line
+    const char* next =
+        line + 64 < reinterpret_cast<const char*>(base + mask + 1) ? line + 64 : reinterpret_cast<const char*>(base);
+    detail::prefetch(line, true);
+    detail::prefetch(next, true);
   }
 
   [[nodiscard]] auto size() const noexcept -> std::size_t { return size_; }

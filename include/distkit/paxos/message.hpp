@@ -130,13 +130,28 @@ using message =
     std::variant<prepare_msg, promise_msg, accept_msg, accepted_msg, heartbeat_msg, heartbeat_ack_msg,
                  catchup_request_msg, catchup_reply_msg, snapshot_msg, snapshot_chunk_msg, snapshot_ack_msg>;
 
+namespace internal {
+/// `f(alternative)` for the alternative `m` holds, without `std::visit`'s exception: a valueless
+/// message (a copy that failed part-way) gives `node_id{}`, which is no member.
+template <std::size_t I = 0, class F>
+[[nodiscard]] auto visit_header(const message& m, F f) noexcept -> node_id {
+  if constexpr (I + 1 < std::variant_size_v<message>) {
+    if (m.index() == I) return f(*std::get_if<I>(&m));
+    return visit_header<I + 1>(m, f);
+  } else {
+    const auto* x = std::get_if<I>(&m);
+    return x != nullptr ? f(*x) : node_id{};
+  }
+}
+}  // namespace internal
+
 /// The destination of a message.
 [[nodiscard]] inline auto message_to(const message& m) noexcept -> node_id {
-  return std::visit([](const auto& x) { return x.to; }, m);
+  return internal::visit_header(m, [](const auto& x) noexcept { return x.to; });
 }
 /// The sender of a message.
 [[nodiscard]] inline auto message_from(const message& m) noexcept -> node_id {
-  return std::visit([](const auto& x) { return x.from; }, m);
+  return internal::visit_header(m, [](const auto& x) noexcept { return x.from; });
 }
 
 namespace internal {
@@ -319,13 +334,13 @@ inline void encode_to(const message& m, std::string& out) {
   w.u8(static_cast<std::uint8_t>(m.index() + 1));
   std::visit(
       [&](const auto& x) {
-        using T = std::decay_t<decltype(x)>;
+        using kind = std::decay_t<decltype(x)>;
         w.u32(x.from);
         w.u32(x.to);
-        if constexpr (std::is_same_v<T, prepare_msg>) {
+        if constexpr (std::is_same_v<kind, prepare_msg>) {
           w.bal(x.bal);
           w.u64(x.first_slot);
-        } else if constexpr (std::is_same_v<T, promise_msg>) {
+        } else if constexpr (std::is_same_v<kind, promise_msg>) {
           w.bal(x.bal);
           w.boolean(x.ok);
           w.bal(x.promised);
@@ -333,41 +348,41 @@ inline void encode_to(const message& m, std::string& out) {
           w.length(x.accepted.size());
           for (const auto& e : x.accepted) w.entry(e);
           w.u64(x.resume_from);
-        } else if constexpr (std::is_same_v<T, accept_msg>) {
+        } else if constexpr (std::is_same_v<kind, accept_msg>) {
           w.bal(x.bal);
           w.u64(x.slot);
           w.cmds(x.value);
           w.u64(x.commit_index);
-        } else if constexpr (std::is_same_v<T, accepted_msg>) {
+        } else if constexpr (std::is_same_v<kind, accepted_msg>) {
           w.bal(x.bal);
           w.u64(x.slot);
           w.boolean(x.ok);
           w.bal(x.promised);
-        } else if constexpr (std::is_same_v<T, heartbeat_msg>) {
+        } else if constexpr (std::is_same_v<kind, heartbeat_msg>) {
           w.bal(x.bal);
           w.u64(x.commit_index);
-        } else if constexpr (std::is_same_v<T, heartbeat_ack_msg>) {
+        } else if constexpr (std::is_same_v<kind, heartbeat_ack_msg>) {
           w.bal(x.bal);
           w.boolean(x.ok);
           w.bal(x.promised);
           w.u64(x.chosen_index);
-        } else if constexpr (std::is_same_v<T, catchup_request_msg>) {
+        } else if constexpr (std::is_same_v<kind, catchup_request_msg>) {
           w.u64(x.first_slot);
-        } else if constexpr (std::is_same_v<T, catchup_reply_msg>) {
+        } else if constexpr (std::is_same_v<kind, catchup_reply_msg>) {
           w.u64(x.first_slot);
           w.length(x.values.size());
           for (const auto& v : x.values) w.cmds(v);
           w.u64(x.chosen_index);
-        } else if constexpr (std::is_same_v<T, snapshot_msg>) {
+        } else if constexpr (std::is_same_v<kind, snapshot_msg>) {
           w.snap(x.snap);
-        } else if constexpr (std::is_same_v<T, snapshot_chunk_msg>) {
+        } else if constexpr (std::is_same_v<kind, snapshot_chunk_msg>) {
           w.u64(x.index);
           w.u64(x.total);
           w.u32(x.total_crc);
           w.u64(x.offset);
           w.u32(x.chunk_crc);
           w.bytes(x.bytes);
-        } else if constexpr (std::is_same_v<T, snapshot_ack_msg>) {
+        } else if constexpr (std::is_same_v<kind, snapshot_ack_msg>) {
           w.u64(x.index);
           w.u64(x.next_offset);
         }
@@ -395,7 +410,7 @@ inline void encode_to(const message& m, std::string& out) {
     case message_type::prepare: {
       prepare_msg x{from, to, r.bal(), 0};
       x.first_slot = r.u64();
-      m = std::move(x);
+      m = x;
       break;
     }
     case message_type::promise: {

@@ -321,8 +321,7 @@ class replica {
  private:
   static constexpr std::size_t npos = static_cast<std::size_t>(-1);
 
-  template <state_machine S>
-  friend void testing::set_mutations(replica<S>&, testing::mutation) noexcept;
+  friend struct testing::mutation_access;
 
   /// Where a slot was learned chosen; `commit_and_apply` treats every source alike except
   /// for the one test-only mutation that re-introduces a source-specific bug.
@@ -614,7 +613,8 @@ class replica {
 
   void request_catchup(node_id from) {
     const slot_t chosen = log_.chosen_index();
-    if (catchup_asked_ != 0 && now_ < catchup_asked_ + opts_.heartbeat_ticks * 2 && catchup_asked_index_ == chosen) {
+    if (catchup_asked_ != 0 && now_ < catchup_asked_ + std::uint64_t{opts_.heartbeat_ticks} * 2 &&
+        catchup_asked_index_ == chosen) {
       return;  // one outstanding request per chosen index, repeated if it gets lost
     }
     catchup_asked_ = now_ == 0 ? 1 : now_;
@@ -1024,11 +1024,21 @@ class replica {
   testing::mutation mutations_ = testing::mutation::none;  // test-only bugs (see testing/mutations.hpp)
 };
 
+// A friend class rather than a friend function template: clang 16 calls a call of a constrained
+// friend function template ambiguous.
+struct testing::mutation_access {
+  template <state_machine StateMachine>
+  static void set(replica<StateMachine>& r, testing::mutation m) noexcept {
+    r.mutations_ = m;
+    const std::size_t majority = r.opts_.nodes.size() / 2 + 1;
+    r.quorum_ =
+        testing::has(m, testing::mutation::quorum_minus_one) ? std::max<std::size_t>(1, majority - 1) : majority;
+  }
+};
+
 template <state_machine StateMachine>
 void testing::set_mutations(replica<StateMachine>& r, testing::mutation m) noexcept {
-  r.mutations_ = m;
-  const std::size_t majority = r.opts_.nodes.size() / 2 + 1;
-  r.quorum_ = testing::has(m, testing::mutation::quorum_minus_one) ? std::max<std::size_t>(1, majority - 1) : majority;
+  testing::mutation_access::set(r, m);
 }
 
 }  // namespace distkit::inline v0::paxos

@@ -188,7 +188,7 @@ class redis_store {
                 "distkit::redis_store: runs sliding_window_log or gcra; use local_store for the others");
 
  public:
-  explicit redis_store(rate_limit limit, redis_options options = {})
+  explicit redis_store(rate_limit limit, const redis_options& options = {})
       : policy_(limit), params_(limit_params::from(limit, "redis_store")), impl_(std::make_unique<impl>()) {
     constexpr std::string_view component = "redis_store";
     window_us_ = params_.window / 1000;
@@ -222,7 +222,7 @@ class redis_store {
     }
     interval_us_ = window_us_ / static_cast<std::int64_t>(params_.limit);
     tau_us_ = interval_us_ * static_cast<std::int64_t>(params_.limit);
-    impl_->options = std::move(options);
+    impl_->options = options;
     impl_->pool.reserve(impl_->options.connections);
     for (std::size_t i = 0; i < impl_->options.connections; ++i) impl_->pool.push_back(std::make_unique<connection>());
   }
@@ -334,9 +334,9 @@ class redis_store {
     return *impl_->pool[i];
   }
 
-  void record_error(std::string what) {
+  void record_error(const std::string& what) {
     std::lock_guard<std::mutex> guard(impl_->error_mutex);
-    impl_->last_error = std::move(what);
+    impl_->last_error = what;
   }
 
   auto failed() -> decision {
@@ -351,7 +351,7 @@ class redis_store {
   }
 
   void drop(connection& c, std::string why) {
-    record_error(std::move(why));
+    record_error(why);
     if (c.ctx != nullptr) redisFree(c.ctx);
     c.ctx = nullptr;
     c.next_attempt = std::chrono::steady_clock::now() + impl_->options.reconnect_interval;

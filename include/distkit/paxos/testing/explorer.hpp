@@ -462,8 +462,8 @@ class explorer {
     return h;
   }
 
-  void fail(world& w, std::string what) const {
-    if (w.violation.empty()) w.violation = std::move(what);
+  void fail(world& w, const std::string& what) const {
+    if (w.violation.empty()) w.violation = what;
   }
 
   void record_vote(world& w, std::size_t voter, const log_entry& e) const {
@@ -700,33 +700,33 @@ class explorer {
     o << message_from(m) << "->" << message_to(m) << " ";
     std::visit(
         [&](const auto& x) {
-          using T = std::decay_t<decltype(x)>;
-          if constexpr (std::is_same_v<T, prepare_msg>) {
+          using kind = std::decay_t<decltype(x)>;
+          if constexpr (std::is_same_v<kind, prepare_msg>) {
             o << "prepare " << bal_str(x.bal) << " from slot " << x.first_slot;
-          } else if constexpr (std::is_same_v<T, promise_msg>) {
+          } else if constexpr (std::is_same_v<kind, promise_msg>) {
             o << "promise " << bal_str(x.bal) << (x.ok ? " ok" : " refused") << " chosen " << x.chosen_index << " [";
             for (const auto& e : x.accepted)
               o << " " << e.slot << ":" << batch_str(e.value) << "@" << bal_str(e.accepted);
             o << " ]";
-          } else if constexpr (std::is_same_v<T, accept_msg>) {
+          } else if constexpr (std::is_same_v<kind, accept_msg>) {
             o << "accept " << bal_str(x.bal) << " slot " << x.slot << " = " << batch_str(x.value) << " commit "
               << x.commit_index;
-          } else if constexpr (std::is_same_v<T, accepted_msg>) {
+          } else if constexpr (std::is_same_v<kind, accepted_msg>) {
             o << "accepted " << bal_str(x.bal) << " slot " << x.slot << (x.ok ? " ok" : " refused");
-          } else if constexpr (std::is_same_v<T, heartbeat_msg>) {
+          } else if constexpr (std::is_same_v<kind, heartbeat_msg>) {
             o << "heartbeat " << bal_str(x.bal) << " commit " << x.commit_index;
-          } else if constexpr (std::is_same_v<T, heartbeat_ack_msg>) {
+          } else if constexpr (std::is_same_v<kind, heartbeat_ack_msg>) {
             o << "heartbeat-ack " << bal_str(x.bal) << (x.ok ? " ok" : " refused") << " chosen " << x.chosen_index;
-          } else if constexpr (std::is_same_v<T, catchup_request_msg>) {
+          } else if constexpr (std::is_same_v<kind, catchup_request_msg>) {
             o << "catch-up request from slot " << x.first_slot;
-          } else if constexpr (std::is_same_v<T, catchup_reply_msg>) {
+          } else if constexpr (std::is_same_v<kind, catchup_reply_msg>) {
             o << "catch-up reply from slot " << x.first_slot << " [";
             for (const auto& v : x.values) o << " " << batch_str(v);
             o << " ] chosen " << x.chosen_index;
-          } else if constexpr (std::is_same_v<T, snapshot_chunk_msg>) {
+          } else if constexpr (std::is_same_v<kind, snapshot_chunk_msg>) {
             o << "snapshot chunk at " << x.index << " bytes [" << x.offset << ", " << x.offset + x.bytes.size()
               << ") of " << x.total;
-          } else if constexpr (std::is_same_v<T, snapshot_ack_msg>) {
+          } else if constexpr (std::is_same_v<kind, snapshot_ack_msg>) {
             o << "snapshot ack at " << x.index << " next offset " << x.next_offset;
           } else {
             o << "snapshot at " << x.snap.index;

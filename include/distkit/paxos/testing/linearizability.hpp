@@ -549,6 +549,7 @@ template <linearizability_model Model, time_source Clock = steady_time>
   };
   internal::cache_meter meter{options.max_cache_bytes};
   std::vector<active> queue;
+  queue.reserve(parts.size());
   for (const auto& [key, part] : parts) queue.push_back(active{&key, &part, nullptr});
 
   check_result r;

@@ -51,6 +51,9 @@ constexpr auto operator&=(mutation& a, mutation b) noexcept -> mutation& { retur
   return m != mutation::none && (set & m) == m;
 }
 
+/// The replica's friend that sets its mutations (defined in replica.hpp).
+struct mutation_access;
+
 /// Enables exactly the mutations in `m` on `r` (`mutation::none` turns them off).
 template <state_machine StateMachine>
 void set_mutations(replica<StateMachine>& r, mutation m) noexcept;
