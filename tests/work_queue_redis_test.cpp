@@ -32,6 +32,7 @@ TEST_CASE("work_queue redis store tests need hiredis", "[work_queue][redis]") {
 #include <cstdlib>
 #include <filesystem>
 #include <set>
+#include <span>
 
 #include "distkit/redis/work_queue_store.hpp"
 #include "support/redis_server.hpp"
@@ -298,6 +299,38 @@ TEST_CASE("work_queue redis store keeps groups and ordering keys apart whatever 
   (void)q->publish("2", {.ordering_key = "z"});    // ... and group "x:y", key "z": distinct queues
   REQUIRE(q->consume("x", "c", 10).size() == 2);
   REQUIRE(q->consume("x:y", "c", 10).size() == 2);
+}
+
+TEST_CASE("work_queue redis store reads a backlog into the group only as consumers need it",
+          "[work_queue][redis][backlog]") {
+  distkit_test::redis_server server;
+  distkit::manual_clock clock;
+  auto q = make_queue(server, clock);
+  q->add_group("g");
+  std::vector<std::string> batch(1000, std::string(100, 'x'));
+  for (int i = 0; i < 5; ++i) {
+    auto copy = batch;
+    (void)q->publish(std::span<std::string>(copy));
+  }
+  auto d = q->consume("g", "c", 1);
+  REQUIRE(d.size() == 1);
+  REQUIRE(d[0].seq == 1);
+  REQUIRE(q->pending("g") == 5000);
+  // One consume read one slice of 512 entries, not the 5,000: no script walks the backlog.
+  raw_redis raw(server.port());
+  auto summary = raw.cmd({"XPENDING", q->store().key_base() + "s", "g"});
+  REQUIRE(summary->type == REDIS_REPLY_ARRAY);
+  REQUIRE(summary->element[0]->integer == 512);
+  REQUIRE(q->ack(d[0]) == settle_result::ok);
+  REQUIRE(q->pending("g") == 4999);
+  std::size_t taken = 1;
+  for (auto b = q->consume("g", "c", 700); !b.empty(); b = q->consume("g", "c", 700)) {
+    REQUIRE(b.front().seq == taken + 1);
+    taken += b.size();
+    REQUIRE(q->ack(std::span<const distkit::delivery>(b)) == std::vector<settle_result>(b.size(), settle_result::ok));
+  }
+  REQUIRE(taken == 5000);
+  REQUIRE(q->pending("g") == 0);
 }
 
 TEST_CASE("work_queue redis store matches the reference model under random operations and times",

@@ -66,6 +66,7 @@ namespace detail::redis_queue {
 //   B.."groups"          set of group names; each is also a consumer group of the stream
 //   B.."refs"            hash seq -> groups that still have the message; at 0 the entry is XDELed
 //   B.."ids", B.."idt"   dedupe: hash id -> "<time>:<seq>", sorted set id by time
+//   B.."pend"            hash group -> its unfinished messages (read or not yet read)
 // and per group G:
 //   B.."g:"..G           hash of per-message state: n:<seq> deliveries, t:<seq> token (present
 //                        while leased), d:<seq> lease deadline, v:<seq> visible at, k:<seq> key
@@ -77,9 +78,12 @@ namespace detail::redis_queue {
 //                        length of G keeps group and key apart): only its
 //                        head is ever ready, waiting or leased
 //   B.."dlq:"..G         stream of dead letters
-// A group's unfinished messages are exactly its pending entries (PEL): each script first reads
-// every new entry into the PEL under the consumer "-" (XREADGROUP) and indexes it, a delivery
-// XCLAIMs the entry for its consumer, and an ack or a dead-lettering XACKs it. Times are integer
+// A group's unfinished messages are its pending entries (PEL) and the entries it has not read
+// yet: consume reads new entries into the PEL under the consumer "-" (XREADGROUP, 512 at a
+// time) and indexes them only until `max` messages are ready, so no script walks a whole
+// backlog (the unread entries all come after the read ones, so they could not be among the
+// first `max`); a delivery XCLAIMs the entry for its consumer, and an ack or a dead-lettering
+// XACKs it. Times are integer
 // microseconds (doubles in Lua: exact up to 2^53 us, 285 years).
 inline constexpr std::string_view prelude = R"lua(
 local B = KEYS[1]
@@ -104,9 +108,9 @@ local function eligible(G, s, v)
     redis.call('ZADD', B .. 'r:' .. G, s, s)
   end
 end
-local function pull(G)
+local function pull(G, want)
   local gh = B .. 'g:' .. G
-  while true do
+  while redis.call('ZCARD', B .. 'r:' .. G) < want do
     local r = redis.call('XREADGROUP', 'GROUP', G, '-', 'COUNT', 512, 'STREAMS', S, '>')
     if not r then return end
     local entries = r[1][2]
@@ -139,6 +143,7 @@ local function finish(G, s)
     local nxt = redis.call('LINDEX', kq, 0)
     if nxt then eligible(G, nxt, redis.call('HGET', gh, 'v:' .. nxt)) end
   end
+  redis.call('HINCRBY', B .. 'pend', G, -1)
   if redis.call('HINCRBY', B .. 'refs', s, -1) <= 0 then
     redis.call('HDEL', B .. 'refs', s)
     redis.call('XDEL', S, id)
@@ -194,7 +199,8 @@ local function publish_one(now, window, payload, id, has_id, key, has_key, delay
     redis.call('HSET', B .. 'ids', id, fmt(now) .. ':' .. fmt(seq))
     redis.call('ZADD', B .. 'idt', fmt(now), id)
   end
-  local groups = redis.call('SCARD', B .. 'groups')
+  local members = redis.call('SMEMBERS', B .. 'groups')
+  local groups = #members
   if groups > 0 then
     local f = {'p', payload}
     if has_id then f[#f + 1] = 'i'; f[#f + 1] = id end
@@ -202,6 +208,7 @@ local function publish_one(now, window, payload, id, has_id, key, has_key, delay
     if delay > 0 then f[#f + 1] = 'v'; f[#f + 1] = fmt(now + delay) end
     redis.call('XADD', S, fmt(seq) .. '-0', unpack(f))
     redis.call('HSET', B .. 'refs', seq, groups)
+    for _, g in ipairs(members) do redis.call('HINCRBY', B .. 'pend', g, 1) end
   end
   return {seq, 0}
 end
@@ -240,7 +247,7 @@ if max == 0 or redis.call('SISMEMBER', B .. 'groups', G) == 0 then return {} end
 local now = now_us(ARGV[1])
 local lease = tonumber(ARGV[5])
 local gh = B .. 'g:' .. G
-pull(G)
+pull(G, max)
 sweep(G, now, tonumber(ARGV[6]))
 local due = redis.call('ZRANGEBYSCORE', B .. 'w:' .. G, '-inf', fmt(now))
 for _, s in ipairs(due) do redis.call('ZADD', B .. 'r:' .. G, s, s) end
@@ -337,7 +344,6 @@ return out
 inline constexpr std::string_view dead_letters_body = R"lua(
 local G = ARGV[2]
 if redis.call('SISMEMBER', B .. 'groups', G) == 0 then return {} end
-pull(G)
 sweep(G, now_us(ARGV[1]), tonumber(ARGV[3]))
 local out = {}
 for _, e in ipairs(redis.call('XRANGE', B .. 'dlq:' .. G, '-', '+')) do out[#out + 1] = e[2] end
@@ -348,9 +354,8 @@ return out
 inline constexpr std::string_view pending_body = R"lua(
 local G = ARGV[2]
 if redis.call('SISMEMBER', B .. 'groups', G) == 0 then return 0 end
-pull(G)
 sweep(G, now_us(ARGV[1]), tonumber(ARGV[3]))
-return redis.call('XPENDING', S, G)[1]
+return tonumber(redis.call('HGET', B .. 'pend', G) or 0)
 )lua";
 
 enum script : std::uint8_t {
@@ -445,8 +450,9 @@ using context_ptr = std::unique_ptr<redisContext, context_free>;
 ///
 /// Messages are stream entries (XADD, id `<seq>-0`); each work-queue group is a consumer group
 /// of the stream (XGROUP CREATE at `$`: it sees messages published after it was added); a
-/// group's unfinished messages are its pending entries, handed to a consumer with XCLAIM and
-/// finished with XACK; dead letters go to a stream per group. Each operation is one Lua script
+/// group reads entries into its pending entries as `consume` needs them (never a whole backlog
+/// in one script), hands them to a consumer with XCLAIM and finishes them with XACK; dead
+/// letters go to a stream per group. Each operation is one Lua script
 /// (EVALSHA), atomic in Redis, so the rules are those of `memory_store`, checked against the same
 /// reference model: fenced tokens, `max_deliver` then dead letters, per-key order, delays, the
 /// dedupe window, groups.
