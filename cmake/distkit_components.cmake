@@ -3,7 +3,7 @@
 # are found. The installed package config finds those packages again when a component is asked for.
 #   distkit::openssl  MD5 (ketama) and HMAC-SHA256 (authenticated Paxos frames): OpenSSL 3
 #   distkit::tcp      the Paxos TCP transport: standalone Asio (header-only) + OpenSSL (libssl for TLS)
-#   distkit::redis    the Redis-backed rate limiter store: hiredis
+#   distkit::redis    the Redis-backed stores (rate limiter, work queue on Redis Streams): hiredis
 #   distkit::prometheus_cpp  distkit metrics served through prometheus-cpp: its core library
 include_guard(GLOBAL)
 

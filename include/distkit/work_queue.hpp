@@ -13,6 +13,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -96,6 +97,10 @@ enum class settle_action { ack, nack, extend };
 ///    const work_queue_options&, now) -> settle_result`;
 /// - `s.dead_letters(group, const work_queue_options&, now) -> std::vector<dead_letter>`;
 /// - `s.pending(group, const work_queue_options&, now) -> std::size_t`.
+/// Optional: `s.settle_many(std::span<const delivery>, settle_action, arg, const work_queue_options&, now)
+/// -> std::vector<settle_result>`, the settlements applied in order at one time (used by the batch `ack`);
+/// `s.publish_many(std::span<std::string>, std::span<const publish_options>, const work_queue_options&, now)
+/// -> std::vector<publish_receipt>`, likewise (used by the batch `publish`).
 template <class S>
 concept work_queue_store =
     requires(S& s, std::string_view group, std::string payload, const publish_options& po, const work_queue_options& o,
@@ -331,6 +336,27 @@ class work_queue {
     return store_.publish(std::move(payload), po, options_, now());
   }
 
+  /// Queues every payload for every group, in order, as one operation of the store where it has
+  /// one (`publish_many`: `redis_streams_store` makes one round trip), else one by one. `po` is
+  /// empty (default options for all) or holds one `publish_options` per payload.
+  /// @throws std::invalid_argument if `po` is neither empty nor as long as `payloads`.
+  auto publish(std::span<std::string> payloads, std::span<const publish_options> po = {})
+      -> std::vector<publish_receipt> {
+    if (!po.empty() && po.size() != payloads.size()) {
+      detail::throw_invalid_argument("work_queue", "po", "must be empty or one per payload", po.size());
+    }
+    if constexpr (requires { store_.publish_many(payloads, po, options_, now()); }) {
+      return store_.publish_many(payloads, po, options_, now());
+    } else {
+      std::vector<publish_receipt> out;
+      out.reserve(payloads.size());
+      for (std::size_t i = 0; i < payloads.size(); ++i) {
+        out.push_back(publish(std::move(payloads[i]), po.empty() ? publish_options{} : po[i]));
+      }
+      return out;
+    }
+  }
+
   /// Leases up to `max` available messages of `group` to `consumer` for `lease`, oldest first.
   [[nodiscard]] auto consume(std::string_view group, std::string_view consumer, std::size_t max = 1)
       -> std::vector<delivery> {
@@ -347,6 +373,20 @@ class work_queue {
   /// Marks the delivery done. Refused (`lease_expired`, `stale`) if it is no longer the current one.
   [[nodiscard]] auto ack(const delivery& d) -> settle_result {
     return store_.settle(d.group, d.seq, d.token, settle_action::ack, {}, options_, now());
+  }
+  /// Acks every delivery, in order, as one operation of the store where it has one (`settle_many`:
+  /// `redis_streams_store` makes one round trip), else one by one. One answer per delivery.
+  [[nodiscard]] auto ack(std::span<const delivery> ds) -> std::vector<settle_result> {
+    if constexpr (requires {
+                    store_.settle_many(ds, settle_action::ack, std::chrono::nanoseconds{}, options_, now());
+                  }) {
+      return store_.settle_many(ds, settle_action::ack, {}, options_, now());
+    } else {
+      std::vector<settle_result> out;
+      out.reserve(ds.size());
+      for (const auto& d : ds) out.push_back(ack(d));
+      return out;
+    }
   }
   /// Gives the message back, visible again after `delay`; the last allowed delivery dead-letters.
   [[nodiscard]] auto nack(const delivery& d, std::chrono::nanoseconds delay = {}) -> settle_result {

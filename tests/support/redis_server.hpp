@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // tests/support/redis_server.hpp: a throwaway redis-server child process on a free loopback port.
 //
-// Started with no persistence (`--save "" --appendonly no`); ready once it logs that it accepts
+// Started with no persistence (`--save "" --appendonly no`), or with an append-only file synced
+// on every write when given a directory; ready once it logs that it accepts
 // connections (read from its stdout with a bounded poll, a condition wait) and answers PING.
 // Killed (SIGKILL) and reaped by the destructor or `kill()`. Throws when it cannot be started:
 // a test that needs Redis fails, it never skips.
@@ -22,6 +23,7 @@
 #include <chrono>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace distkit_test {
 
@@ -85,6 +87,13 @@ class redis_server {
     if (!start(log))
       throw std::runtime_error("redis-server did not start on port " + std::to_string(port) + ": " + log);
   }
+  /// A durable server on a given port: AOF on, fsync on every write, files in `dir` (a restart
+  /// with the same port and dir reloads what was acknowledged).
+  redis_server(int port, std::string dir) : port_(port), dir_(std::move(dir)) {
+    std::string log;
+    if (!start(log))
+      throw std::runtime_error("redis-server did not start on port " + std::to_string(port) + ": " + log);
+  }
   redis_server(const redis_server&) = delete;
   auto operator=(const redis_server&) -> redis_server& = delete;
   ~redis_server() { kill(); }
@@ -114,9 +123,15 @@ class redis_server {
       ::dup2(out[1], STDERR_FILENO);
       ::close(out[0]);
       ::close(out[1]);
-      ::execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--daemonize", "no", "--logfile", "", "--dir", "/tmp", "--loglevel", "notice",
-               static_cast<char*>(nullptr));
+      if (dir_.empty()) {
+        ::execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--daemonize", "no", "--logfile", "", "--dir", "/tmp", "--loglevel", "notice",
+                 static_cast<char*>(nullptr));
+      } else {
+        ::execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "yes", "--appendfsync", "always", "--daemonize", "no", "--logfile", "", "--dir",
+                 dir_.c_str(), "--loglevel", "notice", static_cast<char*>(nullptr));
+      }
       ::_exit(127);
     }
     ::close(out[1]);
@@ -161,6 +176,7 @@ class redis_server {
 
   pid_t pid_ = -1;
   int port_ = 0;
+  std::string dir_;
 };
 
 }  // namespace distkit_test
