@@ -268,7 +268,6 @@ class mpmc_queue {
   /// Idempotent.
   void close() noexcept {
     tail_.fetch_or(closed_bit, std::memory_order_seq_cst);
-    closing_.store(true, std::memory_order_seq_cst);  // after the bit: whoever sees it sees the bit
     not_empty_.wake_all();
     not_full_.wake_all();
   }
@@ -337,9 +336,7 @@ class mpmc_queue {
         if (head_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) break;
       } else if (diff < 0) {
         // Empty at this ticket. Closed and drained only if no ticket before the final tail is
-        // still unfilled (a producer that claimed one will fill it). The tail is the producers'
-        // hot line: an empty poll reads it only once the queue is closing.
-        if (DISTKIT_LIKELY(!closing_.load(std::memory_order_seq_cst))) return attempt::empty;
+        // still unfilled (a producer that claimed one will fill it).
         return drained_at(pos) ? attempt::closed : attempt::empty;
       } else {
         pos = head_.load(std::memory_order_relaxed);
@@ -423,7 +420,6 @@ class mpmc_queue {
   // Read-mostly line: ring geometry.
   alignas(detail::cache_line) std::size_t size_;
   std::size_t mask_;
-  std::atomic<bool> closing_{false};  // set by close() after the tail's bit; read-mostly, beside the size
   std::unique_ptr<detail::mpmc_cell<T>[], detail::cell_array_deleter<T>> cells_;
   std::atomic<std::uint64_t> dropped_{0};
   alignas(detail::cache_line) std::atomic<std::uint64_t> tail_{0};
