@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <mutex>
 #include <iostream>
 #include <optional>
 #include <sstream>
@@ -28,6 +29,7 @@
 
 #include "distkit/paxos/kv_state_machine.hpp"
 #include "distkit/paxos/tcp_transport.hpp"
+#include "distkit/paxos/testing/linearizability.hpp"
 #include "paxos_kv/kv_protocol.hpp"
 #include "support/server_process.hpp"
 #include "support/tls_certs.hpp"
@@ -294,19 +296,58 @@ TEST_CASE(
   std::atomic<int> failures{0};
   std::atomic<int> appended{0};
   std::vector<int> written(clients, 0);
+  // The history for the linearizability checker: every append, and after every fourth append a
+  // read of another client's key (so each key has one writer and many concurrent readers).
+  using op_record = px::testing::history_op<px::testing::kv_model::input, px::testing::kv_model::output>;
+  std::mutex history_mu;
+  std::vector<op_record> history;
+  const auto epoch = steady::now();
+  const auto now_ns = [&] {
+    return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(steady::now() - epoch).count());
+  };
   std::vector<std::thread> threads;
   for (int i = 0; i < clients; ++i) {
     threads.emplace_back([&, i] {
       paxos_kv::client cl(c.addresses, static_cast<std::uint64_t>(100 + i), 2000ms);
       const std::string key = "tls" + std::to_string(i);
+      std::vector<op_record> mine;
       for (int n = 0; !stop.load() || n < 3; ++n) {
-        if (!cl.call(px::kv_state_machine::encode_append(key, "." + std::to_string(n)), steady::now() + 30s)) {
+        op_record op;
+        op.client = static_cast<std::uint64_t>(i);
+        op.input.kind = px::testing::kv_model::op::append;
+        op.input.key = key;
+        op.input.value = "." + std::to_string(n);
+        op.call = now_ns();
+        if (!cl.call(px::kv_state_machine::encode_append(key, op.input.value), steady::now() + 30s)) {
           failures.fetch_add(1);
-          return;
+          op.output.unknown = true;
+          mine.push_back(op);
+          break;
         }
+        op.ret = now_ns();
+        mine.push_back(op);
         written[static_cast<std::size_t>(i)] = n + 1;
         appended.fetch_add(1);
+        if (n % 4 == 3) {
+          op_record read;
+          read.client = static_cast<std::uint64_t>(i);
+          read.input.kind = px::testing::kv_model::op::get;
+          read.input.key = "tls" + std::to_string((i * 7 + n) % clients);
+          read.call = now_ns();
+          const auto value = cl.call(px::kv_state_machine::encode_get(read.input.key), steady::now() + 30s);
+          if (!value) {
+            failures.fetch_add(1);
+            read.output.unknown = true;
+            mine.push_back(read);
+            break;
+          }
+          read.ret = now_ns();
+          read.output.value = *value;
+          mine.push_back(read);
+        }
       }
+      const std::lock_guard lock(history_mu);
+      history.insert(history.end(), mine.begin(), mine.end());
     });
   }
   struct joiner {
@@ -403,6 +444,13 @@ TEST_CASE(
   for (int w : written) total += w;
   std::cout << "[paxos_kv tls rotate] " << clients << " clients, " << total
             << " appends through 3 certificate and key reloads and 3 restarts\n";
+  // The whole history (appends, and reads of other clients' keys during the rotations and
+  // restarts) is linearizable.
+  const auto verdict = px::testing::check_linearizability<px::testing::kv_model>(history);
+  std::cout << "[paxos_kv tls rotate] history of " << history.size() << " operations: "
+            << (verdict.verdict == px::testing::check_verdict::linearizable ? "linearizable" : "NOT linearizable")
+            << " (" << verdict.states_explored << " checker states)\n";
+  CHECK(verdict.verdict == px::testing::check_verdict::linearizable);
   // Every client's appends are there exactly once each, in order.
   for (int i = 0; i < clients; ++i) {
     std::string expected;
