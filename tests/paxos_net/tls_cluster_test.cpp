@@ -19,8 +19,8 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <mutex>
 #include <iostream>
+#include <mutex>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -303,7 +303,8 @@ TEST_CASE(
   std::vector<op_record> history;
   const auto epoch = steady::now();
   const auto now_ns = [&] {
-    return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(steady::now() - epoch).count());
+    return static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(steady::now() - epoch).count());
   };
   std::vector<std::thread> threads;
   for (int i = 0; i < clients; ++i) {

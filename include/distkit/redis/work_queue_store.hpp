@@ -561,7 +561,7 @@ class redis_streams_store {
       args.emplace_back(p.ordering_key ? "1" : "0");
       args.push_back(detail::redis_queue::ceil_us(p.delay));
     }
-    auto r = run(detail::redis_queue::publish_many_script, std::move(args));
+    auto r = run(detail::redis_queue::publish_many_script, args);
     expect_array(r.get(), 2 * payloads.size());
     out.reserve(payloads.size());
     for (std::size_t i = 0; i < payloads.size(); ++i) {
@@ -623,7 +623,7 @@ class redis_streams_store {
       args.push_back(std::to_string(d.seq));
       args.push_back(std::to_string(d.token));
     }
-    auto r = run(detail::redis_queue::settle_many_script, std::move(args));
+    auto r = run(detail::redis_queue::settle_many_script, args);
     expect_array(r.get(), ds.size());
     out.reserve(ds.size());
     for (std::size_t i = 0; i < ds.size(); ++i) out.push_back(result_of(detail::redis_queue::integer(r->element[i])));
@@ -777,7 +777,7 @@ class redis_streams_store {
     }
   }
 
-  auto run(detail::redis_queue::script s, std::vector<std::string> args) -> detail::redis_queue::reply_ptr {
+  auto run(detail::redis_queue::script s, const std::vector<std::string>& args) -> detail::redis_queue::reply_ptr {
     std::lock_guard lock(conn_->mutex);
     if (!conn_->ctx) connect();
     std::vector<std::string_view> argv{"EVALSHA", conn_->sha[s], "1", base_};
