@@ -8,9 +8,9 @@
 //     block_until.
 //
 // What wakes them
-//   - A sleeping worker wakes when the epoch moves on: notify_one (new work; one worker, and only
-//     when no wake-up is already in flight), notify_waiters (a wait's predicate may have become
-//     true; every helper) and wake_all (shutdown). A helper also wakes after at most a
+//   - A sleeping worker wakes when notify_one grants a permit (new work; one worker, and only
+//     when no wake-up is already in flight), or when the epoch moves on: notify_waiters (a wait's
+//     predicate may have become true; every helper) and wake_all (shutdown). A helper also wakes after at most a
 //     millisecond, because a predicate may become true without a notification.
 //   - An outside thread wakes on notify_waiters, notify_outside (a worker is about to sleep, so
 //     the pool may be idle) and wake_all, and re-checks its predicate every millisecond.
@@ -19,14 +19,23 @@
 //   A waiter registers (prepare_wait: counted in `sleepers_`, then a seq_cst fence) before it
 //   looks at the queues; a producer makes its task visible, then notify_one issues a seq_cst
 //   fence before it reads `sleepers_`. The two fences are ordered in the seq_cst total order, so
-//   either the producer sees the waiter and moves the epoch on (which commit_wait observes however
-//   late it arrives, since the ticket holds the epoch read at registration), or the waiter sees
-//   the task and cancels. A producer that sees a wake-up in flight (`waking_`) skips its own; to
-//   make up for that, every waiter that leaves (by cancel or commit) clears `waking_`, fences, and
-//   counts the tasks any worker could take: if there are more than it will take itself, it issues
-//   notify_one. A task made visible before the clear is counted; one made visible after it finds
-//   `waking_` clear and wakes a worker itself. So while any queue holds a task, some worker is
-//   awake or being woken.
+//   either the producer sees the waiter and grants a wake-up permit (which commit_wait takes
+//   however late it arrives), or the waiter sees the task and cancels. A producer that sees a
+//   wake-up in flight (`waking_`) skips its own; to make up for that, every waiter that leaves
+//   (by cancel or commit) clears `waking_`, fences, and counts the tasks any worker could take:
+//   if there are more than it will take itself, it issues notify_one. A task made visible before
+//   the clear is counted; one made visible after it finds `waking_` clear and wakes a worker
+//   itself. So while any queue holds a task, some worker is awake or being woken.
+//
+// Why a permit and not an epoch for notify_one
+//   The condition variable's notify_one wakes some waiter, not a chosen one. Were a wake-up only
+//   a move of the epoch, a waiter that registered after the move (so its ticket holds the new
+//   epoch) could be the one the signal wakes: it would find its predicate false and sleep on,
+//   while a waiter with an older ticket, whose predicate is now true, was never signalled, and
+//   `waking_` stayed set, so no later producer woke anyone: every worker asleep with tasks
+//   queued. A permit is one wake-up that any waiter takes: whichever waiter the signal reaches,
+//   or one that arrives before it sleeps, leaves with the permit, so each notify_one ends with
+//   one waiter awake, and that waiter clears `waking_`. Permits never outnumber sleepers.
 #pragma once
 
 #include <atomic>
@@ -44,7 +53,12 @@ namespace distkit::inline v0::detail {
 /// to sleep); if it finds any it calls `cancel_wait`, otherwise `commit_wait`. Both take a
 /// `queued()` callable returning the number of tasks any worker could take, used to pass on a
 /// skipped wake-up.
-class notifier {
+///
+/// `CondVar` is the condition variable the workers sleep on (`std::condition_variable`; tests
+/// use one whose `notify_one` wakes the newest waiter, which the standard allows, to check that
+/// the protocol does not depend on which waiter a signal reaches).
+template <class CondVar = std::condition_variable>
+class basic_notifier {
  public:
   /// Why a worker waits: for new work in its scheduler loop, or inside a wait that helps (woken
   /// also by `notify_waiters`, and never asleep longer than `helper_timeout`).
@@ -86,17 +100,21 @@ class notifier {
     pass_on(t, queued);
   }
 
-  /// Sleeps until the epoch moves past the ticket's (for a helper, at most `helper_timeout`),
-  /// then leaves.
+  /// Sleeps until a wake-up permit is out or the epoch moves past the ticket's (for a helper, at
+  /// most `helper_timeout`), then leaves (taking a permit if one is out).
   template <class Queued>
   void commit_wait(const ticket& t, Queued&& queued) noexcept {
     {
       std::unique_lock lock(mutex_);
+      const auto woken = [&] { return permits_ != 0 || epoch_ != t.epoch; };
       if (t.kind == waiter::helper) {
-        cv_.wait_for(lock, helper_timeout, [&] { return epoch_ != t.epoch; });
+        cv_.wait_for(lock, helper_timeout, woken);
       } else {
-        cv_.wait(lock, [&] { return epoch_ != t.epoch; });
+        cv_.wait(lock, woken);
       }
+      // Whatever woke it, a waiter that leaves while a permit is out takes it: the signal that
+      // came with the permit may have reached this thread, and it is awake to look for work.
+      if (permits_ != 0) --permits_;
       unregister(t);
     }
     pass_on(t, queued);
@@ -112,12 +130,20 @@ class notifier {
     if (waking_.load(std::memory_order_relaxed) || waking_.exchange(true, std::memory_order_acq_rel)) return;
     {
       std::lock_guard lock(mutex_);
-      if (sleepers_.load(std::memory_order_relaxed) == 0) {
+      const std::size_t sleepers = sleepers_.load(std::memory_order_relaxed);
+      if (sleepers == 0) {
         waking_.store(false, std::memory_order_relaxed);
         return;
       }
-      ++epoch_;
+#ifdef DISTKIT_NOTIFIER_MUTATION_EPOCH_WAKE
+      ++epoch_;  // test-only: the former wake-up, a move of the epoch (see the top of this file)
+#else
+      if (permits_ < sleepers) ++permits_;
+#endif
     }
+#ifdef DISTKIT_NOTIFIER_TEST_HOOK
+    DISTKIT_NOTIFIER_TEST_HOOK();  // test-only: runs between granting a wake-up and signalling it
+#endif
     cv_.notify_one();
   }
 
@@ -166,9 +192,11 @@ class notifier {
   }
 
  private:
+  // Under mutex_. Keeps the permits no more than the sleepers left.
   void unregister(const ticket& t) noexcept {
     if (t.kind == waiter::helper) helpers_.fetch_sub(1, std::memory_order_relaxed);
-    sleepers_.fetch_sub(1, std::memory_order_relaxed);
+    const std::size_t left = sleepers_.fetch_sub(1, std::memory_order_relaxed) - 1;
+    if (permits_ > left) permits_ = left;
   }
 
   // Passes on a wake-up a producer may have skipped because one was in flight (see the invariant
@@ -191,11 +219,14 @@ class notifier {
   std::atomic<std::size_t> outside_waiters_{0};       // threads in block_until
 
   std::mutex mutex_;
-  std::condition_variable cv_;
-  std::uint64_t epoch_ = 0;  // guarded by mutex_; moved on to wake sleeping workers
+  CondVar cv_;
+  std::uint64_t epoch_ = 0;  // guarded by mutex_; moved on to wake every sleeper (helpers, shutdown)
+  std::size_t permits_ = 0;  // guarded by mutex_; wake-ups notify_one granted and no waiter took yet
 
   std::mutex outside_mutex_;
   std::condition_variable outside_cv_;
 };
+
+using notifier = basic_notifier<>;
 
 }  // namespace distkit::inline v0::detail
