@@ -71,14 +71,14 @@ class raw_redis {
   raw_redis(const raw_redis&) = delete;
   auto operator=(const raw_redis&) -> raw_redis& = delete;
   ~raw_redis() { redisFree(c_); }
-  auto cmd(const std::vector<std::string>& args) -> distkit::detail::redis_queue::reply_ptr {
+  auto cmd(const std::vector<std::string>& args) -> distkit::detail::hiredis::reply_ptr {
     std::vector<const char*> p;
     std::vector<std::size_t> l;
     for (const auto& a : args) {
       p.push_back(a.data());
       l.push_back(a.size());
     }
-    distkit::detail::redis_queue::reply_ptr r(
+    distkit::detail::hiredis::reply_ptr r(
         static_cast<redisReply*>(redisCommandArgv(c_, static_cast<int>(p.size()), p.data(), l.data())));
     if (!r) throw std::runtime_error("raw_redis: command failed");
     return r;

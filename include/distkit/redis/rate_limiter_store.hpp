@@ -7,9 +7,6 @@
 #pragma once
 
 #include <hiredis/hiredis.h>
-#include <pthread.h>
-#include <signal.h>
-#include <sys/time.h>
 
 #include <atomic>
 #include <chrono>
@@ -26,6 +23,7 @@
 
 #include "distkit/detail/error.hpp"
 #include "distkit/rate_limiter.hpp"
+#include "distkit/redis/hiredis_support.hpp"
 
 namespace distkit::inline v0 {
 
@@ -106,52 +104,6 @@ if new_tat > now then
 end
 return {1, math.floor((tau - (new_tat - now)) / interval), 0, new_tat - now}
 )lua";
-
-/// Blocks SIGPIPE on this thread while hiredis writes to a socket whose peer may be gone, then
-/// discards a SIGPIPE raised meanwhile: a dead server must not kill the process.
-class sigpipe_guard {
- public:
-  sigpipe_guard() noexcept {
-    sigemptyset(&pipe_);
-    sigaddset(&pipe_, SIGPIPE);
-    sigset_t pending;
-    sigemptyset(&pending);
-    sigpending(&pending);
-    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
-    pthread_sigmask(SIG_BLOCK, &pipe_, &old_);
-  }
-  sigpipe_guard(const sigpipe_guard&) = delete;
-  auto operator=(const sigpipe_guard&) -> sigpipe_guard& = delete;
-  ~sigpipe_guard() {
-    if (!was_pending_) {
-      sigset_t pending;
-      sigemptyset(&pending);
-      sigpending(&pending);
-      if (sigismember(&pending, SIGPIPE) == 1) {
-        const timespec zero{0, 0};
-        sigtimedwait(&pipe_, nullptr, &zero);
-      }
-    }
-    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
-  }
-
- private:
-  sigset_t pipe_{};
-  sigset_t old_{};
-  bool was_pending_ = false;
-};
-
-struct redis_reply_deleter {
-  void operator()(redisReply* r) const noexcept { freeReplyObject(r); }
-};
-using redis_reply_ptr = std::unique_ptr<redisReply, redis_reply_deleter>;
-
-[[nodiscard]] inline auto to_timeval(std::chrono::milliseconds d) noexcept -> timeval {
-  timeval tv{};
-  tv.tv_sec = static_cast<decltype(tv.tv_sec)>(d.count() / 1000);
-  tv.tv_usec = static_cast<decltype(tv.tv_usec)>((d.count() % 1000) * 1000);
-  return tv;
-}
 
 }  // namespace detail
 
@@ -254,7 +206,7 @@ class redis_store {
     } else {
       args = {"1", std::move(main_key), std::to_string(interval_us_), std::to_string(tau_us_), cost_arg};
     }
-    detail::redis_reply_ptr reply = run_script(c, args);
+    detail::hiredis::reply_ptr reply = run_script(c, args);
     if (!reply) return failed();
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 4) {
       record_error(reply->type == REDIS_REPLY_ERROR ? std::string(reply->str, reply->len)
@@ -357,7 +309,7 @@ class redis_store {
     c.next_attempt = std::chrono::steady_clock::now() + impl_->options.reconnect_interval;
   }
 
-  auto command(connection& c, const std::vector<std::string>& parts) -> detail::redis_reply_ptr {
+  auto command(connection& c, const std::vector<std::string>& parts) -> detail::hiredis::reply_ptr {
     std::vector<const char*> argv;
     std::vector<std::size_t> lens;
     argv.reserve(parts.size());
@@ -366,28 +318,28 @@ class redis_store {
       argv.push_back(p.data());
       lens.push_back(p.size());
     }
-    const detail::sigpipe_guard guard;
+    const detail::hiredis::sigpipe_guard guard;
     void* raw = redisCommandArgv(c.ctx, static_cast<int>(argv.size()), argv.data(), lens.data());
     if (raw == nullptr) {
       drop(c, c.ctx->errstr[0] != '\0' ? std::string(c.ctx->errstr) : std::string("connection lost"));
       return nullptr;
     }
-    return detail::redis_reply_ptr(static_cast<redisReply*>(raw));
+    return detail::hiredis::reply_ptr(static_cast<redisReply*>(raw));
   }
 
   auto connect(connection& c) -> bool {
     if (std::chrono::steady_clock::now() < c.next_attempt) return false;
     const redis_options& o = impl_->options;
-    c.ctx = redisConnectWithTimeout(o.host.c_str(), o.port, detail::to_timeval(o.connect_timeout));
+    c.ctx = redisConnectWithTimeout(o.host.c_str(), o.port, detail::hiredis::to_timeval(o.connect_timeout));
     if (c.ctx == nullptr || c.ctx->err != 0) {
       drop(c, c.ctx != nullptr ? std::string(c.ctx->errstr) : std::string("cannot allocate a connection"));
       return false;
     }
-    if (redisSetTimeout(c.ctx, detail::to_timeval(o.command_timeout)) != REDIS_OK) {
+    if (redisSetTimeout(c.ctx, detail::hiredis::to_timeval(o.command_timeout)) != REDIS_OK) {
       drop(c, "cannot set the command timeout");
       return false;
     }
-    detail::redis_reply_ptr r = command(c, {"SCRIPT", "LOAD", std::string(script())});
+    detail::hiredis::reply_ptr r = command(c, {"SCRIPT", "LOAD", std::string(script())});
     if (!r) return false;
     if (r->type != REDIS_REPLY_STRING) {
       drop(c, r->type == REDIS_REPLY_ERROR ? std::string(r->str, r->len) : std::string("SCRIPT LOAD failed"));
@@ -397,13 +349,13 @@ class redis_store {
     return true;
   }
 
-  auto run_script(connection& c, const std::vector<std::string>& args) -> detail::redis_reply_ptr {
+  auto run_script(connection& c, const std::vector<std::string>& args) -> detail::hiredis::reply_ptr {
     std::vector<std::string> parts;
     parts.reserve(args.size() + 2);
     parts.emplace_back("EVALSHA");
     parts.push_back(c.sha);
     parts.insert(parts.end(), args.begin(), args.end());
-    detail::redis_reply_ptr r = command(c, parts);
+    detail::hiredis::reply_ptr r = command(c, parts);
     if (r && r->type == REDIS_REPLY_ERROR && std::string_view(r->str, r->len).starts_with("NOSCRIPT")) {
       // The server lost its script cache (restart, SCRIPT FLUSH): EVAL sends and caches it again.
       parts[0] = "EVAL";

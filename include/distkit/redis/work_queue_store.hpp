@@ -7,8 +7,6 @@
 #pragma once
 
 #include <hiredis/hiredis.h>
-#include <pthread.h>
-#include <signal.h>
 #include <sys/time.h>
 
 #include <chrono>
@@ -25,6 +23,7 @@
 #include <vector>
 
 #include "distkit/detail/error.hpp"
+#include "distkit/redis/hiredis_support.hpp"
 #include "distkit/work_queue.hpp"
 
 namespace distkit::inline v0 {
@@ -370,56 +369,6 @@ enum script : std::uint8_t {
   script_count
 };
 
-/// Blocks SIGPIPE on this thread while hiredis writes to a socket whose peer may be gone, then
-/// discards a SIGPIPE raised meanwhile: a dead server must not kill the process.
-class sigpipe_block {
- public:
-  sigpipe_block() noexcept {
-    sigemptyset(&pipe_);
-    sigaddset(&pipe_, SIGPIPE);
-    sigset_t pending;
-    sigemptyset(&pending);
-    sigpending(&pending);
-    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
-    pthread_sigmask(SIG_BLOCK, &pipe_, &old_);
-  }
-  sigpipe_block(const sigpipe_block&) = delete;
-  auto operator=(const sigpipe_block&) -> sigpipe_block& = delete;
-  ~sigpipe_block() {
-    if (!was_pending_) {
-      sigset_t pending;
-      sigemptyset(&pending);
-      sigpending(&pending);
-      if (sigismember(&pending, SIGPIPE) == 1) {
-        const timespec zero{0, 0};
-        sigtimedwait(&pipe_, nullptr, &zero);
-      }
-    }
-    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
-  }
-
- private:
-  sigset_t pipe_{};
-  sigset_t old_{};
-  bool was_pending_ = false;
-};
-
-struct reply_free {
-  void operator()(redisReply* r) const noexcept { freeReplyObject(r); }
-};
-using reply_ptr = std::unique_ptr<redisReply, reply_free>;
-struct context_free {
-  void operator()(redisContext* c) const noexcept { redisFree(c); }
-};
-using context_ptr = std::unique_ptr<redisContext, context_free>;
-
-[[nodiscard]] inline auto timeval_of(std::chrono::milliseconds d) noexcept -> timeval {
-  timeval tv{};
-  tv.tv_sec = static_cast<decltype(tv.tv_sec)>(d.count() / 1000);
-  tv.tv_usec = static_cast<decltype(tv.tv_usec)>((d.count() % 1000) * 1000);
-  return tv;
-}
-
 [[nodiscard]] inline auto text(const redisReply* r) -> std::string {
   if (r == nullptr) return {};
   if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_ERROR) {
@@ -672,7 +621,7 @@ class redis_streams_store {
  private:
   struct connection {
     std::mutex mutex;
-    detail::redis_queue::context_ptr ctx;
+    detail::hiredis::context_ptr ctx;
     std::string sha[detail::redis_queue::script_count];
   };
 
@@ -735,7 +684,7 @@ class redis_streams_store {
   }
 
   // Sends one command; a transport failure drops the connection and throws.
-  auto command(const std::vector<std::string_view>& argv) -> detail::redis_queue::reply_ptr {
+  auto command(const std::vector<std::string_view>& argv) -> detail::hiredis::reply_ptr {
     std::vector<const char*> ptrs;
     std::vector<std::size_t> lens;
     ptrs.reserve(argv.size());
@@ -744,8 +693,8 @@ class redis_streams_store {
       ptrs.push_back(a.data());
       lens.push_back(a.size());
     }
-    const detail::redis_queue::sigpipe_block guard;
-    detail::redis_queue::reply_ptr r(static_cast<redisReply*>(
+    const detail::hiredis::sigpipe_guard guard;
+    detail::hiredis::reply_ptr r(static_cast<redisReply*>(
         redisCommandArgv(conn_->ctx.get(), static_cast<int>(ptrs.size()), ptrs.data(), lens.data())));
     if (!r) {
       const std::string why = conn_->ctx->errstr;
@@ -756,13 +705,13 @@ class redis_streams_store {
   }
 
   void connect() {
-    const timeval ct = detail::redis_queue::timeval_of(options_.connect_timeout);
-    detail::redis_queue::context_ptr c(redisConnectWithTimeout(options_.host.c_str(), options_.port, ct));
+    const timeval ct = detail::hiredis::to_timeval(options_.connect_timeout);
+    detail::hiredis::context_ptr c(redisConnectWithTimeout(options_.host.c_str(), options_.port, ct));
     if (!c || c->err != 0) {
       throw redis_queue_error("distkit::redis_streams_store: cannot connect to " + options_.host + ":" +
                               std::to_string(options_.port) + (c ? std::string(": ") + c->errstr : std::string()));
     }
-    const timeval cmd = detail::redis_queue::timeval_of(options_.command_timeout);
+    const timeval cmd = detail::hiredis::to_timeval(options_.command_timeout);
     redisSetTimeout(c.get(), cmd);
     conn_->ctx = std::move(c);
     for (std::uint8_t s = 0; s < detail::redis_queue::script_count; ++s) {
@@ -777,7 +726,7 @@ class redis_streams_store {
     }
   }
 
-  auto run(detail::redis_queue::script s, const std::vector<std::string>& args) -> detail::redis_queue::reply_ptr {
+  auto run(detail::redis_queue::script s, const std::vector<std::string>& args) -> detail::hiredis::reply_ptr {
     std::lock_guard lock(conn_->mutex);
     if (!conn_->ctx) connect();
     std::vector<std::string_view> argv{"EVALSHA", conn_->sha[s], "1", base_};
