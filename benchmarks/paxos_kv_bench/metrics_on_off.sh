@@ -2,8 +2,11 @@
 # SPDX-License-Identifier: MIT
 # benchmarks/paxos_kv_bench/metrics_on_off.sh SERVER CLIENT on|off SECONDS: a 3-member paxos_kv
 # cluster on loopback (fsync on), 64 clients putting 100-byte values for SECONDS; with `on`,
-# every member runs --metrics-listen and is scraped once a second meanwhile. Prints the client's
-# JSON line (ops_per_s). Alternate on and off runs to compare them.
+# every member runs --metrics-listen and is scraped once a second meanwhile (not with NO_SCRAPE=1). Prints the client's
+# JSON line (ops_per_s) with two fields added: server_cpu_s, the CPU seconds (user + system) the
+# three members used during the measured run, and server_cpu_us_per_op. On a shared machine the
+# throughput swings with the host; CPU per put is the steadier figure of what metrics cost.
+# Alternate on and off runs to compare them.
 set -euo pipefail
 server="$1" client="$2" mode="$3" seconds="$4"
 dir="$(mktemp -d "${TMPDIR:-/tmp}/paxos-kv-metrics.XXXXXX")"
@@ -22,7 +25,33 @@ for i in 1 2 3; do
 done
 servers="127.0.0.1:${cp[1]},127.0.0.1:${cp[2]},127.0.0.1:${cp[3]}"
 for _ in $(seq 100); do "$client" --servers "$servers" --timeout-ms 2000 put warm up >/dev/null 2>&1 && break; sleep 0.1; done
-if [[ "$mode" == on ]]; then
-  ( while true; do for i in 1 2 3; do curl -sf "http://127.0.0.1:${mp[$i]}/metrics" -o /dev/null || true; done; sleep 1; done ) & pids+=($!)
+if [[ "$mode" == on && -z "${NO_SCRAPE:-}" ]]; then
+  # One long-lived scraper, as a Prometheus server is (not a process per scrape).
+  python3 - "${mp[1]}" "${mp[2]}" "${mp[3]}" <<'PY' & pids+=($!)
+import sys, time, urllib.request
+while True:
+    for port in sys.argv[1:]:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read()
+        except OSError:
+            pass
+    time.sleep(1)
+PY
 fi
-"$client" --servers "$servers" bench --clients 64 --seconds "$seconds" --value-size 100 --json
+# START_AT=<unix seconds>: wait until then to start the clients, so that an `on` and an `off`
+# cluster run side by side over the same seconds share whatever else the host does.
+if [[ -n "${START_AT:-}" ]]; then
+  while (($(date +%s) < START_AT)); do sleep 0.05; done
+fi
+cpu() { local t=0 p; for p in "${pids[@]:0:3}"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+before=$(cpu)
+out=$("$client" --servers "$servers" bench --clients 64 --seconds "$seconds" --value-size 100 --json)
+after=$(cpu)
+python3 - "$out" "$before" "$after" "$(getconf CLK_TCK)" <<'PY'
+import json, sys
+line, before, after, tck = sys.argv[1].strip().splitlines()[-1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+d = json.loads(line)
+d["server_cpu_s"] = round((after - before) / tck, 2)
+d["server_cpu_us_per_op"] = round(d["server_cpu_s"] * 1e6 / max(1, d["ops"]), 2)
+print(json.dumps(d))
+PY
