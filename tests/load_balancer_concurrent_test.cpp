@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // tests/load_balancer_concurrent_test.cpp: picks from many threads while endpoints join, leave
-// and change weight (run under ThreadSanitizer in the `concurrent` leg).
+// and change weight, and under a concurrency limit (run under ThreadSanitizer in the
+// `concurrent` leg).
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -8,6 +9,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "distkit/adaptive_limit.hpp"
 
 #include "distkit/load_balancer.hpp"
 
@@ -114,4 +117,61 @@ TEST_CASE("load_balancer ejection accounting stays exact under concurrent failur
   for (int i = 0; i < 10; ++i) ejected += lb.stats("e" + std::to_string(i)).ejected ? 1 : 0;
   CHECK(ejected == lb.ejected_count());
   CHECK(ejected == 3);
+}
+
+TEST_CASE("load_balancer with a concurrency limit never has more requests in flight than the limit",
+          "[load_balancer][concurrent][admission]") {
+  using admission = distkit::concurrency_limit_admission<distkit::aimd_limit>;
+  using lb_t = distkit::load_balancer<std::string, distkit::p2c_least_request_picker, distkit::outlier_detection,
+                                      distkit::steady_time, admission>;
+  for (const int threads : {2, 4, 8}) {
+    CAPTURE(threads);
+    // Fewer places than threads, so that picks are refused all along.
+    const auto limit = static_cast<double>(threads / 2);
+    lb_t lb({}, {}, {}, {}, admission{distkit::aimd_limit{{.initial = limit, .min = limit, .max = limit}}});
+    for (int i = 0; i < 4; ++i) lb.add("e" + std::to_string(i));
+    constexpr int quota = 2000;                // admitted requests per thread
+    constexpr long max_attempts = 20'000'000;  // a bounded wait: a lost token fails, never hangs
+    std::atomic<int> in_flight{0};
+    std::atomic<int> most{0};
+    std::atomic<int> finished{0};
+    std::vector<std::thread> workers;
+    for (int t = 0; t < threads; ++t) {
+      workers.emplace_back([&, t] {
+        int admitted = 0;
+        for (long attempt = 0; attempt < max_attempts && admitted < quota; ++attempt) {
+          auto r = lb.try_pick();
+          if (!r) {
+            std::this_thread::yield();
+            continue;
+          }
+          const int now = in_flight.fetch_add(1) + 1;
+          int seen = most.load();
+          while (now > seen && !most.compare_exchange_weak(seen, now)) {
+          }
+          std::this_thread::yield();
+          in_flight.fetch_sub(1);
+          switch ((admitted + t) % 3) {
+            case 0:
+              r->success(std::chrono::milliseconds(1));
+              break;
+            case 1:
+              r->failure(std::chrono::milliseconds(1));
+              break;
+            default:
+              r->release();
+          }
+          ++admitted;
+        }
+        if (admitted == quota) finished.fetch_add(1);
+      });
+    }
+    for (auto& w : workers) w.join();
+    CHECK(finished.load() == threads);
+    CHECK(most.load() >= 1);
+    CHECK(most.load() <= static_cast<int>(limit));
+    CHECK(lb.admission().inflight() == 0);
+    CHECK(lb.admission().limit() == static_cast<std::size_t>(limit));
+    for (int i = 0; i < 4; ++i) CHECK(lb.stats("e" + std::to_string(i)).active == 0);
+  }
 }
