@@ -851,8 +851,8 @@ class concurrency_limit_admission {
 /// `window / limit`. A pick over the rate is refused (`lb_refusal::rate_limit`).
 ///
 /// A pick admitted here spends its unit even when no endpoint is then available. Outcomes do
-/// not matter to a rate. With `redis_store` as the Store, every process that uses the same key
-/// shares one rate.
+/// not matter to a rate. The Store may be any `limiter_store` given with its key (the balancer
+/// has been tested with the in-process store only).
 ///
 /// @tparam Algorithm  models `window_algorithm` (default `gcra`).
 /// @tparam Store      models `limiter_store` (default `local_store<Algorithm>`, one shard).
@@ -877,7 +877,7 @@ class rate_limit_admission {
   explicit rate_limit_admission(rate_limit limit)
     requires std::constructible_from<Store, rate_limit>
       : store_(make_store(limit)), key_("load_balancer") {}
-  /// A configured store (a Redis store shares the rate between processes under `key`).
+  /// A configured store, asked under `key`.
   /// @throws std::invalid_argument naming `key` when it is empty.
   explicit rate_limit_admission(Store store, std::string key = "load_balancer")
       : store_(std::move(store)), key_(std::move(key)) {
