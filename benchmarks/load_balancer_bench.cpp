@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // benchmarks/load_balancer_bench.cpp: the cost of one pick (try_pick + reporting the outcome)
-// at 10, 100 and 1,000 endpoints for each picker, on 1 and 2 threads sharing one balancer.
+// at 10, 100 and 1,000 endpoints for each picker, on 1 and 2 threads sharing one balancer, and
+// what admission (an adaptive concurrency limit, a rate limit) adds to it.
 // Baselines in the same run: nginx's smooth weighted round robin as nginx runs it (an O(N) pass
 // per pick, here under a mutex so threads can share it) and a mutex-guarded least-request scan.
 #include <benchmark/benchmark.h>
@@ -10,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "distkit/load_balancer.hpp"
@@ -18,9 +20,19 @@ namespace {
 
 using namespace std::chrono_literals;
 
+// A rate no benchmark reaches: 2^31 - 1 picks per 2.15 s.
+constexpr distkit::rate_limit unreachable_rate{.limit = (1U << 31) - 1,
+                                               .window = std::chrono::nanoseconds((1LL << 31) - 1)};
+
 template <class LB>
 auto make(std::int64_t n) -> std::unique_ptr<LB> {
-  auto lb = std::make_unique<LB>();
+  std::unique_ptr<LB> lb;
+  if constexpr (std::is_default_constructible_v<typename LB::admission_type>) {
+    lb = std::make_unique<LB>();
+  } else {
+    lb = std::make_unique<LB>(distkit::load_balancer_options{}, typename LB::picker_type{}, typename LB::health_type{},
+                              typename LB::clock_type{}, typename LB::admission_type{unreachable_rate});
+  }
   for (std::int64_t i = 0; i < n; ++i)
     lb->add("10.0." + std::to_string(i / 256) + "." + std::to_string(i % 256) + ":80");
   return lb;
@@ -40,9 +52,9 @@ auto shared_balancer(std::int64_t n) -> LB& {
   return *lb;
 }
 
-template <class Picker, class Clock>
+template <class Picker, class Clock, class Admission = distkit::no_admission>
 void bm_pick(benchmark::State& state) {
-  using lb_t = distkit::load_balancer<std::string, Picker, distkit::outlier_detection, Clock>;
+  using lb_t = distkit::load_balancer<std::string, Picker, distkit::outlier_detection, Clock, Admission>;
   auto& lb = shared_balancer<lb_t>(state.range(0));
   for (auto _ : state) {
     auto r = lb.try_pick();
@@ -153,6 +165,14 @@ DISTKIT_LB_BENCH((bm_pick_key<distkit::hash_picker<distkit::maglev_placement>, m
     ->Name("maglev/manual_clock");
 DISTKIT_LB_BENCH((bm_pick_key<distkit::bounded_load_picker<distkit::maglev_placement>, manual_clock>))
     ->Name("bounded_load_maglev/manual_clock");
+DISTKIT_LB_BENCH((bm_pick<distkit::p2c_least_request_picker, manual_clock,
+                          distkit::concurrency_limit_admission<distkit::aimd_limit>>))
+    ->Name("p2c_least_request/manual_clock/aimd_admission");
+DISTKIT_LB_BENCH((bm_pick<distkit::p2c_least_request_picker, manual_clock,
+                          distkit::concurrency_limit_admission<distkit::gradient2_limit>>))
+    ->Name("p2c_least_request/manual_clock/gradient2_admission");
+DISTKIT_LB_BENCH((bm_pick<distkit::p2c_least_request_picker, manual_clock, distkit::rate_limit_admission<>>))
+    ->Name("p2c_least_request/manual_clock/rate_admission");
 DISTKIT_LB_BENCH((bm_pick<distkit::p2c_least_request_picker, steady_time>))->Name("p2c_least_request/steady_time");
 DISTKIT_LB_BENCH((bm_pick<distkit::p2c_peak_ewma_picker, steady_time>))->Name("p2c_peak_ewma/steady_time");
 DISTKIT_LB_BENCH(bm_nginx_swrr)->Name("baseline/nginx_swrr_mutex");

@@ -559,6 +559,35 @@ TEST_CASE("circuit_breaker count window slides over the last N calls", "[circuit
   CHECK(b.state() == breaker_state::open);
 }
 
+TEST_CASE("circuit_breaker count window holds exactly the last N outcomes (seeded, against a model)",
+          "[circuit_breaker][count_window]") {
+  // Long runs of fast successes (which the window records without writing once it is full of
+  // them) between failures and slow calls: the counts always equal those of the last N.
+  const std::uint64_t seed = distkit_test::test_seed("count window model");
+  std::mt19937_64 rng(seed);
+  for (const std::uint32_t size : {1U, 2U, 5U, 64U}) {
+    distkit::count_window w(size);
+    std::vector<distkit::call_outcome> model;  // every outcome, oldest first
+    for (int step = 0; step < 4000; ++step) {
+      INFO("seed " << seed << ", size " << size << ", step " << step);
+      const auto kind = rng() % 32;
+      const distkit::call_outcome o{kind == 0, kind == 1};
+      const std::uint32_t n = (rng() % 4 == 0) ? 1 + static_cast<std::uint32_t>(rng() % 40) : 1;
+      const distkit::window_snapshot got = w.record(o, n, 0);
+      for (std::uint32_t i = 0; i < n; ++i) model.push_back(o);
+      distkit::window_snapshot want;
+      for (std::size_t i = model.size() > size ? model.size() - size : 0; i < model.size(); ++i) {
+        ++want.calls;
+        want.failed += model[i].failed ? 1 : 0;
+        want.slow += model[i].slow ? 1 : 0;
+      }
+      REQUIRE(got.calls == want.calls);
+      REQUIRE(got.failed == want.failed);
+      REQUIRE(got.slow == want.slow);
+    }
+  }
+}
+
 TEST_CASE("circuit_breaker count window caps the minimum number of calls at its size",
           "[circuit_breaker][count_window]") {
   distkit::manual_clock clock;

@@ -193,6 +193,14 @@ TEST_CASE("load_balancer peak-EWMA jumps to a slower response and decays towards
   CHECK(lb.stats("a").ewma_latency_ns == Approx(300e6));
 }
 
+TEST_CASE("load_balancer peak-EWMA decay weight agrees with exp(-x) to 1e-9 for every gap", "[load_balancer][ewma]") {
+  for (double x = 0.0; x < 50.0; x = x == 0.0 ? 1e-12 : x * 1.01) {
+    INFO("x = " << x);
+    CHECK(std::abs(distkit::detail::ewma_keep(x) - std::exp(-x)) <= 1e-9 * std::exp(-x));
+  }
+  CHECK(distkit::detail::ewma_keep(0.0) == 1.0);
+}
+
 TEST_CASE("load_balancer affinity sends a key to its placement's endpoint and moves only the keys of an ejected one",
           "[load_balancer][affinity]") {
   manual_clock clock;

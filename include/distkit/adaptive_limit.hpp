@@ -178,6 +178,12 @@ class adaptive_concurrency_limit {
       finish(limit_sample{std::chrono::duration_cast<std::chrono::nanoseconds>(rtt), inflight_at_start_, false});
     }
     void dropped() { finish(limit_sample{std::chrono::nanoseconds(0), inflight_at_start_, true}); }
+    /// A drop that took `rtt` (a timeout or a refusal seen after `rtt`): algorithms that read
+    /// the RTT of drops (Gradient2) see the real one.
+    template <class Rep, class Period>
+    void dropped(std::chrono::duration<Rep, Period> rtt) {
+      finish(limit_sample{std::chrono::duration_cast<std::chrono::nanoseconds>(rtt), inflight_at_start_, true});
+    }
     void ignore() noexcept {
       if (auto* o = std::exchange(owner_, nullptr)) o->release(nullptr);
     }

@@ -90,18 +90,32 @@ concept breaker_window = requires(W w, std::uint32_t size, call_outcome outcome,
 ///
 /// A ring of one-byte outcomes and one packed (calls, failed, slow) counter: a record claims a
 /// slot with `fetch_add`, swaps its outcome in and applies the difference with one `fetch_add`
-/// (none when the outcome replaced an equal one). O(1), no lock, no allocation.
+/// (none when the outcome replaced an equal one). A fast success recorded while the window is
+/// full of fast successes changes nothing and writes nothing. O(1), no lock, no allocation.
 class count_window {
  public:
   static constexpr bool is_time_based = false;
   static constexpr std::uint32_t max_size = 1U << 18;
 
-  explicit count_window(std::uint32_t size) : size_(size), slots_(std::make_unique<std::atomic<std::uint8_t>[]>(size)) {
+  explicit count_window(std::uint32_t size)
+      : size_(size),
+        all_fast_successes_(detail::packed_biased_zero + size),
+        slots_(std::make_unique<std::atomic<std::uint8_t>[]>(size)) {
     for (std::uint32_t i = 0; i < size_; ++i) slots_[i].store(0, std::memory_order_relaxed);
   }
 
   auto record(call_outcome outcome, std::uint32_t n, std::int64_t /*second*/) noexcept -> window_snapshot {
     const std::uint8_t code = outcome.code();
+    // Every slot holds a fast success and so does this record: whichever slots it claimed, it
+    // would replace fast successes with fast successes, and slots holding equal outcomes cannot
+    // be told apart, so the window is the same without the claim. Skipping it keeps the
+    // cursor's line unwritten: a healthy breaker's record is then two loads, not a locked add.
+    // (A record racing with this one may have swapped its slot and not yet applied its
+    // difference: this one then counts as having come first.)
+    if (code == call_outcome{}.code()) {
+      const std::uint64_t counts = counts_.load(std::memory_order_relaxed);
+      if (counts == all_fast_successes_) return detail::unpack_counts(counts);
+    }
     const std::uint64_t add = detail::packed_of_code(code);
     std::uint64_t index = cursor_.fetch_add(n, std::memory_order_relaxed) % size_;
     std::uint64_t delta = 0;  // modular: "new minus old" summed over the slots
@@ -136,6 +150,7 @@ class count_window {
 
  private:
   std::uint32_t size_;
+  std::uint64_t all_fast_successes_;  // counts_ when every slot holds a fast success
   std::unique_ptr<std::atomic<std::uint8_t>[]> slots_;
   alignas(64) std::atomic<std::uint64_t> cursor_{0};
   alignas(64) std::atomic<std::uint64_t> counts_{detail::packed_biased_zero};

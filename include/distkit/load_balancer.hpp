@@ -2,10 +2,12 @@
 // distkit/load_balancer.hpp: a client-side load balancer — smooth weighted round robin, P2C
 // least-request, P2C peak-EWMA and hash-ring affinity pickers over a lock-free membership
 // snapshot, with outlier ejection on one circuit breaker per endpoint, a maximum ejection
-// percentage, a panic threshold and slow start.
+// percentage, a panic threshold, slow start, and admission by an adaptive concurrency limit or
+// a rate limit.
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <bit>
 #include <chrono>
@@ -20,11 +22,13 @@
 #include <numeric>
 #include <optional>
 #include <span>
+#include <string>
 #include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "distkit/adaptive_limit.hpp"
 #include "distkit/circuit_breaker.hpp"
 #include "distkit/clock.hpp"
 #include "distkit/detail/error.hpp"
@@ -32,6 +36,7 @@
 #include "distkit/detail/snapshot_cell.hpp"
 #include "distkit/hash.hpp"
 #include "distkit/hash_ring.hpp"
+#include "distkit/rate_limiter.hpp"
 
 namespace distkit::inline v0 {
 
@@ -57,6 +62,15 @@ struct alignas(64) lb_endpoint_core {
 };
 
 inline constexpr std::uint32_t no_endpoint = std::numeric_limits<std::uint32_t>::max();
+
+// exp(-x) for x >= 0, the weight the peak-EWMA keeps after a gap of x decay times. Below 2^-10
+// (gaps under a thousandth of the decay time: 10 ms for Finagle's 10 s, the usual gap between
+// two responses of a busy endpoint) three terms of the series are within 2^-30 / 6 of it, at a
+// fraction of a call to std::exp.
+[[nodiscard]] inline auto ewma_keep(double x) noexcept -> double {
+  if (x < 0x1p-10) return 1.0 - x + 0.5 * x * x;
+  return std::exp(-x);
+}
 
 }  // namespace detail
 
@@ -657,6 +671,248 @@ struct aperture_member {
   return out;
 }
 
+/// @brief Why a pick returned no request (`load_balancer::pick_stats` counts each reason).
+enum class lb_refusal : std::uint8_t {
+  none,               ///< admitted
+  no_endpoint,        ///< no member, or none available (all ejected and no panic)
+  concurrency_limit,  ///< the admission policy's concurrency limit is reached
+  rate_limit,         ///< the admission policy's rate is spent for now
+};
+
+/// @brief Picks refused since the balancer was built, by reason (`load_balancer::pick_stats`).
+struct lb_pick_stats {
+  std::uint64_t no_endpoint = 0;        ///< no member, or none available
+  std::uint64_t concurrency_limit = 0;  ///< refused by a concurrency limit
+  std::uint64_t rate_limit = 0;         ///< refused by a rate limit
+};
+
+/// @brief An admission policy of `load_balancer`: whether a pick may go ahead at all, decided
+/// before an endpoint is chosen, so that a refusal touches no endpoint (no request in flight
+/// counted, no breaker permit or half-open probe taken).
+///
+/// Requires a member type `ticket` (default-constructible, holding nothing; nothrow-movable), and
+/// - `a.admit(ticket&, std::int64_t now_ns) -> lb_refusal`: `lb_refusal::none` after filling the
+///   ticket, or the reason of the refusal;
+/// - `a.success(ticket&, std::int64_t latency_ns)`, `a.failure(ticket&, std::int64_t latency_ns)`
+///   and `a.release(ticket&)`, all `noexcept`: the admitted request ended with that outcome, or
+///   without one. Each empties the ticket; on an empty ticket they do nothing.
+///
+/// Optional: `static constexpr bool admits_all = true`: the balancer then never calls the
+/// policy and a request carries nothing for it (`no_admission`, the default, costs nothing).
+template <class A>
+concept lb_admission =
+    std::move_constructible<A> && std::default_initializable<typename A::ticket> &&
+    std::is_nothrow_move_constructible_v<typename A::ticket> && std::is_nothrow_move_assignable_v<typename A::ticket> &&
+    requires(A& a, typename A::ticket& t, std::int64_t ns) {
+      { a.admit(t, ns) } -> std::same_as<lb_refusal>;
+      { a.success(t, ns) } noexcept;
+      { a.failure(t, ns) } noexcept;
+      { a.release(t) } noexcept;
+    };
+
+/// @brief No admission control: every pick goes ahead (the default; compiled away).
+struct no_admission {
+  struct ticket {};
+  static constexpr bool admits_all = true;
+  [[nodiscard]] auto admit(ticket& /*t*/, std::int64_t /*now_ns*/) noexcept -> lb_refusal { return lb_refusal::none; }
+  void success(ticket& /*t*/, std::int64_t /*latency_ns*/) noexcept {}
+  void failure(ticket& /*t*/, std::int64_t /*latency_ns*/) noexcept {}
+  void release(ticket& /*t*/) noexcept {}
+};
+
+/// @brief How `concurrency_limit_admission` counts a request that ended with `failure()`.
+enum class lb_failure_sample : std::uint8_t {
+  /// As an overload signal (Netflix's `onDropped`): AIMD backs off; Gradient2 reads its latency.
+  /// Right when failures are the dependency's own (errors under load, timeouts, refusals).
+  dropped,
+  /// Not at all (Netflix's `onIgnore`): the token is given back, the limit does not move. Right
+  /// when failures say nothing about load (a client's bad request).
+  ignored,
+};
+
+/// Options of `concurrency_limit_admission`.
+struct concurrency_limit_admission_options {
+  lb_failure_sample failures = lb_failure_sample::dropped;  ///< how `failure()` counts
+};
+
+/// @brief Admission by an adaptive concurrency limit (Netflix concurrency-limits, Envoy's
+/// adaptive concurrency filter) over the whole balancer: a pick takes a token from an
+/// `adaptive_concurrency_limit<Algorithm>` and is refused (`lb_refusal::concurrency_limit`) when
+/// the limit's requests are in flight; the request's outcome is the limit's sample.
+///
+/// `success(latency)` is a sample of that latency (AIMD treats one slower than its `timeout` as
+/// a drop); `failure(latency)` is a drop with that latency, or nothing with
+/// `lb_failure_sample::ignored`; a handle released or destroyed without an outcome gives its
+/// token back without a sample. The limit is learnt from every endpoint's latencies together:
+/// it bounds what this client sends to the service behind the balancer.
+///
+/// @tparam Algorithm  models `limit_algorithm`: `gradient2_limit` (default) or `aimd_limit`.
+/// @throws std::invalid_argument naming `failures` when it is not an enumerator (the algorithm's
+///         constructor names its own options).
+/// **Thread safety:** as `adaptive_concurrency_limit`: any thread; a token costs two short
+/// critical sections on one mutex.
+///
+/// @code
+/// using admission = distkit::concurrency_limit_admission<distkit::aimd_limit>;
+/// distkit::load_balancer<std::string, distkit::p2c_least_request_picker, distkit::outlier_detection,
+///                        distkit::steady_time, admission>
+///     lb({}, {}, {}, {}, admission{distkit::aimd_limit{{.initial = 50, .min = 10, .max = 500}}});
+/// lb.add("10.0.0.1:80");
+/// if (auto req = lb.try_pick()) {
+///   send(req->endpoint()) ? req->success() : req->failure();
+/// } else {
+///   // shed the request: lb.pick_stats().concurrency_limit counts it
+/// }
+/// @endcode
+template <limit_algorithm Algorithm = gradient2_limit>
+class concurrency_limit_admission {
+ public:
+  using limit_type = adaptive_concurrency_limit<Algorithm>;
+
+  /// One admitted request's token (empty when nothing is held).
+  class ticket {
+   public:
+    ticket() = default;
+    ticket(ticket&& other) noexcept { take(other); }
+    auto operator=(ticket&& other) noexcept -> ticket& {
+      if (this != &other) {
+        token_.reset();
+        take(other);
+      }
+      return *this;
+    }
+    ticket(const ticket&) = delete;
+    auto operator=(const ticket&) -> ticket& = delete;
+    ~ticket() = default;
+
+   private:
+    friend class concurrency_limit_admission;
+    void take(ticket& other) noexcept {
+      if (other.token_) {
+        token_.emplace(std::move(*other.token_));
+        other.token_.reset();
+      }
+    }
+    std::optional<typename limit_type::token> token_;
+  };
+
+  /// @throws std::invalid_argument naming `failures` when it is not an enumerator.
+  explicit concurrency_limit_admission(Algorithm algorithm = Algorithm{},
+                                       concurrency_limit_admission_options options = {})
+      : limit_(std::make_unique<limit_type>(std::move(algorithm))), options_(options) {
+    if (options_.failures != lb_failure_sample::dropped && options_.failures != lb_failure_sample::ignored) {
+      detail::throw_invalid_argument("concurrency_limit_admission", "failures", "must be dropped or ignored",
+                                     static_cast<int>(options_.failures));
+    }
+  }
+
+  [[nodiscard]] auto admit(ticket& t, std::int64_t /*now_ns*/) -> lb_refusal {
+    auto token = limit_->try_acquire();
+    if (!token) return lb_refusal::concurrency_limit;
+    t.token_.emplace(std::move(*token));
+    return lb_refusal::none;
+  }
+  void success(ticket& t, std::int64_t latency_ns) noexcept {
+    report(t, [latency_ns](auto& token) { token.success(std::chrono::nanoseconds(latency_ns)); });
+  }
+  void failure(ticket& t, std::int64_t latency_ns) noexcept {
+    if (options_.failures == lb_failure_sample::dropped) {
+      report(t, [latency_ns](auto& token) { token.dropped(std::chrono::nanoseconds(latency_ns)); });
+    } else {
+      release(t);
+    }
+  }
+  void release(ticket& t) noexcept { t.token_.reset(); }  // an unreported token is ignored
+
+  /// The current limit (requests in flight admitted at once).
+  [[nodiscard]] auto limit() const -> std::size_t { return limit_->limit(); }
+  /// Admitted requests not yet ended.
+  [[nodiscard]] auto inflight() const -> std::size_t { return limit_->inflight(); }
+  [[nodiscard]] auto options() const noexcept -> const concurrency_limit_admission_options& { return options_; }
+
+ private:
+  template <class Report>
+  static void report(ticket& t, const Report& r) noexcept {
+    if (!t.token_) return;
+    try {
+      r(*t.token_);
+    } catch (...) {  // the limit's mutex failed to lock: the token is given back unreported
+    }
+    t.token_.reset();
+  }
+
+  std::unique_ptr<limit_type> limit_;  // not movable itself (a mutex): the policy is
+  concurrency_limit_admission_options options_;
+};
+
+/// @brief Admission by a rate limit over the whole balancer: at most `limit` picks per `window`,
+/// decided by one key of a `rate_limiter` store at the balancer's clock. With `gcra` (the
+/// default) it is a token bucket: a burst of `limit` picks at once, then one per
+/// `window / limit`. A pick over the rate is refused (`lb_refusal::rate_limit`).
+///
+/// A pick admitted here spends its unit even when no endpoint is then available. Outcomes do
+/// not matter to a rate. The Store may be any `limiter_store` given with its key (the balancer
+/// has been tested with the in-process store only).
+///
+/// @tparam Algorithm  models `window_algorithm` (default `gcra`).
+/// @tparam Store      models `limiter_store` (default `local_store<Algorithm>`, one shard).
+/// @throws std::invalid_argument naming `limit` or `window` (out of range, as `rate_limiter`)
+///         or `key` (empty).
+/// **Thread safety:** as the store: any thread.
+///
+/// @code
+/// using admission = distkit::rate_limit_admission<>;
+/// distkit::load_balancer<std::string, distkit::p2c_least_request_picker, distkit::outlier_detection,
+///                        distkit::steady_time, admission>
+///     lb({}, {}, {}, {}, admission{{.limit = 1000, .window = std::chrono::seconds(1)}});
+/// lb.add("10.0.0.1:80");
+/// if (auto req = lb.try_pick()) req->success();  // else: over 1,000 picks a second
+/// @endcode
+template <window_algorithm Algorithm = gcra, limiter_store Store = local_store<Algorithm>>
+class rate_limit_admission {
+ public:
+  struct ticket {};
+
+  /// An in-process limit.
+  explicit rate_limit_admission(rate_limit limit)
+    requires std::constructible_from<Store, rate_limit>
+      : store_(make_store(limit)), key_("load_balancer") {}
+  /// A configured store, asked under `key`.
+  /// @throws std::invalid_argument naming `key` when it is empty.
+  explicit rate_limit_admission(Store store, std::string key = "load_balancer")
+      : store_(std::move(store)), key_(std::move(key)) {
+    if (key_.empty()) detail::throw_invalid_argument("rate_limit_admission", "key", "must not be empty");
+  }
+
+  [[nodiscard]] auto admit(ticket& /*t*/, std::int64_t now_ns) -> lb_refusal {
+    const decision d = store_.try_acquire(key_, 1, now_ns);
+    return d.allowed ? lb_refusal::none : lb_refusal::rate_limit;
+  }
+  void success(ticket& /*t*/, std::int64_t /*latency_ns*/) noexcept {}
+  void failure(ticket& /*t*/, std::int64_t /*latency_ns*/) noexcept {}
+  void release(ticket& /*t*/) noexcept {}
+
+  [[nodiscard]] auto policy() const noexcept -> const rate_limit& { return store_.policy(); }
+  [[nodiscard]] auto store() noexcept -> Store& { return store_; }
+
+ private:
+  static auto make_store(rate_limit limit) -> Store {
+    if constexpr (std::constructible_from<Store, rate_limit, local_store_options>) {
+      return Store(limit, local_store_options{.shards = 1});  // one key: one shard
+    } else {
+      return Store(limit);
+    }
+  }
+
+  Store store_;
+  std::string key_;
+};
+
+static_assert(lb_admission<no_admission>);
+static_assert(lb_admission<concurrency_limit_admission<aimd_limit>>);
+static_assert(lb_admission<concurrency_limit_admission<gradient2_limit>>);
+static_assert(lb_admission<rate_limit_admission<>>);
+
 /// @brief Settings of `load_balancer` that do not depend on the picker or the health policy.
 struct load_balancer_options {
   /// Slow start (Envoy's `slow_start_config`): an endpoint added after the first pick, or
@@ -686,6 +942,10 @@ using load_balancer_config [[deprecated("use distkit::load_balancer_options")]] 
 /// @tparam Picker    models `lb_picker` (default `p2c_least_request_picker`).
 /// @tparam Health    models `lb_health` (default `outlier_detection`).
 /// @tparam Clock     models `time_source` (default `steady_time`; tests use `manual_clock`).
+/// @tparam Admission models `lb_admission` (default `no_admission`, which costs nothing):
+///                   `concurrency_limit_admission<aimd_limit | gradient2_limit>` or
+///                   `rate_limit_admission<>` refuse picks before an endpoint is chosen (an
+///                   empty optional, counted by reason in `pick_stats()`).
 ///
 /// @throws std::invalid_argument from the constructor naming a parameter out of range, and from
 ///         membership changes for a duplicate or missing endpoint or a weight of 0.
@@ -707,7 +967,7 @@ using load_balancer_config [[deprecated("use distkit::load_balancer_options")]] 
 /// }
 /// @endcode
 template <class Endpoint, lb_picker Picker = p2c_least_request_picker, lb_health Health = outlier_detection,
-          time_source Clock = steady_time>
+          time_source Clock = steady_time, lb_admission Admission = no_admission>
   requires std::copy_constructible<Endpoint> && std::equality_comparable<Endpoint>
 class load_balancer {
   static constexpr bool needs_key_bytes = [] {
@@ -721,6 +981,14 @@ class load_balancer {
                 "distkit::load_balancer: an affinity picker hashes endpoint names: the Endpoint must be byte_hashable");
 
   using breaker_type = circuit_breaker<count_window, Clock>;
+  using ticket_type = typename Admission::ticket;
+  static constexpr bool admits_all = [] {
+    if constexpr (requires { Admission::admits_all; }) {
+      return static_cast<bool>(Admission::admits_all);
+    } else {
+      return false;
+    }
+  }();
 
   struct node {
     node(const Endpoint& e, const circuit_breaker_options& c, const Clock& clock) : endpoint(e), breaker(c, clock) {}
@@ -741,6 +1009,7 @@ class load_balancer {
   using picker_type = Picker;
   using health_type = Health;
   using clock_type = Clock;
+  using admission_type = Admission;
 
   /// @brief One request to the endpoint a pick chose. Move-only; report its outcome once.
   class request {
@@ -749,7 +1018,8 @@ class load_balancer {
         : owner_(std::exchange(other.owner_, nullptr)),
           node_(other.node_),
           permit_(std::move(other.permit_)),
-          start_ns_(other.start_ns_) {}
+          start_ns_(other.start_ns_),
+          ticket_(std::move(other.ticket_)) {}
     auto operator=(request&& other) noexcept -> request& {
       if (this != &other) {
         release();
@@ -757,6 +1027,7 @@ class load_balancer {
         node_ = other.node_;
         permit_ = std::move(other.permit_);
         start_ns_ = other.start_ns_;
+        ticket_ = std::move(other.ticket_);
       }
       return *this;
     }
@@ -780,11 +1051,13 @@ class load_balancer {
     void failure(std::chrono::duration<Rep, Period> latency) noexcept {
       finish(true, std::chrono::duration_cast<std::chrono::nanoseconds>(latency).count());
     }
-    /// Ends the request without an outcome (as if destroyed).
+    /// Ends the request without an outcome (as if destroyed): an admission token is given
+    /// back without a sample.
     void release() noexcept {
       if (auto* owner = std::exchange(owner_, nullptr)) {
         node_->core.active.fetch_sub(1, std::memory_order_relaxed);
         if (permit_) permit_->release();
+        if constexpr (!admits_all) owner->admission_.release(ticket_);
         (void)owner;
       }
     }
@@ -793,9 +1066,9 @@ class load_balancer {
 
    private:
     friend class load_balancer;
-    request(load_balancer* owner, node* n, std::optional<typename breaker_type::permit> permit,
-            std::int64_t start_ns) noexcept
-        : owner_(owner), node_(n), permit_(std::move(permit)), start_ns_(start_ns) {}
+    request(load_balancer* owner, node* n, std::optional<typename breaker_type::permit> permit, std::int64_t start_ns,
+            ticket_type&& ticket) noexcept
+        : owner_(owner), node_(n), permit_(std::move(permit)), start_ns_(start_ns), ticket_(std::move(ticket)) {}
 
     void finish(bool failed, std::int64_t latency_ns) noexcept {
       auto* owner = std::exchange(owner_, nullptr);
@@ -804,12 +1077,22 @@ class load_balancer {
       if (latency_ns < 0) latency_ns = std::max<std::int64_t>(0, now - start_ns_);
       owner->record(*node_, permit_, failed, latency_ns, now);
       node_->core.active.fetch_sub(1, std::memory_order_relaxed);
+      // After the endpoint's count: a request admitted with the token given back here is
+      // counted in flight only once this one is not.
+      if constexpr (!admits_all) {
+        if (failed) {
+          owner->admission_.failure(ticket_, latency_ns);
+        } else {
+          owner->admission_.success(ticket_, latency_ns);
+        }
+      }
     }
 
     load_balancer* owner_;
     node* node_;
     std::optional<typename breaker_type::permit> permit_;
     std::int64_t start_ns_;
+    [[no_unique_address]] ticket_type ticket_;
   };
 
   /// What `stats` reports for one endpoint.
@@ -824,13 +1107,17 @@ class load_balancer {
 
   /// @throws std::invalid_argument naming the first parameter out of range.
   explicit load_balancer(load_balancer_options config = {}, Picker picker = Picker{}, Health health = Health{},
-                         Clock clock = Clock{})
+                         Clock clock = Clock{}, Admission admission = Admission{})
       : config_(validated(config)),
         picker_(std::move(picker)),
         health_(validated(std::move(health))),
         clock_(std::move(clock)),
+        admission_(std::move(admission)),
         cell_(std::make_unique<const snapshot>(), config.seed),
-        ewma_decay_ns_(static_cast<double>(config_.ewma_decay.count())) {
+        ewma_decay_ns_(static_cast<double>(config_.ewma_decay.count())),
+        ramp_window_ns_(std::max<std::int64_t>(1, config_.slow_start_window.count())),
+        ramp_exponent_(1.0 / config_.slow_start_aggression),
+        ramp_floor_(static_cast<double>(config_.slow_start_min_weight_percent) / 100.0) {
     next_sweep_ns_.store(now_ns() + health_.interval.count(), std::memory_order_relaxed);
   }
   load_balancer(const load_balancer&) = delete;
@@ -969,7 +1256,17 @@ class load_balancer {
     }
   }
 
+  /// Picks refused so far, by reason.
+  [[nodiscard]] auto pick_stats() const noexcept -> lb_pick_stats {
+    lb_pick_stats s;
+    s.no_endpoint = refused(lb_refusal::no_endpoint);
+    s.concurrency_limit = refused(lb_refusal::concurrency_limit);
+    s.rate_limit = refused(lb_refusal::rate_limit);
+    return s;
+  }
+
   [[nodiscard]] auto config() const noexcept -> const load_balancer_options& { return config_; }
+  [[nodiscard]] auto admission() const noexcept -> const Admission& { return admission_; }
   [[nodiscard]] auto health() const noexcept -> const Health& { return health_; }
   [[nodiscard]] auto picker() const noexcept -> const Picker& { return picker_; }
 
@@ -1065,16 +1362,24 @@ class load_balancer {
 
   [[nodiscard]] auto view_of(const snapshot& s, std::int64_t now, bool panic, std::uint64_t key_hash,
                              bool has_key) const noexcept -> lb_pick_view {
-    const std::int64_t window = std::max<std::int64_t>(1, config_.slow_start_window.count());
-    return lb_pick_view(s.entries, now, panic, key_hash, has_key, window, 1.0 / config_.slow_start_aggression,
-                        static_cast<double>(config_.slow_start_min_weight_percent) / 100.0);
+    return lb_pick_view(s.entries, now, panic, key_hash, has_key, ramp_window_ns_, ramp_exponent_, ramp_floor_);
   }
 
   auto pick(std::uint64_t key_hash, bool has_key) -> std::optional<request> {
     const std::int64_t now = now_ns();
     const auto snap = cell_.read();
     const std::size_t n = snap->nodes.size();
-    if (DISTKIT_UNLIKELY(n == 0)) return std::nullopt;
+    if (DISTKIT_UNLIKELY(n == 0)) return refuse(lb_refusal::no_endpoint);
+    // Admission comes first: a refused pick touches no endpoint (no permit, no count in flight).
+    ticket_type ticket;
+    if constexpr (!admits_all) {
+      const lb_refusal refusal = admission_.admit(ticket, now);
+#if !defined(DISTKIT_LB_MUTATION_IGNORE_ADMISSION)  // test-only mutation: the admission tests must catch it
+      if (DISTKIT_UNLIKELY(refusal != lb_refusal::none)) return refuse(refusal);
+#else
+      (void)refusal;
+#endif
+    }
     if (DISTKIT_UNLIKELY(!picked_.load(std::memory_order_relaxed))) picked_.store(true, std::memory_order_relaxed);
     const bool panic = in_panic(n);
     const lb_pick_view view = view_of(*snap, now, panic, key_hash, has_key);
@@ -1090,9 +1395,18 @@ class load_balancer {
         continue;
       }
       chosen->core.active.fetch_add(1, std::memory_order_relaxed);
-      return request(this, chosen, std::move(permit), now);
+      return request(this, chosen, std::move(permit), now, std::move(ticket));
     }
+    if constexpr (!admits_all) admission_.release(ticket);
+    return refuse(lb_refusal::no_endpoint);
+  }
+
+  DISTKIT_COLD auto refuse(lb_refusal why) noexcept -> std::optional<request> {
+    refused_[static_cast<std::size_t>(why)].fetch_add(1, std::memory_order_relaxed);
     return std::nullopt;
+  }
+  [[nodiscard]] auto refused(lb_refusal why) const noexcept -> std::uint64_t {
+    return refused_[static_cast<std::size_t>(why)].load(std::memory_order_relaxed);
   }
 
   void record(node& n, std::optional<typename breaker_type::permit>& permit, bool failed, std::int64_t latency_ns,
@@ -1138,7 +1452,7 @@ class load_balancer {
     if (cost != 0.0 && rtt <= cost) {
       const std::int64_t stamp = c.ewma_stamp_ns.load(std::memory_order_relaxed);
       const double td = static_cast<double>(std::max<std::int64_t>(0, now - stamp));
-      const double w = std::exp(-td / ewma_decay_ns_);
+      const double w = detail::ewma_keep(td / ewma_decay_ns_);
       next = cost * w + rtt * (1.0 - w);
     }
     c.ewma_bits.store(std::bit_cast<std::uint64_t>(next), std::memory_order_relaxed);
@@ -1199,13 +1513,20 @@ class load_balancer {
   Picker picker_;
   Health health_;
   Clock clock_;
+  [[no_unique_address]] Admission admission_;
   std::vector<std::unique_ptr<node>> kept_;  // every endpoint ever added (guarded by the write mutex)
   detail::snapshot_cell<snapshot> cell_;
   double ewma_decay_ns_;
+  // The slow-start ramp's terms, worked out once (a pick reads them).
+  std::int64_t ramp_window_ns_;
+  double ramp_exponent_;
+  double ramp_floor_;
   alignas(64) std::atomic<std::int64_t> ejected_{0};
   std::atomic<std::uint64_t> size_{0};
   std::atomic<std::int64_t> next_sweep_ns_{0};
   std::atomic<bool> picked_{false};  // slow start applies to endpoints added after the first pick
+  // Written only by refused picks: a line of its own, away from what every pick reads.
+  alignas(64) std::array<std::atomic<std::uint64_t>, 4> refused_{};
 };
 
 /// A backend's report of its own load (as in ORCA, which gRPC's weighted round robin reads).
