@@ -810,6 +810,34 @@ TEST_CASE("adaptive limit Gradient2: grows while latency holds, shrinks when it 
   CHECK_THROWS_WITH(distkit::gradient2_limit({.rtt_tolerance = 0.5}), Catch::Contains("rtt_tolerance"));
 }
 
+TEST_CASE("adaptive limit Gradient2: a drop reported without its RTT moves neither the limit nor the long RTT",
+          "[load_balancer][adaptive_limit]") {
+  // token::dropped() with no duration reports an RTT of 0. Read as a latency it would look like
+  // the fastest answer ever seen: it dragged the long-term RTT toward zero and raised the limit
+  // on an overload signal. Gradient2 reads only RTTs, so such a sample carries nothing for it.
+  distkit::gradient2_limit g{{.initial = 20, .min = 5, .max = 100}};
+  double limit = 20;
+  for (int i = 0; i < 50; ++i) limit = g.update(limit, {.rtt = 10ms, .inflight = 20});
+  const double before = limit;
+  const auto long_before = g.long_rtt();
+  for (int i = 0; i < 20; ++i) limit = g.update(limit, {.rtt = 0ns, .inflight = 20, .dropped = true});
+  CHECK(limit == before);
+  CHECK(g.long_rtt() == long_before);
+  // Through the limiter's token, as a caller reports a refusal it could not time.
+  distkit::adaptive_concurrency_limit<distkit::gradient2_limit> lim{
+      distkit::gradient2_limit{{.initial = 10, .min = 5}}};
+  const std::size_t start = lim.limit();
+  for (int i = 0; i < 10; ++i) {
+    auto t = lim.try_acquire();
+    REQUIRE(t);
+    t->dropped();
+  }
+  CHECK(lim.limit() <= start);
+  // A drop that took its time is still a sample of that time.
+  limit = g.update(before, {.rtt = 40ms, .inflight = 100, .dropped = true});
+  CHECK(limit < before);
+}
+
 // The former names still compile (with a deprecation warning, silenced here) and are the same types.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"

@@ -92,7 +92,8 @@ struct gradient2_limit_options {
 /// limit grows by `queue_size` per sample (smoothed), and as queueing makes the short RTT
 /// exceed `rtt_tolerance` x the long one the limit shrinks by up to half per sample. A sample
 /// taken while less than half the limit was in use leaves it alone (the limit was not the
-/// bottleneck). Drops do not move it; the RTT does.
+/// bottleneck). Drops do not move it; the RTT does (a drop reported without its RTT, by
+/// `token::dropped()`, is not a sample for it: report `dropped(rtt)` to let its time count).
 class gradient2_limit {
  public:
   /// @throws std::invalid_argument naming the option out of range.
@@ -111,6 +112,10 @@ class gradient2_limit {
   }
   [[nodiscard]] auto initial() const noexcept -> double { return o_.initial; }
   auto update(double limit, const limit_sample& s) noexcept -> double {
+    // A drop reported without its duration (`token::dropped()`) has no RTT to read: it moves
+    // neither the long RTT nor the limit (read as 0 ns it would look like the fastest answer
+    // yet and raise the limit on an overload signal).
+    if (s.dropped && s.rtt.count() <= 0) return limit;
     const double short_rtt = static_cast<double>(std::max<std::int64_t>(s.rtt.count(), 1));
     // The long-term RTT: a plain mean over the first samples (warm-up), then an exponential
     // average over `long_window`.
